@@ -1,0 +1,103 @@
+"""Checkpoints as a directory of `model.safetensors` + `checkpoint.json`; never pickle.
+
+The JSON holds everything needed to rebuild the model without the training code's state: the model
+config, the sizes fixed by the data (`ModelSpec`), the env the data came from, and free-form metadata
+(training step, validation loss, the calibrated success threshold). Normalisation statistics are model
+buffers, so they travel inside the safetensors file. Writes go to a temporary directory that is renamed
+into place, so an interrupted save never leaves a half-written checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from siefm.config import ModelConfig, from_dict, to_dict
+from siefm.models.efm import EFM, ModelSpec
+
+FORMAT = "siefm.checkpoint/1"
+WEIGHTS = "model.safetensors"
+METADATA = "checkpoint.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt, or does not fit what it is used for."""
+
+
+def save_checkpoint(path: Path, model: EFM, metadata: dict[str, Any] | None = None) -> Path:
+    """Writes `model` and `metadata` (JSON-ready) to the directory `path`, replacing it atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    state = {key: value.detach().contiguous().cpu() for key, value in model.state_dict().items()}
+    save_file(state, str(tmp / WEIGHTS))
+    info = {
+        "format": FORMAT,
+        "model_config": to_dict(model.config),
+        "spec": to_dict(model.spec),
+        "metadata": metadata or {},
+    }
+    (tmp / METADATA).write_text(json.dumps(info, indent=2))
+    replace_dir(tmp, path)
+    return path
+
+
+def load_checkpoint(path: Path) -> tuple[EFM, dict[str, Any]]:
+    """Rebuilds the model saved at `path`; returns it (eval mode) and the checkpoint's metadata."""
+    path = Path(path)
+    info = read_checkpoint_info(path)
+    try:
+        config = from_dict(ModelConfig, info["model_config"])
+        spec = ModelSpec(**info["spec"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path / METADATA} has an invalid model description ({error}).") from error
+    model = EFM(config, spec, _placeholder_stats(spec))  # buffers are overwritten by the saved ones
+    try:
+        state = load_file(str(path / WEIGHTS))
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{path / WEIGHTS} is not a readable safetensors file ({error}).") from error
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise CheckpointError(f"{path / WEIGHTS} does not match the model in {METADATA}: {error}") from error
+    return model.eval(), info["metadata"]
+
+
+def read_checkpoint_info(path: Path) -> dict[str, Any]:
+    """The parsed `checkpoint.json`, with clear errors for a missing or foreign checkpoint."""
+    if not (path / METADATA).is_file() or not (path / WEIGHTS).is_file():
+        raise CheckpointError(
+            f"{path} is not a siefm checkpoint: it needs {WEIGHTS} and {METADATA}. "
+            "Pass a checkpoint directory written by `siefm sft` or `siefm improve`."
+        )
+    try:
+        info = json.loads((path / METADATA).read_text())
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path / METADATA} is not valid JSON ({error}); the checkpoint is corrupt.") from error
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise CheckpointError(f"{path / METADATA} is not a {FORMAT} checkpoint description.")
+    return info
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Moves directory `src` to `dst`, replacing `dst`; the old copy is removed only after the move."""
+    old = dst.with_name(dst.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dst.exists():
+        dst.rename(old)
+    src.rename(dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _placeholder_stats(spec: ModelSpec) -> dict[str, dict[str, torch.Tensor]]:
+    def stats(dim: int) -> dict[str, torch.Tensor]:
+        return {"mean": torch.zeros(dim), "std": torch.ones(dim), "min": -torch.ones(dim), "max": torch.ones(dim)}
+
+    return {"state": stats(spec.state_dim), "goal": stats(spec.goal_dim), "action": stats(spec.action_dim)}

@@ -1,0 +1,166 @@
+"""The whole recipe on PointMass in one call: collect -> Stage 1 -> Stage 2 -> eval -> report.
+
+`run_demo` is what `siefm demo pointmass` and `benchmarks/pointmass.py` call. It writes `results.json`
+(DESIGN.md schema), `trajectories.png` and `learning_curve.png` into the output directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from siefm.checkpoint import load_checkpoint
+from siefm.config import CollectConfig, EvalConfig, ImproveConfig, SFTConfig, to_dict
+from siefm.data.collect import collect_demonstrations
+from siefm.data.dataset import read_dataset
+from siefm.data.sampler import split_episodes
+from siefm.envs.pointmass import PointMassConfig
+from siefm.envs.pointmass_demos import simulate_demonstrator, straight_line_policy
+from siefm.eval.diagnostics import reward_model_diagnostics
+from siefm.eval.evaluate import EvalResult, efm_policy, evaluate, wilson_interval
+from siefm.eval.plots import plot_learning_curve, plot_trajectories
+from siefm.improve.train import improve
+from siefm.logging import read_metrics
+from siefm.sft import train_sft
+
+log = logging.getLogger("siefm")
+
+NUM_PLOTTED = 10
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Settings of every stage of the demo; the defaults finish in a few minutes on 2 CPU cores."""
+
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    improve: ImproveConfig = field(default_factory=ImproveConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def run_demo(out: Path, config: DemoConfig) -> dict[str, Any]:
+    """Runs every stage into `out/{dataset,sft,improve}` and writes the report files into `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps({"command": "demo", "demo": to_dict(config)}, indent=2))
+    start = time.perf_counter()
+    dataset_dir = collect_demonstrations(out / "dataset", config.collect, overwrite=True)
+    collect_seconds = time.perf_counter() - start
+    sft_run = train_sft(dataset_dir, out / "sft", config.sft)
+    improve_run = out / "improve"
+    if improve_run.exists():  # a demo always starts Stage 2 afresh; `siefm improve --resume` is for resuming
+        shutil.rmtree(improve_run)
+    improved = improve(sft_run, improve_run, config.improve)
+    results = report(out, dataset_dir, sft_run, improved, config)
+    results["collect"] = {"wall_seconds": collect_seconds}
+    results["total_wall_seconds"] = time.perf_counter() - start
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def report(out: Path, dataset_dir: Path, sft_run: Path, improved: Path, config: DemoConfig) -> dict[str, Any]:
+    """Evaluates every policy on the same seeds, diagnoses the reward model, draws the figures."""
+    env_config = PointMassConfig(**config.collect.env.__dict__)
+    bc_model, _ = load_checkpoint(sft_run / "checkpoints" / "policy")
+    reward_model, reward_meta = load_checkpoint(sft_run / "checkpoints" / "reward")
+    improved_model, improved_meta = load_checkpoint(improved)
+    ev = config.eval
+    results_by_name: dict[str, EvalResult] = {}
+    for name, policy in (
+        ("bc", efm_policy(bc_model, ev.deterministic, ev.seed)),
+        ("improved", efm_policy(improved_model, ev.deterministic, ev.seed)),
+        ("optimal", straight_line_policy),
+    ):
+        results_by_name[name] = evaluate(policy, env_config, ev.episodes, ev.seed, ev.max_steps)
+    demonstrator = evaluate_demonstrator(env_config, config.collect, ev)
+    dataset = read_dataset(dataset_dir)
+    _, val_ids = split_episodes(dataset.num_episodes, config.sft.val_fraction, config.sft.seed)
+    records = read_metrics(out / "improve" / "metrics.jsonl")
+    sft_summary = json.loads((sft_run / "sft_summary.json").read_text())
+    lengths = np.diff(dataset.episode_bounds, axis=1)[:, 0] - 1
+    results = {
+        "env": {"id": "siefm/PointMass-v0", "config": to_dict(env_config)},
+        "dataset": {"success_rate": 1.0, "success_ci95": list(wilson_interval(len(lengths), len(lengths))),
+                    "mean_steps": float(lengths.mean()), "std_steps": float(lengths.std()),
+                    "episodes": int(dataset.num_episodes), "frames": int(dataset.num_frames)},  # fmt: skip
+        "demonstrator": demonstrator.summary(),
+        **{name: result.summary() for name, result in results_by_name.items()},
+        "improve": {**improved_meta["improve"], **pooled_detector_scores(records),
+                    "success_threshold": improved_meta["success_threshold"]},  # fmt: skip
+        "sft": {"wall_seconds": sft_summary["wall_seconds"], "steps": sft_summary["steps"]},
+        "reward_model": {**reward_model_diagnostics(reward_model, dataset.select_episodes(val_ids)),
+                         "success_threshold": reward_meta["success_threshold"],
+                         "calibration": reward_meta["calibration"], "step": reward_meta["step"]},  # fmt: skip
+        "machine": machine_info(),
+    }
+    results["improved"]["steps_vs_optimal"] = results["improved"]["mean_steps"] / results["optimal"]["mean_steps"]
+    draw_figures(out, dataset, results_by_name, records, env_config)
+    return results
+
+
+def evaluate_demonstrator(env_config: PointMassConfig, collect: CollectConfig, ev: EvalConfig) -> EvalResult:
+    """The waypoint demonstrator on the evaluation seeds (same starts and goals as the policies)."""
+    positions, length, goals = simulate_demonstrator(ev.episodes, env_config, ev.seed, collect.num_waypoints, ev.max_steps)
+    success = length >= 0
+    return EvalResult(
+        success_rate=float(success.mean()),
+        success_ci95=wilson_interval(int(success.sum()), ev.episodes),
+        mean_steps=float(np.where(success, length, ev.max_steps).mean()),
+        episodes=ev.episodes,
+        positions=positions,
+        goals=goals,
+    )
+
+
+def pooled_detector_scores(records: list[dict[str, Any]]) -> dict[str, float]:
+    """Detector precision and recall against true success over all practice episodes of Stage 2."""
+    hits = sum(r["rollout/detected_and_true"] for r in records if "rollout/detected_and_true" in r)
+    detected = sum(r["rollout/detected_count"] for r in records if "rollout/detected_count" in r)
+    true = sum(r["rollout/true_count"] for r in records if "rollout/true_count" in r)
+    return {
+        "detector_precision": hits / detected if detected else float("nan"),
+        "detector_recall": hits / true if true else float("nan"),
+    }
+
+
+def draw_figures(
+    out: Path,
+    dataset: Any,
+    results: dict[str, EvalResult],
+    records: list[dict[str, Any]],
+    env_config: PointMassConfig,
+) -> None:
+    demos = [dataset.episode(i)["observation.state"][:, :2] for i in range(min(NUM_PLOTTED, dataset.num_episodes))]
+    demo_goals = np.stack([dataset.episode(i)["goal"][0] for i in range(len(demos))])
+
+    def panel(title: str, result: EvalResult) -> tuple[str, list[np.ndarray], np.ndarray]:
+        paths = [result.positions[:, i] for i in range(NUM_PLOTTED)]
+        return f"{title}\nsuccess {result.success_rate:.0%}, {result.mean_steps:.1f} steps", paths, result.goals[:NUM_PLOTTED]
+
+    panels = [
+        (f"dataset (demonstrator)\n{len(demos)} of {dataset.num_episodes} episodes", demos, demo_goals),
+        panel("Stage 1 (BC)", results["bc"]),
+        panel("Stage 2 (self-improved)", results["improved"]),
+    ]
+    plot_trajectories(panels, out / "trajectories.png", env_config.success_radius)
+    plot_learning_curve(records, out / "learning_curve.png", results["optimal"].mean_steps)
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }

@@ -1,0 +1,1 @@
+"""Evaluation: true success with confidence intervals, reward-model diagnostics, plots."""

@@ -1,0 +1,80 @@
+"""True-success evaluation of a policy on PointMass, with Wilson 95% confidence intervals.
+
+Every policy compared in a report is run on the same seeded starts and goals. Episodes end on the
+simulator's success or at the time limit; `mean_steps` averages all episodes (a failure counts the limit).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from siefm.envs.pointmass import BatchedPointMass, PointMassConfig
+from siefm.envs.pointmass_demos import run_controller
+from siefm.models.efm import EFM
+
+Policy = Callable[[dict[str, np.ndarray]], np.ndarray]
+
+
+@dataclass
+class EvalResult:
+    success_rate: float
+    success_ci95: tuple[float, float]
+    mean_steps: float
+    episodes: int
+    positions: np.ndarray  # (T + 1, E, 2), for trajectory plots
+    goals: np.ndarray  # (E, 2)
+
+    def summary(self) -> dict[str, object]:
+        """The `results.json` form (DESIGN.md schema)."""
+        return {
+            "success_rate": self.success_rate,
+            "success_ci95": list(self.success_ci95),
+            "mean_steps": self.mean_steps,
+            "episodes": self.episodes,
+        }
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (well behaved at 0% and 100%)."""
+    if trials <= 0:
+        raise ValueError(f"trials must be > 0, got {trials}.")
+    p = successes / trials
+    denom = 1 + z**2 / trials
+    centre = (p + z**2 / (2 * trials)) / denom
+    half = z * math.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def efm_policy(model: EFM, deterministic: bool = False, seed: int = 0) -> Policy:
+    """Wraps an EFM as a numpy policy for evaluation (sampling from a seeded generator)."""
+    generator = torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
+        obs_t = {"state": torch.from_numpy(obs["state"])}
+        action, _ = model.act(obs_t, torch.from_numpy(obs["goal"]), deterministic=deterministic, generator=generator)
+        return action.numpy().astype(np.float64)
+
+    return act
+
+
+def evaluate(policy: Policy, env_config: PointMassConfig, episodes: int, seed: int, max_steps: int) -> EvalResult:
+    """Runs `episodes` seeded episodes in one batch and measures true success and episode length."""
+    world = BatchedPointMass(episodes, env_config, seed=seed)
+    world.reset()
+    goals = world.goal.copy()
+    success, length, positions = run_controller(policy, world, max_steps)
+    num_success = int(success.sum())
+    return EvalResult(
+        success_rate=num_success / episodes,
+        success_ci95=wilson_interval(num_success, episodes),
+        mean_steps=float(length.mean()),
+        episodes=episodes,
+        positions=positions,
+        goals=goals,
+    )

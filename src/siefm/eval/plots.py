@@ -1,0 +1,59 @@
+"""Figures of a PointMass run: trajectories side by side, and the Stage 2 learning curve."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: runs write PNGs, nothing opens a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_trajectories(panels: Sequence[tuple[str, list[np.ndarray], np.ndarray]], path: Path, radius: float) -> Path:
+    """One panel per (title, list of (T_i, 2) paths, (n, 2) goals); goals drawn with the success radius."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.4), squeeze=False)
+    colors = plt.cm.tab10(np.linspace(0, 1, 10))
+    for ax, (title, paths, goals) in zip(axes[0], panels, strict=True):
+        for i, (xy, goal) in enumerate(zip(paths, goals, strict=True)):
+            color = colors[i % 10]
+            ax.plot(xy[:, 0], xy[:, 1], "-", color=color, lw=1.2, alpha=0.9)
+            ax.plot(*xy[0], "o", color=color, ms=4)
+            ax.add_patch(plt.Circle(goal, radius, color=color, fill=False, lw=1.0))
+            ax.plot(*goal, "*", color=color, ms=9, mec="k", mew=0.4)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlim(-1.6, 1.6)
+        ax.set_ylim(-1.6, 1.6)
+        ax.set_aspect("equal")
+        ax.grid(alpha=0.3)
+    fig.suptitle("o start   * goal (circle: success radius)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_learning_curve(records: Sequence[dict[str, Any]], path: Path, reference_steps: float | None = None) -> Path:
+    """True and detected success and mean episode length of practice episodes against env steps."""
+    rows = [r for r in records if "improve/env_steps" in r]
+    steps = np.array([r["improve/env_steps"] for r in rows])
+    fig, (ax_success, ax_length) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax_success.plot(steps, [r["rollout/true_success"] for r in rows], label="true success (simulator)")
+    ax_success.plot(steps, [r["rollout/detected_success"] for r in rows], "--", label="detected success (d <= s)")
+    ax_success.set_ylim(-0.02, 1.02)
+    ax_success.set_ylabel("fraction of practice episodes")
+    ax_length.plot(steps, [r["rollout/episode_length"] for r in rows], color="C2", label="practice episode length")
+    if reference_steps is not None:
+        ax_length.axhline(reference_steps, color="k", ls=":", label="straight-line controller")
+    ax_length.set_ylabel("steps")
+    for ax in (ax_success, ax_length):
+        ax.set_xlabel("env steps in Stage 2")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

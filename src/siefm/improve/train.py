@@ -1,0 +1,188 @@
+"""Stage 2, Self-Improvement: the paper's Algorithm 1 as one loop (PAPER.md §4).
+
+Each iteration empties the buffer, lets the fleet practise with the current policy until the buffer holds
+N x B samples of complete episodes (rewards and termination from the frozen reward model), takes N
+REINFORCE steps on minibatches of B drawn without replacement, and discards the buffer. After every
+iteration the whole training state (policy, optimizer, counters, RNGs) is saved, so `resume_improve` can
+continue a run killed at any moment from its last completed iteration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from siefm.checkpoint import CheckpointError, load_checkpoint, replace_dir, save_checkpoint
+from siefm.config import ImproveConfig, from_dict, to_dict
+from siefm.envs.pointmass import PointMassConfig
+from siefm.improve.fleet import LocalFleet
+from siefm.improve.reinforce import reinforce_loss
+from siefm.improve.reward import RewardModel
+from siefm.improve.rollout import PracticeBatch, collect_practice
+from siefm.logging import MetricLogger, read_metrics
+from siefm.models.efm import EFM
+
+log = logging.getLogger("siefm")
+
+STATE_DIR = "state"  # the latest completed iteration, for --resume
+POLICY_DIR = "checkpoints/policy"  # the improved policy, written at the end
+
+
+def improve(sft_run: Path, out: Path, config: ImproveConfig) -> Path:
+    """Runs Stage 2 from the checkpoints of a Stage 1 run; returns the improved policy checkpoint."""
+    out = Path(out)
+    if (out / "config.json").exists():
+        raise FileExistsError(f"{out} already holds a Stage 2 run; continue it with --resume {out} or pick a new --out.")
+    out.mkdir(parents=True, exist_ok=True)
+    sft_run = Path(sft_run).resolve()
+    for name in ("policy", "reward"):
+        if not (sft_run / "checkpoints" / name).is_dir():
+            raise CheckpointError(
+                f"{sft_run} has no checkpoints/{name}: pass the --out directory of a finished `siefm sft` run."
+            )
+    run_config = {"command": "improve", "sft_run": str(sft_run), "improve": to_dict(config)}
+    (out / "config.json").write_text(json.dumps(run_config, indent=2))
+    return _run(out, sft_run, config)
+
+
+def resume_improve(run_dir: Path) -> Path:
+    """Continues the Stage 2 run in `run_dir` from its last completed iteration."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a Stage 2 run directory (no config.json); nothing to resume.")
+    saved = json.loads((run_dir / "config.json").read_text())
+    return _run(run_dir, Path(saved["sft_run"]), from_dict(ImproveConfig, saved["improve"]))
+
+
+def _run(out: Path, sft_run: Path, config: ImproveConfig) -> Path:
+    policy, policy_meta = load_checkpoint(sft_run / "checkpoints" / "policy")
+    reward_efm, reward_meta = load_checkpoint(sft_run / "checkpoints" / "reward")
+    threshold = config.success_threshold
+    if threshold is None:
+        threshold = reward_meta["success_threshold"]
+    reward_model = RewardModel(reward_efm, threshold)
+    env_config = PointMassConfig(**policy_meta["env"]["config"])
+    fleet = LocalFleet(config.num_envs, env_config, seed=config.seed)
+    optimizer = torch.optim.AdamW(policy.policy_parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    counters = {"iteration": 0, "env_steps": 0, "updates": 0, "wall_seconds": 0.0}
+    if (out / STATE_DIR).is_dir() or (out / (STATE_DIR + ".old")).is_dir():
+        counters = _load_state(out, policy, optimizer, generator, fleet)
+        log.info("resuming Stage 2 at iteration %d (%d env steps)", counters["iteration"], counters["env_steps"])
+    _drop_metrics_after(out / "metrics.jsonl", counters["iteration"])
+    logger = MetricLogger(out)
+    log.info("Stage 2: success threshold s = %.3f steps, %d iterations", threshold, config.num_iterations)
+    bar = tqdm(range(counters["iteration"], config.num_iterations), desc="Stage 2", unit="it", initial=counters["iteration"], total=config.num_iterations)
+    for iteration in bar:
+        start = time.perf_counter()
+        batch = collect_practice(
+            fleet,
+            policy,
+            reward_model,
+            num_samples=config.samples_per_iteration,
+            max_episode_steps=config.max_episode_steps,
+            gamma=config.gamma,
+            end_on_true_success=config.end_on_true_success,
+            generator=generator,
+        )
+        collect_seconds = time.perf_counter() - start
+        loss = reinforce_updates(policy, optimizer, batch, config, generator)
+        seconds = time.perf_counter() - start
+        counters["iteration"] = iteration + 1
+        counters["env_steps"] += batch.num_samples
+        counters["updates"] += config.num_updates
+        counters["wall_seconds"] += seconds
+        metrics = {
+            "improve/iteration": iteration + 1,
+            "improve/env_steps": counters["env_steps"],
+            "improve/updates": counters["updates"],
+            "improve/loss": loss,
+            **batch.metrics(),
+            "time/env_steps_per_second": batch.num_samples / collect_seconds,
+            "time/iteration_seconds": seconds,
+        }
+        logger.log(metrics, step=counters["env_steps"])
+        bar.set_postfix(success=f"{metrics['rollout/true_success']:.2f}", length=f"{metrics['rollout/episode_length']:.1f}")
+        _save_state(out, policy, optimizer, generator, fleet, counters, threshold)
+    logger.close()
+    metadata = {
+        **policy_meta,
+        "stage": "improve",
+        "success_threshold": threshold,
+        "improve": {key: counters[key] for key in ("iteration", "env_steps", "updates", "wall_seconds")},
+    }
+    return save_checkpoint(out / POLICY_DIR, policy, metadata)
+
+
+def reinforce_updates(
+    policy: EFM, optimizer: torch.optim.Optimizer, batch: PracticeBatch, config: ImproveConfig, generator: torch.Generator
+) -> float:
+    """N updates on minibatches of B samples drawn without replacement; returns the mean loss."""
+    order = torch.randperm(batch.num_samples, generator=generator)[: config.samples_per_iteration]
+    losses = []
+    for index in order.view(config.num_updates, config.minibatch_size):
+        log_probs = policy.log_prob({"state": batch.state[index]}, batch.goal[index], batch.action[index])
+        loss = reinforce_loss(log_probs, batch.returns[index], torch.ones_like(log_probs, dtype=torch.bool), config.reward_scale)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return sum(losses) / len(losses)
+
+
+def _save_state(
+    out: Path,
+    policy: EFM,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    fleet: LocalFleet,
+    counters: dict[str, Any],
+    threshold: float,
+) -> None:
+    tmp = out / (STATE_DIR + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_checkpoint(tmp / "policy", policy, {"success_threshold": threshold})
+    optim_state = optimizer.state_dict()
+    tensors = {f"{pid}.{name}": value for pid, state in optim_state["state"].items() for name, value in state.items()}
+    tensors["rng.torch"] = generator.get_state()
+    save_file({key: value.contiguous() for key, value in tensors.items()}, str(tmp / "optimizer.safetensors"))
+    trainer = {**counters, "param_groups": optim_state["param_groups"], "fleet_rng": fleet.rng_state()}
+    (tmp / "trainer.json").write_text(json.dumps(trainer))
+    replace_dir(tmp, out / STATE_DIR)
+
+
+def _load_state(
+    out: Path, policy: EFM, optimizer: torch.optim.Optimizer, generator: torch.Generator, fleet: LocalFleet
+) -> dict[str, Any]:
+    state_dir = out / STATE_DIR
+    if not state_dir.is_dir():  # killed between the two renames of `replace_dir`: the previous copy is whole
+        state_dir = out / (STATE_DIR + ".old")
+    saved_policy, _ = load_checkpoint(state_dir / "policy")
+    policy.load_state_dict(saved_policy.state_dict())
+    tensors = load_file(str(state_dir / "optimizer.safetensors"))
+    trainer = json.loads((state_dir / "trainer.json").read_text())
+    generator.set_state(tensors.pop("rng.torch"))
+    optim_state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        pid, name = key.split(".", 1)
+        optim_state.setdefault(int(pid), {})[name] = value
+    optimizer.load_state_dict({"state": optim_state, "param_groups": trainer.pop("param_groups")})
+    fleet.set_rng_state(trainer.pop("fleet_rng"))
+    return trainer
+
+
+def _drop_metrics_after(path: Path, iteration: int) -> None:
+    """Forgets metric records of iterations that did not complete before an interruption."""
+    if not path.exists():
+        return
+    kept = [r for r in read_metrics(path) if r.get("improve/iteration", 0) <= iteration]
+    path.write_text("".join(json.dumps(r) + "\n" for r in kept))

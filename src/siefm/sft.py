@@ -1,0 +1,142 @@
+"""Stage 1, supervised fine-tuning: behavioral cloning + steps-to-go on demonstrations (PAPER.md §2).
+
+Both losses are computed on every batch and summed with equal weight (choice: the paper splits each batch
+evenly between the objectives; with one model on one batch that is the same weighting). The policy and the
+reward model are selected separately, each by its own validation loss, and the success threshold s is then
+calibrated on the validation episodes with the selected reward model (PAPER.md §3, §8).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from siefm.checkpoint import load_checkpoint, save_checkpoint
+from siefm.config import SFTConfig, to_dict
+from siefm.data.dataset import DatasetError, EpisodeDataset, read_dataset, subset_episode_ids
+from siefm.data.normalize import feature_stats
+from siefm.data.sampler import Frames, split_episodes
+from siefm.improve.reward import calibrate_success_threshold
+from siefm.logging import MetricLogger
+from siefm.models.bins import UniformBins
+from siefm.models.efm import EFM, EFMOutput, ModelSpec
+
+log = logging.getLogger("siefm")
+
+REQUIRED_COLUMNS = ("observation.state", "goal", "action", "steps_to_go", "is_terminal", "is_success")
+
+
+def bc_loss(output: EFMOutput, action: torch.Tensor, has_action: torch.Tensor) -> torch.Tensor:
+    """-log p(a_t | o_t, g), averaged over frames that have an action (B,)."""
+    nll = -output.actions.log_prob(action)
+    mask = has_action.float()
+    return (nll * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def steps_to_go_loss(logits: torch.Tensor, steps_to_go: torch.Tensor, bins: UniformBins) -> torch.Tensor:
+    """-log p(bin(t' - t) | o_t, g): cross-entropy against the label's bin. logits (B, K), labels (B,)."""
+    return F.cross_entropy(logits, bins.to_index(steps_to_go))
+
+
+def sft_loss(model: EFM, frames: Frames) -> tuple[torch.Tensor, dict[str, float]]:
+    """The Stage 1 objective: BC + steps-to-go with equal weight."""
+    output = model({"state": frames.state}, frames.goal)
+    bc = bc_loss(output, frames.action, frames.has_action)
+    steps = steps_to_go_loss(output.steps_to_go_logits, frames.steps_to_go, model.steps_to_go_bins)
+    return bc + steps, {"bc_loss": bc.item(), "steps_to_go_loss": steps.item()}
+
+
+def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
+    """Trains Stage 1 and writes `out/checkpoints/{policy,reward}`; returns `out`."""
+    start = time.perf_counter()
+    dataset = read_dataset(Path(dataset_dir))
+    missing = [c for c in REQUIRED_COLUMNS if c not in dataset.columns]
+    if missing:
+        raise DatasetError(f"{dataset_dir} lacks the columns {missing}; write it with `siefm collect`.")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(
+        json.dumps({"command": "sft", "dataset": str(Path(dataset_dir).resolve()), "sft": to_dict(config)}, indent=2)
+    )
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    subset = dataset.select_episodes(subset_episode_ids(dataset.num_episodes, config.data_fraction, config.seed))
+    train_ids, val_ids = split_episodes(subset.num_episodes, config.val_fraction, config.seed)
+    train, val = Frames.from_dataset(subset.select_episodes(train_ids)), subset.select_episodes(val_ids)
+    val_frames = Frames.from_dataset(val)
+    model = build_model(config, train)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    metadata = {"env": dataset.info["siefm"]["env"], "dataset": str(Path(dataset_dir).resolve()),
+                "train_episodes": len(train_ids), "val_episodes": len(val_ids)}  # fmt: skip
+    logger = MetricLogger(out)
+    best = {"policy": math.inf, "reward": math.inf}
+    log.info("Stage 1: %d train / %d validation episodes, %d frames", len(train_ids), len(val_ids), len(train))
+    for step in tqdm(range(1, config.steps + 1), desc="Stage 1", unit="step", mininterval=1.0):
+        loss, metrics = sft_loss(model, train.sample(config.batch_size, generator))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % config.eval_every == 0 or step == config.steps:
+            val_metrics = validation_losses(model, val_frames)
+            for name, key in (("policy", "bc_loss"), ("reward", "steps_to_go_loss")):
+                if val_metrics[key] < best[name]:  # each checkpoint is the best on its own validation loss
+                    best[name] = val_metrics[key]
+                    save_checkpoint(out / "checkpoints" / name, model, {**metadata, "stage": "sft", "step": step, f"val_{key}": best[name]})
+            record = {"sft/step": step, **{f"sft/{k}": v for k, v in metrics.items()},
+                      **{f"sft/val_{k}": v for k, v in val_metrics.items()},
+                      "time/sft_steps_per_second": step / (time.perf_counter() - start)}  # fmt: skip
+            logger.log(record, step=step, summary_keys=("sft/step", "sft/val_bc_loss", "sft/val_steps_to_go_loss"))
+    logger.close()
+    calibration = calibrate_detector(out / "checkpoints" / "reward", val, config.success_threshold)
+    log.info("success threshold s = %.3f steps (%s)", calibration["threshold"], calibration["method"])
+    (out / "sft_summary.json").write_text(
+        json.dumps({"wall_seconds": time.perf_counter() - start, "steps": config.steps, "best": best,
+                    "calibration": calibration}, indent=2)  # fmt: skip
+    )
+    return out
+
+
+def build_model(config: SFTConfig, train: Frames) -> EFM:
+    """A fresh EFM sized and normalised for the training frames (the BC statistics skip final frames)."""
+    spec = ModelSpec(train.state.shape[1], train.goal.shape[1], train.action.shape[1])
+    stats = {
+        "state": feature_stats(train.state.numpy()),
+        "goal": feature_stats(train.goal.numpy()),
+        "action": feature_stats(train.action[train.has_action].numpy()),
+    }
+    return EFM(config.model, spec, stats)
+
+
+@torch.no_grad()
+def validation_losses(model: EFM, frames: Frames, batch_size: int = 8192) -> dict[str, float]:
+    """Frame-weighted validation BC and steps-to-go losses."""
+    totals = {"bc_loss": 0.0, "steps_to_go_loss": 0.0}
+    for chunk in frames.chunks(batch_size):
+        _, metrics = sft_loss(model, chunk)
+        totals["bc_loss"] += metrics["bc_loss"] * chunk.has_action.sum().item()
+        totals["steps_to_go_loss"] += metrics["steps_to_go_loss"] * len(chunk)
+    return {"bc_loss": totals["bc_loss"] / frames.has_action.sum().item(),
+            "steps_to_go_loss": totals["steps_to_go_loss"] / len(frames)}  # fmt: skip
+
+
+@torch.no_grad()
+def calibrate_detector(reward_checkpoint: Path, val: EpisodeDataset, threshold: float | None) -> dict[str, Any]:
+    """Stores s in the reward checkpoint: the given value, or the F1-best one on validation frames."""
+    model, metadata = load_checkpoint(reward_checkpoint)
+    frames = Frames.from_dataset(val)
+    d = np.concatenate([model.steps_to_go({"state": c.state}, c.goal).numpy() for c in frames.chunks(8192)])
+    calibration = calibrate_success_threshold(d, val.columns["is_success"])
+    result = {"method": "calibrated: F1-best on validation frames", **calibration.__dict__}
+    if threshold is not None:
+        result = {"method": "given", "threshold": threshold}
+    save_checkpoint(reward_checkpoint, model, {**metadata, "success_threshold": result["threshold"], "calibration": result})
+    return result
