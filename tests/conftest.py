@@ -1,0 +1,40 @@
+"""Shared fixtures: one torch thread (2-core CI), tiny seeded configs, a session-wide dataset and SFT run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from siefm.config import CollectConfig, ImproveConfig, ModelConfig, SFTConfig
+
+torch.set_num_threads(1)
+
+TINY_MODEL = ModelConfig(hidden_dim=32, num_layers=2)
+TINY_SFT = SFTConfig(model=TINY_MODEL, steps=300, batch_size=128, eval_every=50, seed=0)
+# N x B = 4 x 32 = 128 samples per iteration; 16 robots already play more than that in their first episodes.
+TINY_IMPROVE = ImproveConfig(num_iterations=2, num_updates=4, minibatch_size=32, num_envs=16, seed=0)
+
+
+@pytest.fixture(scope="session")
+def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 57 demonstrations (60 simulated, the short ones dropped), written once per session."""
+    from siefm.data.collect import collect_demonstrations
+
+    return collect_demonstrations(
+        tmp_path_factory.mktemp("data") / "dataset", CollectConfig(num_episodes=60, seed=0)
+    )
+
+
+@pytest.fixture(scope="session")
+def sft_run(dataset_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short Stage 1 run (300 steps, validation every 50) on the session dataset. Treat as read-only."""
+    from siefm.sft import train_sft
+
+    return train_sft(dataset_dir, tmp_path_factory.mktemp("sft") / "run", TINY_SFT)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)

@@ -1,0 +1,347 @@
+"""Tier 3 smoke: the `siefm` command line in-process, both stages on a tiny config; help and bad input."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from siefm.checkpoint import save_checkpoint
+from siefm.cli import main
+from siefm.config import ModelConfig
+from siefm.models.efm import EFM, ModelSpec
+
+TINY_DEMO = [
+    "--collect.num-episodes",
+    "80",
+    "--sft.steps",
+    "200",
+    "--sft.eval-every",
+    "100",
+    "--sft.model.hidden-dim",
+    "32",
+    "--improve.num-iterations",
+    "2",
+    "--improve.num-updates",
+    "4",
+    "--improve.minibatch-size",
+    "32",
+    "--improve.num-envs",
+    "16",
+    "--eval.episodes",
+    "20",
+]
+POLICY_KEYS = {"success_rate", "success_ci95", "mean_steps", "episodes"}
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Exit code (returned, or raised as SystemExit by the argument parser), stdout, stderr."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def flat(text: str) -> str:
+    """The text with box-drawing characters and line wrapping removed, for matching messages."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+
+
+def assert_clean_error(code: int, err: str, *phrases: str) -> None:
+    assert code == 2, err
+    assert "Traceback" not in err
+    message = err.strip()
+    assert message and "\n\n" not in message  # one paragraph
+    for phrase in phrases:
+        assert phrase in flat(err), err
+
+
+# --- demo -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]:
+    out = tmp_path_factory.mktemp("demo") / "run"
+    buffer = io.StringIO()  # a module-scoped fixture cannot use capsys
+    with contextlib.redirect_stdout(buffer):
+        code = main(["demo", "pointmass", "--out", str(out), *TINY_DEMO])
+    assert code == 0
+    return out, json.loads((out / "results.json").read_text()), buffer.getvalue()
+
+
+def test_demo_writes_the_report(demo_run: tuple[Path, dict, str]) -> None:
+    out, _, table = demo_run
+    for name in ("results.json", "trajectories.png", "learning_curve.png"):
+        assert (out / name).stat().st_size > 0
+    for name in ("trajectories.png", "learning_curve.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "sft" / "checkpoints" / "reward").is_dir() and (
+        out / "improve" / "checkpoints" / "policy"
+    ).is_dir()
+    assert "Stage 1 (BC)" in table and "straight line" in table
+
+
+def test_demo_results_follow_the_design_schema(demo_run: tuple[Path, dict, str]) -> None:
+    _, results, _ = demo_run
+    assert results["env"]["id"] == "siefm/PointMass-v0"
+    for name in ("dataset", "bc", "improved", "optimal"):
+        assert set(results[name]) >= POLICY_KEYS, name
+        low, high = results[name]["success_ci95"]
+        assert 0.0 <= low <= results[name]["success_rate"] + 1e-9  # see test_math: Wilson ends at 0 / n
+        assert results[name]["success_rate"] - 1e-9 <= high <= 1.0
+        assert results[name]["mean_steps"] > 0
+    for name in ("bc", "improved", "optimal"):
+        assert results[name]["episodes"] == 20
+    assert results["optimal"]["success_rate"] == 1.0
+    assert results["dataset"]["episodes"] <= 80
+    improve = results["improve"]
+    assert {"env_steps", "updates", "wall_seconds", "detector_precision", "detector_recall"} <= set(improve)
+    assert improve["updates"] == 8 and improve["env_steps"] >= 2 * 4 * 32
+    assert {"wall_seconds", "steps"} <= set(results["sft"]) and results["sft"]["steps"] == 200
+    assert {"voc", "steps_mae"} <= set(results["reward_model"])
+    assert -1.0 <= results["reward_model"]["voc"] <= 1.0 and results["reward_model"]["steps_mae"] >= 0
+    machine = results["machine"]
+    assert machine["torch"] == torch.__version__ and machine["cores"] >= 1 and machine["threads"] >= 1
+
+
+@pytest.mark.xfail(
+    reason="demo.py:116 copies improved_meta['improve'], whose counter is named 'iteration' (train.py:108), "
+    "so results.json['improve'] lacks DESIGN.md's 'iterations' key",
+    strict=True,
+)
+def test_demo_results_count_iterations(demo_run: tuple[Path, dict, str]) -> None:
+    _, results, _ = demo_run
+    assert results["improve"]["iterations"] == 2
+
+
+# --- the stages composed through directories --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stage_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("stages")
+    dirs = {name: root / name for name in ("data", "sft", "rl", "eval")}
+    commands = [
+        ["collect", "--out", dirs["data"], "--collect.num-episodes", "60"],
+        [
+            "sft",
+            "--dataset",
+            dirs["data"],
+            "--out",
+            dirs["sft"],
+            "--sft.steps",
+            "60",
+            "--sft.eval-every",
+            "30",
+            "--sft.model.hidden-dim",
+            "32",
+            "--sft.model.num-layers",
+            "2",
+        ],
+        [
+            "improve",
+            "--sft-run",
+            dirs["sft"],
+            "--out",
+            dirs["rl"],
+            "--improve.num-iterations",
+            "2",
+            "--improve.num-updates",
+            "2",
+            "--improve.minibatch-size",
+            "16",
+            "--improve.num-envs",
+            "8",
+        ],
+        [
+            "eval",
+            "--checkpoint",
+            dirs["rl"] / "checkpoints" / "policy",
+            "--out",
+            dirs["eval"],
+            "--eval.episodes",
+            "12",
+        ],
+    ]
+    for command in commands:
+        assert main([str(a) for a in command]) == 0, command
+    return dirs
+
+
+def test_stages_compose_through_directories(stage_dirs: dict[str, Path]) -> None:
+    assert (stage_dirs["data"] / "meta" / "info.json").is_file()
+    for name in ("policy", "reward"):
+        assert (stage_dirs["sft"] / "checkpoints" / name / "model.safetensors").is_file()
+    assert (stage_dirs["rl"] / "checkpoints" / "policy" / "checkpoint.json").is_file()
+    assert [
+        json.loads(line)["improve/iteration"] for line in (stage_dirs["rl"] / "metrics.jsonl").open()
+    ] == [1, 2]
+    results = json.loads((stage_dirs["eval"] / "results.json").read_text())
+    for name in ("policy", "optimal"):
+        assert set(results[name]) >= POLICY_KEYS and results[name]["episodes"] == 12
+    assert results["optimal"]["success_rate"] == 1.0
+    assert (stage_dirs["eval"] / "trajectories.png").is_file()
+
+
+def test_improve_resume_from_the_command_line(
+    stage_dirs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(
+        ["improve", "--resume", stage_dirs["rl"]], capsys
+    )  # a finished run: nothing to redo
+    assert code == 0 and "improved policy in" in out
+    lines = (stage_dirs["rl"] / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["improve/iteration"] for line in lines] == [1, 2]
+
+
+# --- help -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "options"),
+    [
+        ("collect", ["--out", "--collect.num-episodes", "--collect.seed", "--overwrite"]),
+        ("sft", ["--dataset", "--out", "--sft.steps", "--sft.success-threshold", "--sft.model.action-head"]),
+        (
+            "improve",
+            [
+                "--sft-run",
+                "--out",
+                "--resume",
+                "--improve.gamma",
+                "--improve.num-envs",
+                "--improve.end-on-true-success",
+            ],
+        ),
+        ("eval", ["--checkpoint", "--out", "--eval.episodes", "--eval.deterministic"]),
+        ("demo", ["pointmass", "--out", "--collect.num-episodes", "--sft.steps", "--improve.num-iterations"]),
+    ],
+)
+def test_help_of_each_subcommand(
+    command: str, options: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "120")
+    code, out, _ = run_cli([command, "--help"], capsys)
+    assert code == 0
+    for option in options:
+        assert option in out, option
+
+
+def test_top_level_help_lists_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(["--help"], capsys)
+    assert code == 0
+    for command in ("collect", "sft", "improve", "eval", "demo"):
+        assert command in out
+
+
+# --- bad input --------------------------------------------------------------------------------------------
+
+
+def test_missing_dataset_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["sft", "--dataset", tmp_path / "nope", "--out", tmp_path / "sft"], capsys)
+    assert_clean_error(code, err, str(tmp_path / "nope"), "siefm collect")
+
+
+def test_corrupt_dataset(
+    stage_dirs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = shutil.copytree(stage_dirs["data"], tmp_path / "data")
+    parquet = next((data / "data").rglob("*.parquet"))
+    parquet.write_bytes(parquet.read_bytes()[:500])
+    code, _, err = run_cli(["sft", "--dataset", data, "--out", tmp_path / "sft", "--sft.steps", "2"], capsys)
+    assert_clean_error(code, err, parquet.name, "corrupt")
+
+
+def test_missing_checkpoint_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["eval", "--checkpoint", tmp_path / "nope", "--out", tmp_path / "eval"], capsys)
+    assert_clean_error(code, err, "is not a siefm checkpoint", "model.safetensors")
+
+
+def test_improve_with_a_missing_sft_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["improve", "--sft-run", tmp_path / "nope", "--out", tmp_path / "rl"], capsys)
+    assert_clean_error(code, err, "no checkpoints/policy")
+
+
+def test_improve_into_an_existing_run(
+    stage_dirs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(["improve", "--sft-run", stage_dirs["sft"], "--out", stage_dirs["rl"]], capsys)
+    assert_clean_error(code, err, "already holds a Stage 2 run", "--resume")
+
+
+def test_resume_of_a_missing_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["improve", "--resume", tmp_path / "nope"], capsys)
+    assert_clean_error(code, err, "nothing to resume")
+
+
+def test_improve_needs_a_source(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["improve"], capsys)
+    assert_clean_error(code, err, "--sft-run and --out", "--resume")
+
+
+@pytest.mark.parametrize(
+    ("argv", "phrase"),
+    [
+        (
+            ["improve", "--sft-run", "x", "--out", "y", "--improve.gamma", "1.5"],
+            "ImproveConfig.gamma = 1.5 is invalid",
+        ),
+        (
+            ["sft", "--dataset", "x", "--out", "y", "--sft.success-threshold", "-1"],
+            "SFTConfig.success_threshold",
+        ),
+        (["improve", "--sft-run", "x", "--out", "y", "--improve.num-envs", "0"], "ImproveConfig.num_envs"),
+        (["collect", "--out", "x", "--collect.env.substeps", "0"], "PointMassConfig.substeps"),
+    ],
+)
+def test_invalid_values_name_the_field(
+    argv: list[str], phrase: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(argv, capsys)
+    assert_clean_error(code, err, phrase)
+
+
+@pytest.mark.xfail(
+    reason="cli.py:155: a config's __post_init__ error raised while tyro builds the dataclasses is printed "
+    "by tyro as 'Error parsing __tyro-dummy-inner__.improve: ...', leaking tyro's internal wrapper name",
+    strict=True,
+)
+def test_invalid_value_message_has_no_internal_names(capsys: pytest.CaptureFixture[str]) -> None:
+    _, _, err = run_cli(["improve", "--sft-run", "x", "--out", "y", "--improve.gamma", "1.5"], capsys)
+    assert "__tyro" not in err
+
+
+def test_eval_of_a_checkpoint_for_another_env(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = ModelSpec(state_dim=5, goal_dim=2, action_dim=2)
+    stats = {
+        name: {"mean": torch.zeros(d), "std": torch.ones(d), "min": -torch.ones(d), "max": torch.ones(d)}
+        for name, d in (("state", 5), ("goal", 2), ("action", 2))
+    }
+    model = EFM(ModelConfig(hidden_dim=8, num_layers=1), spec, stats)
+    env = {"id": "siefm/PointMass-v0", "config": {}}
+    checkpoint = save_checkpoint(tmp_path / "five", model, {"env": env})
+    code, _, err = run_cli(["eval", "--checkpoint", checkpoint, "--out", tmp_path / "eval"], capsys)
+    assert_clean_error(code, err, "observations of size 5", "PointMass gives 4")
+    assert not (tmp_path / "eval" / "results.json").exists()
+
+
+@pytest.mark.xfail(
+    reason="report.py:32 reads metadata['env'] unguarded; the resume state's policy (RL/state/policy, saved "
+    "by train.py:163 with only success_threshold) fails with a KeyError traceback instead of exit 2",
+    strict=True,
+)
+def test_eval_of_a_checkpoint_without_env_metadata(
+    stage_dirs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(
+        ["eval", "--checkpoint", stage_dirs["rl"] / "state" / "policy", "--out", tmp_path], capsys
+    )
+    assert code in (0, 2) and "Traceback" not in err

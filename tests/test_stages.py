@@ -1,0 +1,449 @@
+"""Stage 1 (sft) and Stage 2 (improve) on a tiny dataset: outputs, frozen reward, practice buffers, resume."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_IMPROVE, TINY_MODEL
+from torch.testing import assert_close
+
+from siefm.checkpoint import load_checkpoint
+from siefm.config import ImproveConfig, SFTConfig, to_dict
+from siefm.data.dataset import read_dataset
+from siefm.envs.pointmass import PointMassConfig
+from siefm.envs.pointmass_demos import pd_action
+from siefm.improve import rollout
+from siefm.improve.fleet import LocalFleet
+from siefm.improve.reward import RewardModel
+from siefm.improve.rollout import collect_practice
+from siefm.improve.train import improve, reinforce_updates, resume_improve
+from siefm.logging import read_metrics
+from siefm.sft import train_sft
+
+ROLLOUT_KEYS = (
+    "improve/iteration",
+    "improve/env_steps",
+    "improve/updates",
+    "improve/loss",
+    "rollout/episodes",
+    "rollout/true_success",
+    "rollout/detected_success",
+    "rollout/detector_precision",
+    "rollout/detector_recall",
+    "rollout/episode_length",
+    "rollout/final_d",
+    "time/env_steps_per_second",
+)
+TIME_KEYS = {"time", "time/env_steps_per_second", "time/iteration_seconds"}
+
+
+def digest(directory: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
+
+
+def without_times(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in records]
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    state_a, state_b = a.state_dict(), b.state_dict()
+    assert state_a.keys() == state_b.keys()
+    for key in state_a:
+        assert_close(state_a[key], state_b[key], rtol=0, atol=0, msg=lambda m, key=key: f"{key}: {m}")
+
+
+# --- Stage 1 ----------------------------------------------------------------------------------------------
+
+
+def test_sft_writes_policy_and_reward_checkpoints(sft_run: Path, dataset_dir: Path) -> None:
+    policy, policy_meta = load_checkpoint(sft_run / "checkpoints" / "policy")
+    reward, reward_meta = load_checkpoint(sft_run / "checkpoints" / "reward")
+    assert policy.config == TINY_MODEL and reward.config == TINY_MODEL
+    assert (policy.spec.state_dim, policy.spec.goal_dim, policy.spec.action_dim) == (4, 2, 2)
+    for meta in (policy_meta, reward_meta):
+        assert meta["stage"] == "sft"
+        assert meta["env"]["id"] == "siefm/PointMass-v0"
+        assert PointMassConfig(**meta["env"]["config"]) == PointMassConfig()
+        assert meta["train_episodes"] + meta["val_episodes"] == read_dataset(dataset_dir).num_episodes
+    # The calibrated success threshold travels with the reward model.
+    s = reward_meta["success_threshold"]
+    assert isinstance(s, float) and 0 <= s <= 140
+    calibration = reward_meta["calibration"]
+    assert calibration["threshold"] == s
+    assert calibration["method"].startswith("calibrated")
+    assert {"precision", "recall", "frames", "positives"} <= set(calibration)
+    assert 0 < calibration["positives"] <= calibration["frames"]
+    assert calibration["positives"] == reward_meta["val_episodes"]  # one success frame per held-out episode
+    assert "success_threshold" not in policy_meta
+    config = json.loads((sft_run / "config.json").read_text())
+    assert config["command"] == "sft" and config["sft"]["steps"] == 300
+    summary = json.loads((sft_run / "sft_summary.json").read_text())
+    assert summary["steps"] == 300 and summary["calibration"]["threshold"] == s
+
+
+def test_sft_keeps_each_checkpoint_by_its_own_validation_loss(sft_run: Path) -> None:
+    records = read_metrics(sft_run / "metrics.jsonl")
+    assert [r["sft/step"] for r in records] == [50, 100, 150, 200, 250, 300]
+    best_bc = min(records, key=lambda r: r["sft/val_bc_loss"])
+    best_steps = min(records, key=lambda r: r["sft/val_steps_to_go_loss"])
+    _, policy_meta = load_checkpoint(sft_run / "checkpoints" / "policy")
+    _, reward_meta = load_checkpoint(sft_run / "checkpoints" / "reward")
+    assert policy_meta["step"] == best_bc["sft/step"]
+    assert policy_meta["val_bc_loss"] == pytest.approx(best_bc["sft/val_bc_loss"])
+    assert reward_meta["step"] == best_steps["sft/step"]
+    assert reward_meta["val_steps_to_go_loss"] == pytest.approx(best_steps["sft/val_steps_to_go_loss"])
+
+
+def test_short_sft_lowers_both_validation_losses(sft_run: Path) -> None:
+    records = read_metrics(sft_run / "metrics.jsonl")
+    first, last = records[0], records[-1]
+    assert last["sft/val_bc_loss"] < first["sft/val_bc_loss"] - 0.1
+    assert last["sft/val_steps_to_go_loss"] < first["sft/val_steps_to_go_loss"] - 0.1
+
+
+def test_sft_with_a_given_threshold_and_determinism(dataset_dir: Path, tmp_path: Path) -> None:
+    config = SFTConfig(
+        model=TINY_MODEL, steps=20, batch_size=64, eval_every=10, success_threshold=3.0, seed=1
+    )
+    a = train_sft(dataset_dir, tmp_path / "a", config)
+    b = train_sft(dataset_dir, tmp_path / "b", config)
+    _, meta = load_checkpoint(a / "checkpoints" / "reward")
+    assert meta["success_threshold"] == 3.0
+    assert meta["calibration"] == {"method": "given", "threshold": 3.0}
+    for name in ("policy", "reward"):
+        assert_same_weights(
+            load_checkpoint(a / "checkpoints" / name)[0], load_checkpoint(b / "checkpoints" / name)[0]
+        )
+
+
+# --- Stage 2: one run -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def improve_run(sft_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    reward_before = digest(sft_run / "checkpoints" / "reward")
+    out = tmp_path_factory.mktemp("improve") / "run"
+    policy_path = improve(sft_run, out, TINY_IMPROVE)
+    return {"out": out, "policy": policy_path, "reward_before": reward_before}
+
+
+def test_improve_leaves_the_reward_checkpoint_alone(improve_run: dict, sft_run: Path) -> None:
+    assert digest(sft_run / "checkpoints" / "reward") == improve_run["reward_before"]
+
+
+def test_improve_changes_the_policy_but_not_the_steps_to_go_tower(improve_run: dict, sft_run: Path) -> None:
+    assert improve_run["policy"] == improve_run["out"] / "checkpoints" / "policy"
+    improved, meta = load_checkpoint(improve_run["policy"])
+    start, _ = load_checkpoint(sft_run / "checkpoints" / "policy")
+    assert meta["stage"] == "improve"
+    assert meta["improve"]["iteration"] == 2 and meta["improve"]["updates"] == 8
+    _, reward_meta = load_checkpoint(sft_run / "checkpoints" / "reward")
+    assert meta["success_threshold"] == reward_meta["success_threshold"]
+    improved_state, start_state = improved.state_dict(), start.state_dict()
+    for key in start_state:
+        if key.startswith(("policy_tower.", "action_head.linear.")):
+            assert not torch.equal(improved_state[key], start_state[key]), key
+        else:  # the steps-to-go tower and head, and every normalisation buffer
+            assert_close(improved_state[key], start_state[key], rtol=0, atol=0)
+
+
+def test_improve_logs_one_record_per_iteration(improve_run: dict) -> None:
+    records = read_metrics(improve_run["out"] / "metrics.jsonl")
+    assert [r["improve/iteration"] for r in records] == [1, 2]
+    n_times_b = TINY_IMPROVE.samples_per_iteration
+    previous = 0
+    for r in records:
+        assert set(ROLLOUT_KEYS) <= set(r)
+        assert r["improve/env_steps"] - previous >= n_times_b  # a whole buffer of >= N x B samples
+        previous = r["improve/env_steps"]
+        for key in ("rollout/true_success", "rollout/detected_success"):
+            assert 0.0 <= r[key] <= 1.0
+        for key in ("rollout/detector_precision", "rollout/detector_recall"):
+            assert np.isnan(r[key]) or 0.0 <= r[key] <= 1.0
+        assert r["time/env_steps_per_second"] > 0
+        assert 1 <= r["rollout/episode_length"] <= TINY_IMPROVE.max_episode_steps
+    assert records[-1]["improve/updates"] == 2 * TINY_IMPROVE.num_updates
+    _, meta = load_checkpoint(improve_run["policy"])
+    assert meta["improve"]["env_steps"] == records[-1]["improve/env_steps"]
+    assert json.loads((improve_run["out"] / "config.json").read_text())["improve"] == to_dict(TINY_IMPROVE)
+
+
+def test_improve_refuses_an_existing_run_and_a_missing_sft_run(
+    improve_run: dict, sft_run: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(FileExistsError, match="--resume"):
+        improve(sft_run, improve_run["out"], TINY_IMPROVE)
+    with pytest.raises(ValueError, match="no checkpoints/policy"):
+        improve(tmp_path / "nowhere", tmp_path / "out", TINY_IMPROVE)
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        resume_improve(tmp_path / "nowhere")
+
+
+# --- Stage 2: the pieces ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def models(sft_run: Path):
+    policy, _ = load_checkpoint(sft_run / "checkpoints" / "policy")
+    reward, meta = load_checkpoint(sft_run / "checkpoints" / "reward")
+    return policy, RewardModel(reward, meta["success_threshold"])
+
+
+def test_reward_model_stays_frozen_while_the_policy_learns(models) -> None:
+    policy, reward_model = models
+    assert all(not p.requires_grad for p in reward_model.model.parameters())
+    assert not reward_model.model.training
+    reward_before = copy.deepcopy(reward_model.model.state_dict())
+    policy_before = copy.deepcopy(policy.state_dict())
+    config = dataclasses.replace(TINY_IMPROVE, num_updates=3, minibatch_size=16)
+    optimizer = torch.optim.AdamW(policy.policy_parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    batch = collect_practice(
+        LocalFleet(8, PointMassConfig(), seed=0),
+        policy,
+        reward_model,
+        num_samples=48,
+        max_episode_steps=40,
+        gamma=0.9,
+        generator=generator,
+    )
+    assert not batch.returns.requires_grad and not batch.rewards.requires_grad
+    loss = reinforce_updates(policy, optimizer, batch, config, generator)
+    assert np.isfinite(loss)
+    for key, value in reward_before.items():
+        assert_close(reward_model.model.state_dict()[key], value, rtol=0, atol=0)
+    assert all(p.grad is None for p in reward_model.model.parameters())
+    assert not torch.equal(
+        policy.state_dict()["policy_tower.0.weight"], policy_before["policy_tower.0.weight"]
+    )
+    assert_close(policy.state_dict()["steps_to_go_head.weight"], policy_before["steps_to_go_head.weight"])
+    with pytest.raises(ValueError, match="success_threshold"):
+        RewardModel(reward_model.model, -1.0)
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Records the (T, N) step table that `collect_practice` hands to `_assemble`."""
+    captured: dict = {}
+    original = rollout._assemble
+
+    def record(columns: dict, outcomes: dict, gamma: float):
+        captured["columns"] = {key: torch.stack(value) for key, value in columns.items()}
+        captured["outcomes"] = {key: np.concatenate(value) for key, value in outcomes.items()}
+        return original(columns, outcomes, gamma)
+
+    monkeypatch.setattr(rollout, "_assemble", record)
+    return captured
+
+
+def episodes_of(columns: dict) -> list[tuple[int, int, int]]:
+    """(env, first step, last step) of each episode, in the order the rollout reports outcomes (end step)."""
+    done = columns["done"].numpy()
+    starts = np.zeros(done.shape[1], dtype=np.int64)
+    episodes = []
+    for t, n in zip(*np.nonzero(done), strict=True):  # row-major: by step, then env
+        episodes.append((int(n), int(starts[n]), int(t)))
+        starts[n] = t + 1
+    return episodes
+
+
+@pytest.mark.parametrize("gamma", [1.0, 0.9])
+def test_practice_buffer_holds_complete_episodes(models, spy: dict, gamma: float) -> None:
+    policy, reward_model = models
+    num_envs, num_samples, max_steps = 8, 300, 40
+    batch = collect_practice(
+        LocalFleet(num_envs, PointMassConfig(), seed=3),
+        policy,
+        reward_model,
+        num_samples=num_samples,
+        max_episode_steps=max_steps,
+        gamma=gamma,
+        generator=torch.Generator().manual_seed(0),
+    )
+    columns = spy["columns"]
+    valid, done = columns["valid"].numpy(), columns["done"].numpy()
+    assert batch.num_samples >= num_samples
+    assert batch.num_samples == valid.sum() == batch.episode_length.sum()
+    assert len(batch.episode_length) == done.sum() == len(batch.true_success) == len(batch.final_distance)
+    assert (batch.episode_length >= 1).all() and (batch.episode_length <= max_steps).all()
+    for n in range(num_envs):
+        active = valid[:, n]
+        last = np.flatnonzero(active).max()
+        assert active[: last + 1].all() and not active[last + 1 :].any()  # a robot stops once, for good
+        assert done[last, n]  # ... and only at the end of an episode
+    assert not (done & ~valid).any()
+    assert (columns["reward"].numpy()[~valid] == 0).all()
+    # Episodes end on the detector or the time limit; lengths and outcomes line up with the step table.
+    episodes = episodes_of(columns)
+    lengths = np.array([t - start + 1 for _, start, t in episodes])
+    np.testing.assert_array_equal(lengths, batch.episode_length)
+    s = reward_model.success_threshold
+    np.testing.assert_array_equal(batch.detected_success, batch.final_distance <= s)
+    assert (batch.detected_success | (batch.episode_length == max_steps)).all()
+    # Rewards telescope within each episode: sum r = d(o_0) - d(o_T), where d(o_0) is the new episode's own
+    # start (a stale d from the previous episode would break this), and the first return with gamma = 1 is it.
+    flat = np.cumsum(valid.reshape(-1)).reshape(valid.shape) - 1  # (T, N) -> index into the flat buffer
+    rewards = columns["reward"]
+    for k, (n, start, t) in enumerate(episodes):
+        state, goal = columns["state"][start, n][None], columns["goal"][start, n][None]
+        d0 = reward_model.distance({"state": state}, goal)[0]
+        expected = d0 - batch.final_distance[k]
+        assert_close(rewards[start : t + 1, n].sum(), expected, atol=1e-3, rtol=1e-4)
+        if gamma == 1.0:
+            assert_close(batch.returns[flat[start, n]], expected, atol=1e-3, rtol=1e-4)
+        assert_close(batch.returns[flat[t, n]], rewards[t, n])  # the last step's return is its own reward
+        assert_close(batch.state[flat[start, n]], columns["state"][start, n])
+
+
+class StraightLinePolicy:
+    """The PD controller aimed at the goal, dressed as an EFM for `collect_practice`."""
+
+    def act(self, obs, goal, *, deterministic: bool = False, generator=None):
+        state = obs["state"].double().numpy()
+        action = pd_action(state[:, :2], state[:, 2:], goal.double().numpy())
+        return torch.from_numpy(action).float(), torch.zeros(len(action))
+
+
+@pytest.mark.parametrize("end_on_true_success", [False, True])
+def test_which_signal_ends_practice_episodes(models, end_on_true_success: bool) -> None:
+    _, reward_model = models
+    always = RewardModel(reward_model.model, success_threshold=1e6)  # the detector fires on every observation
+    batch = collect_practice(
+        LocalFleet(8, PointMassConfig(), seed=0),
+        StraightLinePolicy(),
+        always,
+        num_samples=100,
+        max_episode_steps=60,
+        gamma=0.9,
+        end_on_true_success=end_on_true_success,
+    )
+    if end_on_true_success:  # the notebook's variant: the simulator decides, so the detector is ignored
+        assert batch.true_success.all()
+        assert (batch.episode_length > 5).all() and (batch.episode_length < 60).all()
+        assert batch.num_samples == batch.episode_length.sum() >= 100
+    else:  # the paper's method: the learned detector ends every episode after one step
+        assert (batch.episode_length == 1).all() and batch.detected_success.all()
+        assert not batch.true_success.any()
+        assert batch.num_samples == len(batch.episode_length) >= 100
+
+
+# --- Stage 2: resume --------------------------------------------------------------------------------------
+
+FOUR = dataclasses.replace(TINY_IMPROVE, num_iterations=4)
+
+# Runs `improve` for FOUR's 4 iterations, but blocks inside iteration 3 after its metrics record is written
+# and before its state is saved, so the parent can SIGKILL it at the worst moment.
+CHILD = """
+import json, sys, time
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+import siefm.improve.train as train
+from siefm.config import ImproveConfig, from_dict
+
+sft_run, out, marker, config = sys.argv[1:]
+save_state = train._save_state
+
+def blocking_save_state(out_dir, policy, optimizer, generator, fleet, counters, threshold):
+    if counters["iteration"] == 3:
+        Path(marker).write_text("iteration 3 logged, state still at 2")
+        time.sleep(600)
+    save_state(out_dir, policy, optimizer, generator, fleet, counters, threshold)
+
+train._save_state = blocking_save_state
+train.improve(Path(sft_run), Path(out), from_dict(ImproveConfig, json.loads(config)))
+"""
+
+
+@pytest.fixture(scope="module")
+def straight_run(sft_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return improve(sft_run, tmp_path_factory.mktemp("straight") / "run", FOUR).parent.parent
+
+
+def test_resume_after_sigkill_finishes_the_run(sft_run: Path, straight_run: Path, tmp_path: Path) -> None:
+    out, marker = tmp_path / "run", tmp_path / "blocked"
+    with (tmp_path / "child.log").open("w") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(sft_run), str(out), str(marker), json.dumps(to_dict(FOUR))],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert marker.exists(), (tmp_path / "child.log").read_text()
+            os.kill(child.pid, signal.SIGKILL)
+        finally:
+            if child.poll() is None:
+                child.kill()
+            child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    before = read_metrics(out / "metrics.jsonl")
+    assert [r["improve/iteration"] for r in before] == [1, 2, 3]  # iteration 3 was logged ...
+    assert json.loads((out / "state" / "trainer.json").read_text())["iteration"] == 2  # ... but not saved
+    assert not (out / "checkpoints" / "policy").exists()
+
+    path = resume_improve(out)
+
+    after = read_metrics(out / "metrics.jsonl")
+    assert [r["improve/iteration"] for r in after] == [1, 2, 3, 4]
+    assert after[:2] == before[:2]  # iterations 1-2 were not run again: the resume started from 2, not 0
+    assert after[2]["time"] > before[2]["time"]  # iteration 3 was redone ...
+    assert without_times(after[2:3]) == without_times(before[2:3])  # ... identically, from the saved RNGs
+    _, meta = load_checkpoint(path)
+    assert meta["improve"]["iteration"] == 4
+    assert meta["improve"]["updates"] == 4 * FOUR.num_updates
+    assert meta["improve"]["env_steps"] == after[-1]["improve/env_steps"]
+    assert json.loads((out / "state" / "trainer.json").read_text())["iteration"] == 4
+    # Killed and resumed == never interrupted.
+    assert without_times(after) == without_times(read_metrics(straight_run / "metrics.jsonl"))
+    assert_same_weights(load_checkpoint(path)[0], load_checkpoint(straight_run / "checkpoints" / "policy")[0])
+
+
+def test_two_iterations_then_resume_equals_four_straight(
+    sft_run: Path, straight_run: Path, tmp_path: Path
+) -> None:
+    # An interruption after iteration 2, made cleanly: run 2 iterations, then raise the saved target to 4.
+    # The state is also left only as `state.old`, as a kill between the two renames of a save would leave it.
+    out = tmp_path / "run"
+    improve(sft_run, out, TINY_IMPROVE)
+    config = json.loads((out / "config.json").read_text())
+    config["improve"]["num_iterations"] = 4
+    (out / "config.json").write_text(json.dumps(config))
+    (out / "state").rename(out / "state.old")
+    path = resume_improve(out)
+    assert [r["improve/iteration"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2, 3, 4]
+    assert without_times(read_metrics(out / "metrics.jsonl")) == without_times(
+        read_metrics(straight_run / "metrics.jsonl")
+    )
+    assert_same_weights(load_checkpoint(path)[0], load_checkpoint(straight_run / "checkpoints" / "policy")[0])
+
+
+def test_resuming_a_finished_run_changes_nothing(straight_run: Path, tmp_path: Path) -> None:
+    run = shutil.copytree(straight_run, tmp_path / "run")
+    records = read_metrics(run / "metrics.jsonl")
+    path = resume_improve(run)
+    assert read_metrics(run / "metrics.jsonl") == records
+    assert_same_weights(load_checkpoint(path)[0], load_checkpoint(straight_run / "checkpoints" / "policy")[0])
+    assert load_checkpoint(path)[1]["improve"]["iteration"] == 4
+
+
+def test_improve_config_is_what_resume_uses(straight_run: Path) -> None:
+    saved = json.loads((straight_run / "config.json").read_text())
+    assert saved["command"] == "improve"
+    assert ImproveConfig(**saved["improve"]) == FOUR
