@@ -70,6 +70,15 @@ def load_checkpoint(path: Path) -> tuple[EFM, dict[str, Any]]:
     return model.eval(), info["metadata"]
 
 
+def check_fits_env(path: Path, spec: ModelSpec, state_dim: int, goal_dim: int) -> None:
+    """Refuses a checkpoint whose observation or goal sizes differ from the env's."""
+    if (spec.state_dim, spec.goal_dim) != (state_dim, goal_dim):
+        raise CheckpointError(
+            f"{path} expects observations of size {spec.state_dim} and goals of size {spec.goal_dim}, "
+            f"but the env gives {state_dim} and {goal_dim}: use a checkpoint trained on data from this env."
+        )
+
+
 def read_checkpoint_info(path: Path) -> dict[str, Any]:
     """The parsed `checkpoint.json`, with clear errors for a missing or foreign checkpoint."""
     if not (path / METADATA).is_file() or not (path / WEIGHTS).is_file():
@@ -80,7 +89,9 @@ def read_checkpoint_info(path: Path) -> dict[str, Any]:
     try:
         info = json.loads((path / METADATA).read_text())
     except json.JSONDecodeError as error:
-        raise CheckpointError(f"{path / METADATA} is not valid JSON ({error}); the checkpoint is corrupt.") from error
+        raise CheckpointError(
+            f"{path / METADATA} is not valid JSON ({error}); the checkpoint is corrupt."
+        ) from error
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise CheckpointError(f"{path / METADATA} is not a {FORMAT} checkpoint description.")
     return info
@@ -98,6 +109,11 @@ def replace_dir(src: Path, dst: Path) -> None:
 
 def _placeholder_stats(spec: ModelSpec) -> dict[str, dict[str, torch.Tensor]]:
     def stats(dim: int) -> dict[str, torch.Tensor]:
-        return {"mean": torch.zeros(dim), "std": torch.ones(dim), "min": -torch.ones(dim), "max": torch.ones(dim)}
+        return {
+            "mean": torch.zeros(dim),
+            "std": torch.ones(dim),
+            "min": -torch.ones(dim),
+            "max": torch.ones(dim),
+        }
 
     return {"state": stats(spec.state_dim), "goal": stats(spec.goal_dim), "action": stats(spec.action_dim)}

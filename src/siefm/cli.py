@@ -53,8 +53,9 @@ class SFT:
 
 @dataclass(frozen=True)
 class Improve:
-    """Stage 2: self-improvement with on-policy REINFORCE; rewards r = d(o_t) - d(o_t+1) and success d <= s come
-    from the frozen Stage 1 reward model. Give --sft-run and --out for a new run, or --resume RUN_DIR."""
+    """Stage 2: self-improvement with on-policy REINFORCE; rewards r = d(o_t) - d(o_t+1) and success
+    d <= s come from the frozen Stage 1 reward model. Give --sft-run and --out for a new run, or
+    --resume RUN_DIR."""
 
     sft_run: Path | None = None
     """Run directory of `siefm sft` (its checkpoints/policy starts the policy, checkpoints/reward scores)."""
@@ -121,18 +122,30 @@ def run(command: Collect | SFT | Improve | Eval | Demo) -> None:
 
         results = run_demo(command.out, command.config)
         print(format_table(results))
-        print(f"\nreport: {command.out / 'results.json'}, {command.out / 'trajectories.png'}, "
-              f"{command.out / 'learning_curve.png'}")  # fmt: skip
+        print(
+            f"\nreport: {command.out / 'results.json'}, {command.out / 'trajectories.png'}, "
+            f"{command.out / 'learning_curve.png'}"
+        )
 
 
 def format_table(results: dict) -> str:
     """The demo's short summary table."""
     rows = [("policy", "true success", "95% CI", "mean steps")]
-    for key, name in (("demonstrator", "demonstrator"), ("bc", "Stage 1 (BC)"), ("improved", "Stage 2"),
-                      ("optimal", "straight line")):  # fmt: skip
+    for key, name in (
+        ("demonstrator", "demonstrator"),
+        ("bc", "Stage 1 (BC)"),
+        ("improved", "Stage 2"),
+        ("optimal", "straight line"),
+    ):
         r = results[key]
-        rows.append((name, f"{r['success_rate']:.1%}", f"[{r['success_ci95'][0]:.1%}, {r['success_ci95'][1]:.1%}]",
-                     f"{r['mean_steps']:.1f}"))  # fmt: skip
+        rows.append(
+            (
+                name,
+                f"{r['success_rate']:.1%}",
+                f"[{r['success_ci95'][0]:.1%}, {r['success_ci95'][1]:.1%}]",
+                f"{r['mean_steps']:.1f}",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     imp, rm = results["improve"], results["reward_model"]
@@ -144,7 +157,8 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-# Raised for bad input (DatasetError and CheckpointError are ValueErrors); anything else is a bug and keeps its traceback.
+# Raised for bad input (DatasetError and CheckpointError are ValueErrors); anything else is a bug and
+# keeps its traceback.
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError)
 
 

@@ -47,7 +47,9 @@ class ModelConfig:
             _require(getattr(self, name) >= 1, self, name, ">= 1")
         for name in ("action_bins", "steps_to_go_bins"):
             _require(getattr(self, name) >= 2, self, name, ">= 2")
-        _require(self.action_head in ("gaussian", "tokenized"), self, "action_head", "'gaussian' or 'tokenized'")
+        _require(
+            self.action_head in ("gaussian", "tokenized"), self, "action_head", "'gaussian' or 'tokenized'"
+        )
         _require(self.min_scale > 0, self, "min_scale", "> 0")
         _require(self.steps_to_go_max > 0, self, "steps_to_go_max", "> 0")
 
@@ -105,7 +107,9 @@ class SFTConfig:
         _require(self.weight_decay >= 0, self, "weight_decay", ">= 0")
         _require(0 < self.data_fraction <= 1, self, "data_fraction", "in (0, 1]")
         _require(0 < self.val_fraction < 1, self, "val_fraction", "in (0, 1)")
-        _require(self.success_threshold is None or self.success_threshold >= 0, self, "success_threshold", ">= 0")
+        _require(
+            self.success_threshold is None or self.success_threshold >= 0, self, "success_threshold", ">= 0"
+        )
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,9 @@ class ImproveConfig:
         _require(self.reward_scale > 0, self, "reward_scale", "> 0")
         _require(self.lr > 0, self, "lr", "> 0")
         _require(self.weight_decay >= 0, self, "weight_decay", ">= 0")
-        _require(self.success_threshold is None or self.success_threshold >= 0, self, "success_threshold", ">= 0")
+        _require(
+            self.success_threshold is None or self.success_threshold >= 0, self, "success_threshold", ">= 0"
+        )
 
     @property
     def samples_per_iteration(self) -> int:
@@ -187,5 +193,7 @@ def from_dict(cls: type, data: dict[str, Any]) -> Any:
             continue
         value = data[f.name]
         sub = f.default_factory if f.default_factory is not dataclasses.MISSING else None
-        kwargs[f.name] = from_dict(type(sub()), value) if sub is not None and isinstance(value, dict) else value
+        kwargs[f.name] = (
+            from_dict(type(sub()), value) if sub is not None and isinstance(value, dict) else value
+        )
     return cls(**kwargs)

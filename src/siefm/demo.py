@@ -90,27 +90,42 @@ def report(out: Path, dataset_dir: Path, sft_run: Path, improved: Path, config: 
     lengths = np.diff(dataset.episode_bounds, axis=1)[:, 0] - 1
     results = {
         "env": {"id": "siefm/PointMass-v0", "config": to_dict(env_config)},
-        "dataset": {"success_rate": 1.0, "success_ci95": list(wilson_interval(len(lengths), len(lengths))),
-                    "mean_steps": float(lengths.mean()), "std_steps": float(lengths.std()),
-                    "episodes": int(dataset.num_episodes), "frames": int(dataset.num_frames)},  # fmt: skip
+        "dataset": {
+            "success_rate": 1.0,
+            "success_ci95": list(wilson_interval(len(lengths), len(lengths))),
+            "mean_steps": float(lengths.mean()),
+            "std_steps": float(lengths.std()),
+            "episodes": int(dataset.num_episodes),
+            "frames": int(dataset.num_frames),
+        },
         "demonstrator": demonstrator.summary(),
         **{name: result.summary() for name, result in results_by_name.items()},
-        "improve": {**improved_meta["improve"], **pooled_detector_scores(records),
-                    "success_threshold": improved_meta["success_threshold"]},  # fmt: skip
+        "improve": {
+            **improved_meta["improve"],
+            **pooled_detector_scores(records),
+            "success_threshold": improved_meta["success_threshold"],
+        },
         "sft": {"wall_seconds": sft_summary["wall_seconds"], "steps": sft_summary["steps"]},
-        "reward_model": {**reward_model_diagnostics(reward_model, dataset.select_episodes(val_ids)),
-                         "success_threshold": reward_meta["success_threshold"],
-                         "calibration": reward_meta["calibration"], "step": reward_meta["step"]},  # fmt: skip
+        "reward_model": {
+            **reward_model_diagnostics(reward_model, dataset.select_episodes(val_ids)),
+            "success_threshold": reward_meta["success_threshold"],
+            "calibration": reward_meta["calibration"],
+            "step": reward_meta["step"],
+        },
         "machine": machine_info(),
     }
-    results["improved"]["steps_vs_optimal"] = results["improved"]["mean_steps"] / results["optimal"]["mean_steps"]
+    results["improved"]["steps_vs_optimal"] = (
+        results["improved"]["mean_steps"] / results["optimal"]["mean_steps"]
+    )
     draw_figures(out, dataset, results_by_name, records, env_config)
     return results
 
 
 def evaluate_demonstrator(env_config: PointMassConfig, collect: CollectConfig, ev: EvalConfig) -> EvalResult:
     """The waypoint demonstrator on the evaluation seeds (same starts and goals as the policies)."""
-    positions, length, goals = simulate_demonstrator(ev.episodes, env_config, ev.seed, collect.num_waypoints, ev.max_steps)
+    positions, length, goals = simulate_demonstrator(
+        ev.episodes, env_config, ev.seed, collect.num_waypoints, ev.max_steps
+    )
     success = length >= 0
     return EvalResult(
         success_rate=float(success.mean()),
@@ -140,12 +155,18 @@ def draw_figures(
     records: list[dict[str, Any]],
     env_config: PointMassConfig,
 ) -> None:
-    demos = [dataset.episode(i)["observation.state"][:, :2] for i in range(min(NUM_PLOTTED, dataset.num_episodes))]
+    demos = [
+        dataset.episode(i)["observation.state"][:, :2] for i in range(min(NUM_PLOTTED, dataset.num_episodes))
+    ]
     demo_goals = np.stack([dataset.episode(i)["goal"][0] for i in range(len(demos))])
 
     def panel(title: str, result: EvalResult) -> tuple[str, list[np.ndarray], np.ndarray]:
         paths = [result.positions[:, i] for i in range(NUM_PLOTTED)]
-        return f"{title}\nsuccess {result.success_rate:.0%}, {result.mean_steps:.1f} steps", paths, result.goals[:NUM_PLOTTED]
+        return (
+            f"{title}\nsuccess {result.success_rate:.0%}, {result.mean_steps:.1f} steps",
+            paths,
+            result.goals[:NUM_PLOTTED],
+        )
 
     panels = [
         (f"dataset (demonstrator)\n{len(demos)} of {dataset.num_episodes} episodes", demos, demo_goals),

@@ -39,7 +39,11 @@ class MetricLogger:
                 if key != "time" and isinstance(value, (int, float)) and math.isfinite(value):
                     self._writer.add_scalar(key, value, step)
         if summary_keys:
-            log.info("  ".join(f"{key.split('/')[-1]}={_fmt(metrics[key])}" for key in summary_keys if key in metrics))
+            log.info(
+                "  ".join(
+                    f"{key.split('/')[-1]}={_fmt(metrics[key])}" for key in summary_keys if key in metrics
+                )
+            )
 
     def close(self) -> None:
         if self._writer is not None:

@@ -65,21 +65,31 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(
-        json.dumps({"command": "sft", "dataset": str(Path(dataset_dir).resolve()), "sft": to_dict(config)}, indent=2)
+        json.dumps(
+            {"command": "sft", "dataset": str(Path(dataset_dir).resolve()), "sft": to_dict(config)}, indent=2
+        )
     )
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    subset = dataset.select_episodes(subset_episode_ids(dataset.num_episodes, config.data_fraction, config.seed))
+    subset = dataset.select_episodes(
+        subset_episode_ids(dataset.num_episodes, config.data_fraction, config.seed)
+    )
     train_ids, val_ids = split_episodes(subset.num_episodes, config.val_fraction, config.seed)
     train, val = Frames.from_dataset(subset.select_episodes(train_ids)), subset.select_episodes(val_ids)
     val_frames = Frames.from_dataset(val)
     model = build_model(config, train)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    metadata = {"env": dataset.info["siefm"]["env"], "dataset": str(Path(dataset_dir).resolve()),
-                "train_episodes": len(train_ids), "val_episodes": len(val_ids)}  # fmt: skip
+    metadata = {
+        "env": dataset.info["siefm"]["env"],
+        "dataset": str(Path(dataset_dir).resolve()),
+        "train_episodes": len(train_ids),
+        "val_episodes": len(val_ids),
+    }
     logger = MetricLogger(out)
     best = {"policy": math.inf, "reward": math.inf}
-    log.info("Stage 1: %d train / %d validation episodes, %d frames", len(train_ids), len(val_ids), len(train))
+    log.info(
+        "Stage 1: %d train / %d validation episodes, %d frames", len(train_ids), len(val_ids), len(train)
+    )
     for step in tqdm(range(1, config.steps + 1), desc="Stage 1", unit="step", mininterval=1.0):
         loss, metrics = sft_loss(model, train.sample(config.batch_size, generator))
         optimizer.zero_grad(set_to_none=True)
@@ -90,17 +100,33 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
             for name, key in (("policy", "bc_loss"), ("reward", "steps_to_go_loss")):
                 if val_metrics[key] < best[name]:  # each checkpoint is the best on its own validation loss
                     best[name] = val_metrics[key]
-                    save_checkpoint(out / "checkpoints" / name, model, {**metadata, "stage": "sft", "step": step, f"val_{key}": best[name]})
-            record = {"sft/step": step, **{f"sft/{k}": v for k, v in metrics.items()},
-                      **{f"sft/val_{k}": v for k, v in val_metrics.items()},
-                      "time/sft_steps_per_second": step / (time.perf_counter() - start)}  # fmt: skip
-            logger.log(record, step=step, summary_keys=("sft/step", "sft/val_bc_loss", "sft/val_steps_to_go_loss"))
+                    save_checkpoint(
+                        out / "checkpoints" / name,
+                        model,
+                        {**metadata, "stage": "sft", "step": step, f"val_{key}": best[name]},
+                    )
+            record = {
+                "sft/step": step,
+                **{f"sft/{k}": v for k, v in metrics.items()},
+                **{f"sft/val_{k}": v for k, v in val_metrics.items()},
+                "time/sft_steps_per_second": step / (time.perf_counter() - start),
+            }
+            logger.log(
+                record, step=step, summary_keys=("sft/step", "sft/val_bc_loss", "sft/val_steps_to_go_loss")
+            )
     logger.close()
     calibration = calibrate_detector(out / "checkpoints" / "reward", val, config.success_threshold)
     log.info("success threshold s = %.3f steps (%s)", calibration["threshold"], calibration["method"])
     (out / "sft_summary.json").write_text(
-        json.dumps({"wall_seconds": time.perf_counter() - start, "steps": config.steps, "best": best,
-                    "calibration": calibration}, indent=2)  # fmt: skip
+        json.dumps(
+            {
+                "wall_seconds": time.perf_counter() - start,
+                "steps": config.steps,
+                "best": best,
+                "calibration": calibration,
+            },
+            indent=2,
+        )
     )
     return out
 
@@ -124,12 +150,16 @@ def validation_losses(model: EFM, frames: Frames, batch_size: int = 8192) -> dic
         _, metrics = sft_loss(model, chunk)
         totals["bc_loss"] += metrics["bc_loss"] * chunk.has_action.sum().item()
         totals["steps_to_go_loss"] += metrics["steps_to_go_loss"] * len(chunk)
-    return {"bc_loss": totals["bc_loss"] / frames.has_action.sum().item(),
-            "steps_to_go_loss": totals["steps_to_go_loss"] / len(frames)}  # fmt: skip
+    return {
+        "bc_loss": totals["bc_loss"] / frames.has_action.sum().item(),
+        "steps_to_go_loss": totals["steps_to_go_loss"] / len(frames),
+    }
 
 
 @torch.no_grad()
-def calibrate_detector(reward_checkpoint: Path, val: EpisodeDataset, threshold: float | None) -> dict[str, Any]:
+def calibrate_detector(
+    reward_checkpoint: Path, val: EpisodeDataset, threshold: float | None
+) -> dict[str, Any]:
     """Stores s in the reward checkpoint: the given value, or the F1-best one on validation frames."""
     model, metadata = load_checkpoint(reward_checkpoint)
     frames = Frames.from_dataset(val)
@@ -138,5 +168,9 @@ def calibrate_detector(reward_checkpoint: Path, val: EpisodeDataset, threshold: 
     result = {"method": "calibrated: F1-best on validation frames", **calibration.__dict__}
     if threshold is not None:
         result = {"method": "given", "threshold": threshold}
-    save_checkpoint(reward_checkpoint, model, {**metadata, "success_threshold": result["threshold"], "calibration": result})
+    save_checkpoint(
+        reward_checkpoint,
+        model,
+        {**metadata, "success_threshold": result["threshold"], "calibration": result},
+    )
     return result

@@ -34,7 +34,13 @@ def collect_demonstrations(out: Path, config: CollectConfig, overwrite: bool = F
         episode["steps_to_go"] = steps_to_go_labels(len(episode["action"]))
     lengths = np.array([len(e["action"]) - 1 for e in episodes])
     log.info(
-        "kept %d of %d demonstrations: %.1f +- %.1f steps", len(episodes), config.num_episodes, lengths.mean(), lengths.std()
+        "kept %d of %d demonstrations: %.1f +- %.1f steps",
+        len(episodes),
+        config.num_episodes,
+        lengths.mean(),
+        lengths.std(),
     )
     extra = {"env": {"id": ENV_ID, "config": to_dict(config.env)}, "collect": to_dict(config)}
-    return write_dataset(Path(out), episodes, fps=FPS, robot_type="pointmass", extra_info=extra, overwrite=overwrite)
+    return write_dataset(
+        Path(out), episodes, fps=FPS, robot_type="pointmass", extra_info=extra, overwrite=overwrite
+    )

@@ -60,7 +60,7 @@ def simulate_demonstrator(
 def _simulate(
     num_episodes: int, config: PointMassConfig, seed: int, num_waypoints: int, max_steps: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """States (T+1, N, 4), actions (T+1, N, 2; the last is zero), lengths (N,) (-1: unfinished), goals (N, 2)."""
+    """States (T+1, N, 4), actions (T+1, N, 2; last zero), lengths (N,) (-1: unfinished), goals (N, 2)."""
     rng = np.random.default_rng(seed)
     position, velocity, goal = sample_initial_states(rng, num_episodes, config)
     waypoints = rng.uniform(-config.goal_range, config.goal_range, size=(num_episodes, num_waypoints, 2))
@@ -70,7 +70,9 @@ def _simulate(
     states, actions = [np.concatenate([position, velocity], -1)], []
     rows = np.arange(num_episodes)
     for t in range(max_steps):
-        action = np.clip(pd_action(position, velocity, targets[rows, stage]), -config.max_action, config.max_action)
+        action = np.clip(
+            pd_action(position, velocity, targets[rows, stage]), -config.max_action, config.max_action
+        )
         position, velocity = step_dynamics(position, velocity, action, config)
         actions.append(action)
         states.append(np.concatenate([position, velocity], -1))

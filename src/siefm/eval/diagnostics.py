@@ -34,7 +34,9 @@ def _ranks(values: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def reward_model_diagnostics(model: EFM, dataset: EpisodeDataset, max_episodes: int = 500) -> dict[str, float]:
+def reward_model_diagnostics(
+    model: EFM, dataset: EpisodeDataset, max_episodes: int = 500
+) -> dict[str, float]:
     """voc, steps_mae and pooled spearman of `model` on (up to `max_episodes` of) `dataset`."""
     subset = dataset.select_episodes(np.arange(min(max_episodes, dataset.num_episodes)))
     frames = Frames.from_dataset(subset)

@@ -57,13 +57,17 @@ def efm_policy(model: EFM, deterministic: bool = False, seed: int = 0) -> Policy
     @torch.no_grad()
     def act(obs: dict[str, np.ndarray]) -> np.ndarray:
         obs_t = {"state": torch.from_numpy(obs["state"])}
-        action, _ = model.act(obs_t, torch.from_numpy(obs["goal"]), deterministic=deterministic, generator=generator)
+        action, _ = model.act(
+            obs_t, torch.from_numpy(obs["goal"]), deterministic=deterministic, generator=generator
+        )
         return action.numpy().astype(np.float64)
 
     return act
 
 
-def evaluate(policy: Policy, env_config: PointMassConfig, episodes: int, seed: int, max_steps: int) -> EvalResult:
+def evaluate(
+    policy: Policy, env_config: PointMassConfig, episodes: int, seed: int, max_steps: int
+) -> EvalResult:
     """Runs `episodes` seeded episodes in one batch and measures true success and episode length."""
     world = BatchedPointMass(episodes, env_config, seed=seed)
     world.reset()

@@ -9,11 +9,13 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # headless: runs write PNGs, nothing opens a window
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
-def plot_trajectories(panels: Sequence[tuple[str, list[np.ndarray], np.ndarray]], path: Path, radius: float) -> Path:
+def plot_trajectories(
+    panels: Sequence[tuple[str, list[np.ndarray], np.ndarray]], path: Path, radius: float
+) -> Path:
     """One panel per (title, list of (T_i, 2) paths, (n, 2) goals); goals drawn with the success radius."""
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.4), squeeze=False)
     colors = plt.cm.tab10(np.linspace(0, 1, 10))
@@ -36,16 +38,22 @@ def plot_trajectories(panels: Sequence[tuple[str, list[np.ndarray], np.ndarray]]
     return Path(path)
 
 
-def plot_learning_curve(records: Sequence[dict[str, Any]], path: Path, reference_steps: float | None = None) -> Path:
+def plot_learning_curve(
+    records: Sequence[dict[str, Any]], path: Path, reference_steps: float | None = None
+) -> Path:
     """True and detected success and mean episode length of practice episodes against env steps."""
     rows = [r for r in records if "improve/env_steps" in r]
     steps = np.array([r["improve/env_steps"] for r in rows])
     fig, (ax_success, ax_length) = plt.subplots(1, 2, figsize=(10, 3.8))
     ax_success.plot(steps, [r["rollout/true_success"] for r in rows], label="true success (simulator)")
-    ax_success.plot(steps, [r["rollout/detected_success"] for r in rows], "--", label="detected success (d <= s)")
+    ax_success.plot(
+        steps, [r["rollout/detected_success"] for r in rows], "--", label="detected success (d <= s)"
+    )
     ax_success.set_ylim(-0.02, 1.02)
     ax_success.set_ylabel("fraction of practice episodes")
-    ax_length.plot(steps, [r["rollout/episode_length"] for r in rows], color="C2", label="practice episode length")
+    ax_length.plot(
+        steps, [r["rollout/episode_length"] for r in rows], color="C2", label="practice episode length"
+    )
     if reference_steps is not None:
         ax_length.axhline(reference_steps, color="k", ls=":", label="straight-line controller")
     ax_length.set_ylabel("steps")

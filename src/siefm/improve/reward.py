@@ -63,7 +63,9 @@ def detector_precision_recall(detected: np.ndarray, actual: np.ndarray) -> tuple
     return precision, recall
 
 
-def calibrate_success_threshold(d: np.ndarray, is_success: np.ndarray, max_candidates: int = 512) -> Calibration:
+def calibrate_success_threshold(
+    d: np.ndarray, is_success: np.ndarray, max_candidates: int = 512
+) -> Calibration:
     """Chooses s maximising the F1 score of [d <= s] against true per-frame success on held-out frames.
 
     Choice: F1 weighs a detector that fires early (ends practice short of the goal) and one that never fires

@@ -94,7 +94,12 @@ def collect_practice(
         ended = (true_success if end_on_true_success else detected) | (steps >= max_episode_steps)
         done = ended & active
         reward = (d - d_next) * torch.from_numpy(active)  # r_t = d_t - d_{t+1}; zero for idle robots
-        for key, value in (("state", obs_t["state"]), ("goal", goal_t), ("action", action), ("reward", reward)):
+        for key, value in (
+            ("state", obs_t["state"]),
+            ("goal", goal_t),
+            ("action", action),
+            ("reward", reward),
+        ):
             columns[key].append(value)
         columns["valid"].append(torch.from_numpy(active.copy()))
         columns["done"].append(torch.from_numpy(done))

@@ -20,9 +20,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from siefm.checkpoint import CheckpointError, load_checkpoint, replace_dir, save_checkpoint
+from siefm.checkpoint import CheckpointError, check_fits_env, load_checkpoint, replace_dir, save_checkpoint
 from siefm.config import ImproveConfig, from_dict, to_dict
-from siefm.envs.pointmass import PointMassConfig
+from siefm.envs.pointmass import GOAL_DIM, STATE_DIM, PointMassConfig
 from siefm.improve.fleet import LocalFleet
 from siefm.improve.reinforce import reinforce_loss
 from siefm.improve.reward import RewardModel
@@ -40,13 +40,16 @@ def improve(sft_run: Path, out: Path, config: ImproveConfig) -> Path:
     """Runs Stage 2 from the checkpoints of a Stage 1 run; returns the improved policy checkpoint."""
     out = Path(out)
     if (out / "config.json").exists():
-        raise FileExistsError(f"{out} already holds a Stage 2 run; continue it with --resume {out} or pick a new --out.")
+        raise FileExistsError(
+            f"{out} already holds a Stage 2 run; continue it with --resume {out} or pick a new --out."
+        )
     out.mkdir(parents=True, exist_ok=True)
     sft_run = Path(sft_run).resolve()
     for name in ("policy", "reward"):
         if not (sft_run / "checkpoints" / name).is_dir():
             raise CheckpointError(
-                f"{sft_run} has no checkpoints/{name}: pass the --out directory of a finished `siefm sft` run."
+                f"{sft_run} has no checkpoints/{name}: "
+                "pass the --out directory of a finished `siefm sft` run."
             )
     run_config = {"command": "improve", "sft_run": str(sft_run), "improve": to_dict(config)}
     (out / "config.json").write_text(json.dumps(run_config, indent=2))
@@ -57,7 +60,9 @@ def resume_improve(run_dir: Path) -> Path:
     """Continues the Stage 2 run in `run_dir` from its last completed iteration."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{run_dir} is not a Stage 2 run directory (no config.json); nothing to resume.")
+        raise FileNotFoundError(
+            f"{run_dir} is not a Stage 2 run directory (no config.json); nothing to resume."
+        )
     saved = json.loads((run_dir / "config.json").read_text())
     return _run(run_dir, Path(saved["sft_run"]), from_dict(ImproveConfig, saved["improve"]))
 
@@ -65,6 +70,8 @@ def resume_improve(run_dir: Path) -> Path:
 def _run(out: Path, sft_run: Path, config: ImproveConfig) -> Path:
     policy, policy_meta = load_checkpoint(sft_run / "checkpoints" / "policy")
     reward_efm, reward_meta = load_checkpoint(sft_run / "checkpoints" / "reward")
+    for name, model in (("policy", policy), ("reward", reward_efm)):
+        check_fits_env(sft_run / "checkpoints" / name, model.spec, STATE_DIM, GOAL_DIM)
     threshold = config.success_threshold
     if threshold is None:
         threshold = reward_meta["success_threshold"]
@@ -76,11 +83,19 @@ def _run(out: Path, sft_run: Path, config: ImproveConfig) -> Path:
     counters = {"iteration": 0, "env_steps": 0, "updates": 0, "wall_seconds": 0.0}
     if (out / STATE_DIR).is_dir() or (out / (STATE_DIR + ".old")).is_dir():
         counters = _load_state(out, policy, optimizer, generator, fleet)
-        log.info("resuming Stage 2 at iteration %d (%d env steps)", counters["iteration"], counters["env_steps"])
+        log.info(
+            "resuming Stage 2 at iteration %d (%d env steps)", counters["iteration"], counters["env_steps"]
+        )
     _drop_metrics_after(out / "metrics.jsonl", counters["iteration"])
     logger = MetricLogger(out)
     log.info("Stage 2: success threshold s = %.3f steps, %d iterations", threshold, config.num_iterations)
-    bar = tqdm(range(counters["iteration"], config.num_iterations), desc="Stage 2", unit="it", initial=counters["iteration"], total=config.num_iterations)
+    bar = tqdm(
+        range(counters["iteration"], config.num_iterations),
+        desc="Stage 2",
+        unit="it",
+        initial=counters["iteration"],
+        total=config.num_iterations,
+    )
     for iteration in bar:
         start = time.perf_counter()
         batch = collect_practice(
@@ -110,7 +125,10 @@ def _run(out: Path, sft_run: Path, config: ImproveConfig) -> Path:
             "time/iteration_seconds": seconds,
         }
         logger.log(metrics, step=counters["env_steps"])
-        bar.set_postfix(success=f"{metrics['rollout/true_success']:.2f}", length=f"{metrics['rollout/episode_length']:.1f}")
+        bar.set_postfix(
+            success=f"{metrics['rollout/true_success']:.2f}",
+            length=f"{metrics['rollout/episode_length']:.1f}",
+        )
         _save_state(out, policy, optimizer, generator, fleet, counters, threshold)
     logger.close()
     metadata = {
@@ -123,14 +141,20 @@ def _run(out: Path, sft_run: Path, config: ImproveConfig) -> Path:
 
 
 def reinforce_updates(
-    policy: EFM, optimizer: torch.optim.Optimizer, batch: PracticeBatch, config: ImproveConfig, generator: torch.Generator
+    policy: EFM,
+    optimizer: torch.optim.Optimizer,
+    batch: PracticeBatch,
+    config: ImproveConfig,
+    generator: torch.Generator,
 ) -> float:
     """N updates on minibatches of B samples drawn without replacement; returns the mean loss."""
     order = torch.randperm(batch.num_samples, generator=generator)[: config.samples_per_iteration]
     losses = []
     for index in order.view(config.num_updates, config.minibatch_size):
         log_probs = policy.log_prob({"state": batch.state[index]}, batch.goal[index], batch.action[index])
-        loss = reinforce_loss(log_probs, batch.returns[index], torch.ones_like(log_probs, dtype=torch.bool), config.reward_scale)
+        loss = reinforce_loss(
+            log_probs, batch.returns[index], torch.ones_like(log_probs, dtype=torch.bool), config.reward_scale
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -152,7 +176,9 @@ def _save_state(
     tmp.mkdir()
     save_checkpoint(tmp / "policy", policy, {"success_threshold": threshold})
     optim_state = optimizer.state_dict()
-    tensors = {f"{pid}.{name}": value for pid, state in optim_state["state"].items() for name, value in state.items()}
+    tensors = {
+        f"{pid}.{name}": value for pid, state in optim_state["state"].items() for name, value in state.items()
+    }
     tensors["rng.torch"] = generator.get_state()
     save_file({key: value.contiguous() for key, value in tensors.items()}, str(tmp / "optimizer.safetensors"))
     trainer = {**counters, "param_groups": optim_state["param_groups"], "fleet_rng": fleet.rng_state()}

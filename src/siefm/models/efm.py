@@ -59,7 +59,9 @@ class EFM(nn.Module):
                 config.hidden_dim, spec.action_dim, stats["action"], config.min_scale
             )
         else:
-            self.action_head = TokenActionHead(config.hidden_dim, spec.action_dim, stats["action"], config.action_bins)
+            self.action_head = TokenActionHead(
+                config.hidden_dim, spec.action_dim, stats["action"], config.action_bins
+            )
         self.steps_to_go_tower = mlp(in_dim, config.hidden_dim, config.num_layers)
         self.steps_to_go_head = nn.Linear(config.hidden_dim, config.steps_to_go_bins)
 
@@ -92,7 +94,9 @@ class EFM(nn.Module):
         action = dist.mode() if deterministic else dist.sample(generator)
         return action, dist.log_prob(action)
 
-    def log_prob(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def log_prob(
+        self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor, action: torch.Tensor
+    ) -> torch.Tensor:
         """log pi(a | o, g) of env-unit actions (B, A) -> (B,)."""
         return self.action_distribution(obs, goal).log_prob(action)
 
@@ -101,6 +105,6 @@ class EFM(nn.Module):
         return self.steps_to_go_bins.expectation(self.steps_to_go_logits(obs, goal))
 
     def policy_parameters(self) -> Iterator[nn.Parameter]:
-        """What Stage 2 trains: the action tower and head (the steps-to-go tower is not used by the policy)."""
+        """What Stage 2 trains: the action tower and head (the policy never uses its steps-to-go tower)."""
         yield from self.policy_tower.parameters()
         yield from self.action_head.parameters()

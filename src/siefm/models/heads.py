@@ -26,7 +26,9 @@ class ActionDistribution(Protocol):
 class GaussianActions:
     """Diagonal Gaussian over z-scored actions (the notebook's head)."""
 
-    def __init__(self, mean: torch.Tensor, scale: torch.Tensor, action_mean: torch.Tensor, action_std: torch.Tensor):
+    def __init__(
+        self, mean: torch.Tensor, scale: torch.Tensor, action_mean: torch.Tensor, action_std: torch.Tensor
+    ):
         self.normal = torch.distributions.Normal(mean, scale)  # in z-scored units, (B, A)
         self.action_mean, self.action_std = action_mean, action_std
 
@@ -46,7 +48,9 @@ class GaussianActions:
 class TokenActions:
     """One categorical token per action dimension over uniform bins between the data's min and max."""
 
-    def __init__(self, logits: torch.Tensor, bins: UniformBins, action_min: torch.Tensor, action_max: torch.Tensor):
+    def __init__(
+        self, logits: torch.Tensor, bins: UniformBins, action_min: torch.Tensor, action_max: torch.Tensor
+    ):
         self.logits = logits  # (B, A, K)
         self.bins, self.action_min, self.action_max = bins, action_min, action_max
 
@@ -83,7 +87,9 @@ class GaussianActionHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> GaussianActions:
         mean, raw_scale = self.linear(features).chunk(2, dim=-1)
-        return GaussianActions(mean, F.softplus(raw_scale) + self.min_scale, self.action_mean, self.action_std)
+        return GaussianActions(
+            mean, F.softplus(raw_scale) + self.min_scale, self.action_mean, self.action_std
+        )
 
 
 class TokenActionHead(nn.Module):
