@@ -237,11 +237,6 @@ def test_wilson_interval_solves_its_quadratic(successes: int, trials: int) -> No
     assert 0.0 <= low <= p_hat <= high <= 1.0
 
 
-@pytest.mark.xfail(
-    reason="evaluate.py:50-51 computes the bounds at k = 0 and k = n in floating point, so e.g. 10/10 gives "
-    "high = 0.9999999999999999 and 0/500 gives low = 4.3e-19: the interval excludes its own estimate",
-    strict=True,
-)
 def test_wilson_interval_is_exact_at_zero_and_all_successes() -> None:
     for n in range(1, 600):
         assert wilson_interval(0, n)[0] == 0.0, n

@@ -276,11 +276,6 @@ def test_weights_missing_a_tensor(checkpoint: Path) -> None:
         load_checkpoint(checkpoint)
 
 
-@pytest.mark.xfail(
-    reason="checkpoint.py:70 reads info['metadata'] unguarded: a checkpoint.json without 'metadata' raises "
-    "KeyError (a traceback in the CLI) instead of CheckpointError",
-    strict=True,
-)
 def test_json_without_metadata(checkpoint: Path) -> None:
     info = json.loads((checkpoint / METADATA).read_text())
     del info["metadata"]

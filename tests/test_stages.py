@@ -20,7 +20,8 @@ import torch
 from conftest import TINY_IMPROVE, TINY_MODEL
 from torch.testing import assert_close
 
-from siefm.checkpoint import load_checkpoint
+from siefm import sft as sft_module
+from siefm.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from siefm.config import ImproveConfig, SFTConfig, to_dict
 from siefm.data.dataset import read_dataset
 from siefm.envs.pointmass import PointMassConfig
@@ -31,6 +32,7 @@ from siefm.improve.reward import RewardModel
 from siefm.improve.rollout import collect_practice
 from siefm.improve.train import improve, reinforce_updates, resume_improve
 from siefm.logging import read_metrics
+from siefm.models.efm import EFM, ModelSpec
 from siefm.sft import train_sft
 
 ROLLOUT_KEYS = (
@@ -129,6 +131,27 @@ def test_sft_with_a_given_threshold_and_determinism(dataset_dir: Path, tmp_path:
         )
 
 
+def test_sft_selects_checkpoints_by_validation_loss_not_recency(
+    dataset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Scripted validation losses: the best BC loss comes at the 2nd evaluation, the best steps-to-go loss at
+    # the 1st, so neither checkpoint is simply the latest one.
+    scripted = iter([(3.0, 2.0), (1.0, 5.0), (2.0, 4.0)])
+
+    def fake_validation_losses(model, frames, batch_size=8192):
+        bc, steps = next(scripted)
+        return {"bc_loss": bc, "steps_to_go_loss": steps}
+
+    monkeypatch.setattr(sft_module, "validation_losses", fake_validation_losses)
+    config = SFTConfig(model=TINY_MODEL, steps=30, batch_size=32, eval_every=10, seed=2)
+    run = train_sft(dataset_dir, tmp_path / "run", config)
+    _, policy_meta = load_checkpoint(run / "checkpoints" / "policy")
+    _, reward_meta = load_checkpoint(run / "checkpoints" / "reward")
+    assert (policy_meta["step"], policy_meta["val_bc_loss"]) == (20, 1.0)
+    assert (reward_meta["step"], reward_meta["val_steps_to_go_loss"]) == (10, 2.0)
+    assert "success_threshold" in reward_meta  # calibrated on the selected reward model
+
+
 # --- Stage 2: one run -------------------------------------------------------------------------------------
 
 
@@ -149,7 +172,7 @@ def test_improve_changes_the_policy_but_not_the_steps_to_go_tower(improve_run: d
     improved, meta = load_checkpoint(improve_run["policy"])
     start, _ = load_checkpoint(sft_run / "checkpoints" / "policy")
     assert meta["stage"] == "improve"
-    assert meta["improve"]["iteration"] == 2 and meta["improve"]["updates"] == 8
+    assert meta["improve"]["iterations"] == 2 and meta["improve"]["updates"] == 8
     _, reward_meta = load_checkpoint(sft_run / "checkpoints" / "reward")
     assert meta["success_threshold"] == reward_meta["success_threshold"]
     improved_state, start_state = improved.state_dict(), start.state_dict()
@@ -190,6 +213,39 @@ def test_improve_refuses_an_existing_run_and_a_missing_sft_run(
         improve(tmp_path / "nowhere", tmp_path / "out", TINY_IMPROVE)
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         resume_improve(tmp_path / "nowhere")
+
+
+def copy_sft_run(sft_run: Path, to: Path, spec: ModelSpec | None = None, drop: str | None = None) -> Path:
+    """A copy of the SFT run whose checkpoints are rebuilt for `spec` and/or lack metadata key `drop`."""
+    shutil.copytree(sft_run, to)
+    for name in ("policy", "reward"):
+        model, meta = load_checkpoint(to / "checkpoints" / name)
+        if spec is not None:
+            sizes = {"state": spec.state_dim, "goal": spec.goal_dim, "action": spec.action_dim}
+            ones = {key: torch.ones(d) for key, d in sizes.items()}
+            stats = {key: {"mean": 0 * v, "std": v, "min": -v, "max": v} for key, v in ones.items()}
+            model = EFM(model.config, spec, stats)
+        save_checkpoint(to / "checkpoints" / name, model, {k: v for k, v in meta.items() if k != drop})
+    return to
+
+
+def test_improve_refuses_checkpoints_for_another_env(sft_run: Path, tmp_path: Path) -> None:
+    misfit = copy_sft_run(sft_run, tmp_path / "sft", spec=ModelSpec(state_dim=5, goal_dim=2, action_dim=2))
+    with pytest.raises(CheckpointError, match="observations of size 5"):
+        improve(misfit, tmp_path / "rl", TINY_IMPROVE)
+
+
+def test_a_failed_start_can_be_retried_with_the_same_out(sft_run: Path, tmp_path: Path) -> None:
+    misfit = copy_sft_run(sft_run, tmp_path / "sft", spec=ModelSpec(state_dim=5, goal_dim=2, action_dim=2))
+    with pytest.raises(CheckpointError):
+        improve(misfit, tmp_path / "rl", TINY_IMPROVE)
+    improve(sft_run, tmp_path / "rl", dataclasses.replace(TINY_IMPROVE, num_iterations=1))
+
+
+def test_improve_on_an_uncalibrated_reward_checkpoint(sft_run: Path, tmp_path: Path) -> None:
+    uncalibrated = copy_sft_run(sft_run, tmp_path / "sft", drop="success_threshold")
+    with pytest.raises(ValueError, match=r"success_threshold|success threshold"):
+        improve(uncalibrated, tmp_path / "rl", TINY_IMPROVE)
 
 
 # --- Stage 2: the pieces ----------------------------------------------------------------------------------
@@ -358,7 +414,7 @@ sft_run, out, marker, config = sys.argv[1:]
 save_state = train._save_state
 
 def blocking_save_state(out_dir, policy, optimizer, generator, fleet, counters, threshold):
-    if counters["iteration"] == 3:
+    if counters["iterations"] == 3:
         Path(marker).write_text("iteration 3 logged, state still at 2")
         time.sleep(600)
     save_state(out_dir, policy, optimizer, generator, fleet, counters, threshold)
@@ -395,7 +451,7 @@ def test_resume_after_sigkill_finishes_the_run(sft_run: Path, straight_run: Path
     assert child.returncode == -signal.SIGKILL
     before = read_metrics(out / "metrics.jsonl")
     assert [r["improve/iteration"] for r in before] == [1, 2, 3]  # iteration 3 was logged ...
-    assert json.loads((out / "state" / "trainer.json").read_text())["iteration"] == 2  # ... but not saved
+    assert json.loads((out / "state" / "trainer.json").read_text())["iterations"] == 2  # ... but not saved
     assert not (out / "checkpoints" / "policy").exists()
 
     path = resume_improve(out)
@@ -406,10 +462,10 @@ def test_resume_after_sigkill_finishes_the_run(sft_run: Path, straight_run: Path
     assert after[2]["time"] > before[2]["time"]  # iteration 3 was redone ...
     assert without_times(after[2:3]) == without_times(before[2:3])  # ... identically, from the saved RNGs
     _, meta = load_checkpoint(path)
-    assert meta["improve"]["iteration"] == 4
+    assert meta["improve"]["iterations"] == 4
     assert meta["improve"]["updates"] == 4 * FOUR.num_updates
     assert meta["improve"]["env_steps"] == after[-1]["improve/env_steps"]
-    assert json.loads((out / "state" / "trainer.json").read_text())["iteration"] == 4
+    assert json.loads((out / "state" / "trainer.json").read_text())["iterations"] == 4
     # Killed and resumed == never interrupted.
     assert without_times(after) == without_times(read_metrics(straight_run / "metrics.jsonl"))
     assert_same_weights(load_checkpoint(path)[0], load_checkpoint(straight_run / "checkpoints" / "policy")[0])
@@ -434,13 +490,25 @@ def test_two_iterations_then_resume_equals_four_straight(
     assert_same_weights(load_checkpoint(path)[0], load_checkpoint(straight_run / "checkpoints" / "policy")[0])
 
 
+def test_resume_survives_a_half_written_metrics_line(sft_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    improve(sft_run, out, TINY_IMPROVE)
+    config = json.loads((out / "config.json").read_text())
+    config["improve"]["num_iterations"] = 3
+    (out / "config.json").write_text(json.dumps(config))
+    with (out / "metrics.jsonl").open("a") as f:
+        f.write('{"time": 1.0, "improve/iteration": 3, "improve/env_st')  # killed mid-write
+    resume_improve(out)
+    assert [r["improve/iteration"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2, 3]
+
+
 def test_resuming_a_finished_run_changes_nothing(straight_run: Path, tmp_path: Path) -> None:
     run = shutil.copytree(straight_run, tmp_path / "run")
     records = read_metrics(run / "metrics.jsonl")
     path = resume_improve(run)
     assert read_metrics(run / "metrics.jsonl") == records
     assert_same_weights(load_checkpoint(path)[0], load_checkpoint(straight_run / "checkpoints" / "policy")[0])
-    assert load_checkpoint(path)[1]["improve"]["iteration"] == 4
+    assert load_checkpoint(path)[1]["improve"]["iterations"] == 4
 
 
 def test_improve_config_is_what_resume_uses(straight_run: Path) -> None:

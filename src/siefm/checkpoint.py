@@ -94,6 +94,8 @@ def read_checkpoint_info(path: Path) -> dict[str, Any]:
         ) from error
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise CheckpointError(f"{path / METADATA} is not a {FORMAT} checkpoint description.")
+    if not isinstance(info.get("metadata"), dict):
+        raise CheckpointError(f"{path / METADATA} lacks its 'metadata' object; the checkpoint is corrupt.")
     return info
 
 

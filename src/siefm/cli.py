@@ -90,6 +90,15 @@ class Demo:
     config: Annotated[DemoConfig, tyro.conf.arg(name="")] = field(default_factory=DemoConfig)
 
 
+Command = (
+    Annotated[Collect, tyro.conf.subcommand("collect")]
+    | Annotated[SFT, tyro.conf.subcommand("sft")]
+    | Annotated[Improve, tyro.conf.subcommand("improve")]
+    | Annotated[Eval, tyro.conf.subcommand("eval")]
+    | Annotated[Demo, tyro.conf.subcommand("demo")]
+)
+
+
 def run(command: Collect | SFT | Improve | Eval | Demo) -> None:
     """Executes a parsed command (importing the heavy stages only when needed)."""
     if isinstance(command, Collect):
@@ -165,11 +174,7 @@ EXPECTED_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectory
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        command = tyro.extras.subcommand_cli_from_dict(
-            {"collect": Collect, "sft": SFT, "improve": Improve, "eval": Eval, "demo": Demo},
-            args=argv,
-            description=__doc__.split("\n\n")[0],
-        )
+        command = tyro.cli(Command, args=argv, description=__doc__.split("\n\n")[0])
         run(command)
     except EXPECTED_ERRORS as error:
         message = str(error).strip("'\"") or type(error).__name__

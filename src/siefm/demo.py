@@ -56,11 +56,10 @@ def run_demo(out: Path, config: DemoConfig) -> dict[str, Any]:
     start = time.perf_counter()
     dataset_dir = collect_demonstrations(out / "dataset", config.collect, overwrite=True)
     collect_seconds = time.perf_counter() - start
+    for stage in ("sft", "improve"):  # a demo always runs every stage afresh
+        shutil.rmtree(out / stage, ignore_errors=True)
     sft_run = train_sft(dataset_dir, out / "sft", config.sft)
-    improve_run = out / "improve"
-    if improve_run.exists():  # a demo always starts Stage 2 afresh; `siefm improve --resume` is for resuming
-        shutil.rmtree(improve_run)
-    improved = improve(sft_run, improve_run, config.improve)
+    improved = improve(sft_run, out / "improve", config.improve)
     results = report(out, dataset_dir, sft_run, improved, config)
     results["collect"] = {"wall_seconds": collect_seconds}
     results["total_wall_seconds"] = time.perf_counter() - start

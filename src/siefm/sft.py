@@ -63,6 +63,8 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     if missing:
         raise DatasetError(f"{dataset_dir} lacks the columns {missing}; write it with `siefm collect`.")
     out = Path(out)
+    if (out / "config.json").exists():
+        raise FileExistsError(f"{out} already holds a Stage 1 run; pick a new --out (or delete it).")
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(
         json.dumps(

@@ -47,7 +47,11 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[f
     denom = 1 + z**2 / trials
     centre = (p + z**2 / (2 * trials)) / denom
     half = z * math.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # At 0 or n successes the exact bound is 0 or 1; computing it in floating point leaves a residue that
+    # would put the estimate itself outside its interval.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == trials else min(1.0, centre + half)
+    return low, high
 
 
 def efm_policy(model: EFM, deterministic: bool = False, seed: int = 0) -> Policy:

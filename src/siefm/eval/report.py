@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from siefm.checkpoint import check_fits_env, load_checkpoint
+from siefm.checkpoint import CheckpointError, check_fits_env, load_checkpoint
 from siefm.config import EvalConfig
 from siefm.envs.pointmass import GOAL_DIM, STATE_DIM, PointMassConfig
 from siefm.envs.pointmass_demos import straight_line_policy
@@ -20,6 +20,10 @@ def evaluate_checkpoint(checkpoint: Path, out: Path, config: EvalConfig) -> dict
     """Evaluates the policy at `checkpoint`; writes `out/results.json` and `out/trajectories.png`."""
     model, metadata = load_checkpoint(Path(checkpoint))
     check_fits_env(Path(checkpoint), model.spec, STATE_DIM, GOAL_DIM)
+    if "env" not in metadata:
+        raise CheckpointError(
+            f"{checkpoint} does not record the env it was trained on; it cannot be evaluated."
+        )
     env_config = PointMassConfig(**metadata["env"]["config"])
     policy = evaluate(
         efm_policy(model, config.deterministic, config.seed),

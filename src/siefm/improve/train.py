@@ -43,17 +43,12 @@ def improve(sft_run: Path, out: Path, config: ImproveConfig) -> Path:
         raise FileExistsError(
             f"{out} already holds a Stage 2 run; continue it with --resume {out} or pick a new --out."
         )
-    out.mkdir(parents=True, exist_ok=True)
     sft_run = Path(sft_run).resolve()
-    for name in ("policy", "reward"):
-        if not (sft_run / "checkpoints" / name).is_dir():
-            raise CheckpointError(
-                f"{sft_run} has no checkpoints/{name}: "
-                "pass the --out directory of a finished `siefm sft` run."
-            )
+    inputs = _load_inputs(sft_run, config)  # fails before anything is written, so --out stays reusable
+    out.mkdir(parents=True, exist_ok=True)
     run_config = {"command": "improve", "sft_run": str(sft_run), "improve": to_dict(config)}
     (out / "config.json").write_text(json.dumps(run_config, indent=2))
-    return _run(out, sft_run, config)
+    return _run(out, config, *inputs)
 
 
 def resume_improve(run_dir: Path) -> Path:
@@ -64,36 +59,56 @@ def resume_improve(run_dir: Path) -> Path:
             f"{run_dir} is not a Stage 2 run directory (no config.json); nothing to resume."
         )
     saved = json.loads((run_dir / "config.json").read_text())
-    return _run(run_dir, Path(saved["sft_run"]), from_dict(ImproveConfig, saved["improve"]))
+    config = from_dict(ImproveConfig, saved["improve"])
+    return _run(run_dir, config, *_load_inputs(Path(saved["sft_run"]), config))
 
 
-def _run(out: Path, sft_run: Path, config: ImproveConfig) -> Path:
-    policy, policy_meta = load_checkpoint(sft_run / "checkpoints" / "policy")
-    reward_efm, reward_meta = load_checkpoint(sft_run / "checkpoints" / "reward")
+def _load_inputs(sft_run: Path, config: ImproveConfig) -> tuple[EFM, dict[str, Any], RewardModel]:
+    """The Stage 1 policy (to train), its metadata, and the frozen reward model with its threshold s."""
+    checkpoints = {name: sft_run / "checkpoints" / name for name in ("policy", "reward")}
+    for name, path in checkpoints.items():
+        if not path.is_dir():
+            raise CheckpointError(
+                f"{sft_run} has no checkpoints/{name}: "
+                "pass the --out directory of a finished `siefm sft` run."
+            )
+    policy, policy_meta = load_checkpoint(checkpoints["policy"])
+    reward_efm, reward_meta = load_checkpoint(checkpoints["reward"])
     for name, model in (("policy", policy), ("reward", reward_efm)):
-        check_fits_env(sft_run / "checkpoints" / name, model.spec, STATE_DIM, GOAL_DIM)
+        check_fits_env(checkpoints[name], model.spec, STATE_DIM, GOAL_DIM)
     threshold = config.success_threshold
     if threshold is None:
+        if "success_threshold" not in reward_meta:
+            raise CheckpointError(
+                f"{checkpoints['reward']} has no calibrated success threshold (Stage 1 did not finish): "
+                "rerun `siefm sft` or pass --improve.success-threshold."
+            )
         threshold = reward_meta["success_threshold"]
-    reward_model = RewardModel(reward_efm, threshold)
+    return policy, policy_meta, RewardModel(reward_efm, threshold)
+
+
+def _run(
+    out: Path, config: ImproveConfig, policy: EFM, policy_meta: dict[str, Any], reward_model: RewardModel
+) -> Path:
+    threshold = reward_model.success_threshold
     env_config = PointMassConfig(**policy_meta["env"]["config"])
     fleet = LocalFleet(config.num_envs, env_config, seed=config.seed)
     optimizer = torch.optim.AdamW(policy.policy_parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
-    counters = {"iteration": 0, "env_steps": 0, "updates": 0, "wall_seconds": 0.0}
+    counters = {"iterations": 0, "env_steps": 0, "updates": 0, "wall_seconds": 0.0}
     if (out / STATE_DIR).is_dir() or (out / (STATE_DIR + ".old")).is_dir():
         counters = _load_state(out, policy, optimizer, generator, fleet)
         log.info(
-            "resuming Stage 2 at iteration %d (%d env steps)", counters["iteration"], counters["env_steps"]
+            "resuming Stage 2 at iteration %d (%d env steps)", counters["iterations"], counters["env_steps"]
         )
-    _drop_metrics_after(out / "metrics.jsonl", counters["iteration"])
+    _drop_metrics_after(out / "metrics.jsonl", counters["iterations"])
     logger = MetricLogger(out)
     log.info("Stage 2: success threshold s = %.3f steps, %d iterations", threshold, config.num_iterations)
     bar = tqdm(
-        range(counters["iteration"], config.num_iterations),
+        range(counters["iterations"], config.num_iterations),
         desc="Stage 2",
         unit="it",
-        initial=counters["iteration"],
+        initial=counters["iterations"],
         total=config.num_iterations,
     )
     for iteration in bar:
@@ -111,7 +126,7 @@ def _run(out: Path, sft_run: Path, config: ImproveConfig) -> Path:
         collect_seconds = time.perf_counter() - start
         loss = reinforce_updates(policy, optimizer, batch, config, generator)
         seconds = time.perf_counter() - start
-        counters["iteration"] = iteration + 1
+        counters["iterations"] = iteration + 1
         counters["env_steps"] += batch.num_samples
         counters["updates"] += config.num_updates
         counters["wall_seconds"] += seconds
@@ -129,13 +144,21 @@ def _run(out: Path, sft_run: Path, config: ImproveConfig) -> Path:
             success=f"{metrics['rollout/true_success']:.2f}",
             length=f"{metrics['rollout/episode_length']:.1f}",
         )
-        _save_state(out, policy, optimizer, generator, fleet, counters, threshold)
+        _save_state(
+            out,
+            policy,
+            optimizer,
+            generator,
+            fleet,
+            counters,
+            {**policy_meta, "success_threshold": threshold},
+        )
     logger.close()
     metadata = {
         **policy_meta,
         "stage": "improve",
         "success_threshold": threshold,
-        "improve": {key: counters[key] for key in ("iteration", "env_steps", "updates", "wall_seconds")},
+        "improve": {k: counters[k] for k in ("iterations", "env_steps", "updates", "wall_seconds")},
     }
     return save_checkpoint(out / POLICY_DIR, policy, metadata)
 
@@ -169,12 +192,12 @@ def _save_state(
     generator: torch.Generator,
     fleet: LocalFleet,
     counters: dict[str, Any],
-    threshold: float,
+    policy_metadata: dict[str, Any],
 ) -> None:
     tmp = out / (STATE_DIR + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_checkpoint(tmp / "policy", policy, {"success_threshold": threshold})
+    save_checkpoint(tmp / "policy", policy, {**policy_metadata, "stage": "improve", **counters})
     optim_state = optimizer.state_dict()
     tensors = {
         f"{pid}.{name}": value for pid, state in optim_state["state"].items() for name, value in state.items()
