@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # headless: runs write PNGs, nothing opens a window
 import matplotlib.pyplot as plt
@@ -59,6 +60,7 @@ def plot_learning_curve(
     ax_length.set_ylabel("steps")
     for ax in (ax_success, ax_length):
         ax.set_xlabel("env steps in Stage 2")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
