@@ -23,7 +23,7 @@ from siefm.checkpoint import load_checkpoint
 from siefm.config import CollectConfig, EvalConfig, ImproveConfig, SFTConfig, to_dict
 from siefm.data.collect import collect_demonstrations
 from siefm.data.dataset import read_dataset
-from siefm.data.sampler import split_episodes
+from siefm.data.sampler import stage1_split
 from siefm.envs.pointmass import PointMassConfig
 from siefm.envs.pointmass_demos import simulate_demonstrator, straight_line_policy
 from siefm.eval.diagnostics import reward_model_diagnostics
@@ -83,7 +83,8 @@ def report(out: Path, dataset_dir: Path, sft_run: Path, improved: Path, config: 
         results_by_name[name] = evaluate(policy, env_config, ev.episodes, ev.seed, ev.max_steps)
     demonstrator = evaluate_demonstrator(env_config, config.collect, ev)
     dataset = read_dataset(dataset_dir)
-    _, val_ids = split_episodes(dataset.num_episodes, config.sft.val_fraction, config.sft.seed)
+    sft = config.sft
+    _, val_ids = stage1_split(dataset.num_episodes, sft.data_fraction, sft.val_fraction, sft.seed)
     records = read_metrics(out / "improve" / "metrics.jsonl")
     sft_summary = json.loads((sft_run / "sft_summary.json").read_text())
     lengths = np.diff(dataset.episode_bounds, axis=1)[:, 0] - 1

@@ -22,9 +22,9 @@ from tqdm.auto import tqdm
 
 from siefm.checkpoint import load_checkpoint, save_checkpoint
 from siefm.config import SFTConfig, to_dict
-from siefm.data.dataset import DatasetError, EpisodeDataset, read_dataset, subset_episode_ids
+from siefm.data.dataset import DatasetError, EpisodeDataset, read_dataset
 from siefm.data.normalize import feature_stats
-from siefm.data.sampler import Frames, split_episodes
+from siefm.data.sampler import Frames, stage1_split
 from siefm.improve.reward import calibrate_success_threshold
 from siefm.logging import MetricLogger
 from siefm.models.bins import UniformBins
@@ -60,8 +60,11 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     start = time.perf_counter()
     dataset = read_dataset(Path(dataset_dir))
     missing = [c for c in REQUIRED_COLUMNS if c not in dataset.columns]
-    if missing:
-        raise DatasetError(f"{dataset_dir} lacks the columns {missing}; write it with `siefm collect`.")
+    if missing or "env" not in dataset.info.get("siefm", {}):
+        raise DatasetError(
+            f"{dataset_dir} lacks the columns {missing} or the env description in meta/info.json; "
+            "write it with `siefm collect`."
+        )
     out = Path(out)
     if (out / "config.json").exists():
         raise FileExistsError(f"{out} already holds a Stage 1 run; pick a new --out (or delete it).")
@@ -73,11 +76,10 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     )
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    subset = dataset.select_episodes(
-        subset_episode_ids(dataset.num_episodes, config.data_fraction, config.seed)
+    train_ids, val_ids = stage1_split(
+        dataset.num_episodes, config.data_fraction, config.val_fraction, config.seed
     )
-    train_ids, val_ids = split_episodes(subset.num_episodes, config.val_fraction, config.seed)
-    train, val = Frames.from_dataset(subset.select_episodes(train_ids)), subset.select_episodes(val_ids)
+    train, val = Frames.from_dataset(dataset.select_episodes(train_ids)), dataset.select_episodes(val_ids)
     val_frames = Frames.from_dataset(val)
     model = build_model(config, train)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)

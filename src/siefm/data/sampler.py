@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from siefm.data.dataset import EpisodeDataset
+from siefm.data.dataset import EpisodeDataset, subset_episode_ids
 
 
 def steps_to_go_labels(num_frames: int) -> np.ndarray:
@@ -30,6 +30,18 @@ def split_episodes(num_episodes: int, val_fraction: float, seed: int) -> tuple[n
     order = np.random.default_rng(seed).permutation(num_episodes)
     num_val = min(max(1, round(val_fraction * num_episodes)), num_episodes - 1)
     return np.sort(order[num_val:]), np.sort(order[:num_val])
+
+
+def stage1_split(
+    num_episodes: int, data_fraction: float, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation episode ids (indices into the full dataset) of a Stage 1 run.
+
+    The run uses the nested `data_fraction` subset of the episodes and holds out `val_fraction` of it.
+    """
+    subset = subset_episode_ids(num_episodes, data_fraction, seed)
+    train, val = split_episodes(len(subset), val_fraction, seed)
+    return subset[train], subset[val]
 
 
 @dataclass
