@@ -102,6 +102,12 @@ def _run(
             "resuming Stage 2 at iteration %d (%d env steps)", counters["iterations"], counters["env_steps"]
         )
     _drop_metrics_after(out / "metrics.jsonl", counters["iterations"])
+
+    def improved_metadata() -> dict[str, Any]:
+        """The Stage 1 policy's metadata plus what Stage 2 has done so far."""
+        progress = {k: counters[k] for k in ("iterations", "env_steps", "updates", "wall_seconds")}
+        return {**policy_meta, "stage": "improve", "success_threshold": threshold, "improve": progress}
+
     logger = MetricLogger(out)
     log.info("Stage 2: success threshold s = %.3f steps, %d iterations", threshold, config.num_iterations)
     bar = tqdm(
@@ -144,23 +150,9 @@ def _run(
             success=f"{metrics['rollout/true_success']:.2f}",
             length=f"{metrics['rollout/episode_length']:.1f}",
         )
-        _save_state(
-            out,
-            policy,
-            optimizer,
-            generator,
-            fleet,
-            counters,
-            {**policy_meta, "success_threshold": threshold},
-        )
+        _save_state(out, policy, optimizer, generator, fleet, counters, improved_metadata())
     logger.close()
-    metadata = {
-        **policy_meta,
-        "stage": "improve",
-        "success_threshold": threshold,
-        "improve": {k: counters[k] for k in ("iterations", "env_steps", "updates", "wall_seconds")},
-    }
-    return save_checkpoint(out / POLICY_DIR, policy, metadata)
+    return save_checkpoint(out / POLICY_DIR, policy, improved_metadata())
 
 
 def reinforce_updates(
@@ -192,12 +184,12 @@ def _save_state(
     generator: torch.Generator,
     fleet: LocalFleet,
     counters: dict[str, Any],
-    policy_metadata: dict[str, Any],
+    metadata: dict[str, Any],
 ) -> None:
     tmp = out / (STATE_DIR + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_checkpoint(tmp / "policy", policy, {**policy_metadata, "stage": "improve", **counters})
+    save_checkpoint(tmp / "policy", policy, metadata)
     optim_state = optimizer.state_dict()
     tensors = {
         f"{pid}.{name}": value for pid, state in optim_state["state"].items() for name, value in state.items()
