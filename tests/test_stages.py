@@ -204,6 +204,31 @@ def test_improve_logs_one_record_per_iteration(improve_run: dict) -> None:
     assert json.loads((improve_run["out"] / "config.json").read_text())["improve"] == to_dict(TINY_IMPROVE)
 
 
+def test_improve_writes_each_iterations_practice_episodes(improve_run: dict) -> None:
+    records = read_metrics(improve_run["out"] / "metrics.jsonl")
+    _, meta = load_checkpoint(improve_run["policy"])
+    previous = 0
+    for version, record in enumerate(records):
+        practice = read_dataset(improve_run["out"] / "practice" / f"iteration-{version + 1:04d}")
+        samples = record["improve/env_steps"] - previous
+        previous = record["improve/env_steps"]
+        # One extra (terminal) frame per episode, as in the demonstrations.
+        assert practice.num_episodes == record["rollout/episodes"]
+        assert practice.num_frames == samples + practice.num_episodes
+        columns = practice.columns
+        assert (columns["policy_version"] == version).all()
+        np.testing.assert_array_equal(
+            columns["detected_success"], columns["steps_to_go_pred"] <= meta["success_threshold"]
+        )
+        assert practice.info["siefm"]["env"] == meta["env"]
+        for i in range(practice.num_episodes):
+            episode = practice.episode(i)
+            d, reward = episode["steps_to_go_pred"], episode["reward"]
+            assert_close(torch.tensor(reward[:-1]), torch.tensor(d[:-1] - d[1:]), atol=1e-5, rtol=1e-5)
+            assert episode["is_terminal"][-1] and not episode["is_terminal"][:-1].any()
+            assert not episode["is_success"][0]
+
+
 def test_improve_refuses_an_existing_run_and_a_missing_sft_run(
     improve_run: dict, sft_run: Path, tmp_path: Path
 ) -> None:
@@ -296,24 +321,25 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> dict:
     captured: dict = {}
     original = rollout._assemble
 
-    def record(columns: dict, outcomes: dict, gamma: float):
+    def record(columns: dict, ends: dict, counts: dict, gamma: float):
         captured["columns"] = {key: torch.stack(value) for key, value in columns.items()}
-        captured["outcomes"] = {key: np.concatenate(value) for key, value in outcomes.items()}
-        return original(columns, outcomes, gamma)
+        captured["counts"] = dict(counts)
+        return original(columns, ends, counts, gamma)
 
     monkeypatch.setattr(rollout, "_assemble", record)
     return captured
 
 
 def episodes_of(columns: dict) -> list[tuple[int, int, int]]:
-    """(env, first step, last step) of each episode, in the order the rollout reports outcomes (end step)."""
-    done = columns["done"].numpy()
+    """(env, first step, last step) of each episode, in the order the rollout reports them (start order)."""
+    done, valid, ids = columns["done"].numpy(), columns["valid"].numpy(), columns["episode"].numpy()
     starts = np.zeros(done.shape[1], dtype=np.int64)
-    episodes = []
+    episodes = {}
     for t, n in zip(*np.nonzero(done), strict=True):  # row-major: by step, then env
-        episodes.append((int(n), int(starts[n]), int(t)))
+        assert valid[starts[n] : t + 1, n].all() and (ids[starts[n] : t + 1, n] == ids[t, n]).all()
+        episodes[int(ids[t, n])] = (int(n), int(starts[n]), int(t))
         starts[n] = t + 1
-    return episodes
+    return [episodes[k] for k in sorted(episodes)]
 
 
 @pytest.mark.parametrize("gamma", [1.0, 0.9])
@@ -362,6 +388,18 @@ def test_practice_buffer_holds_complete_episodes(models, spy: dict, gamma: float
             assert_close(batch.returns[flat[start, n]], expected, atol=1e-3, rtol=1e-4)
         assert_close(batch.returns[flat[t, n]], rewards[t, n])  # the last step's return is its own reward
         assert_close(batch.state[flat[start, n]], columns["state"][start, n])
+        assert (batch.episode_id[flat[start : t + 1, n]] == k).all()
+    # The detector's frame-level counts score d(o_{t+1}) <= s against the simulator's success at o_{t+1}.
+    next_d = np.empty(batch.num_samples)
+    for k, (n, start, t) in enumerate(episodes):
+        index = flat[start : t + 1, n]
+        next_d[index] = np.append(batch.distance.numpy()[index[1:]], batch.final_distance[k])
+    fired, truth = next_d <= s, batch.next_true_success
+    assert spy["counts"] == {
+        "true_positives": int((fired & truth).sum()),
+        "false_positives": int((fired & ~truth).sum()),
+        "false_negatives": int((~fired & truth).sum()),
+    }
 
 
 class StraightLinePolicy:
@@ -413,11 +451,11 @@ from siefm.config import ImproveConfig, from_dict
 sft_run, out, marker, config = sys.argv[1:]
 save_state = train._save_state
 
-def blocking_save_state(out_dir, policy, optimizer, generator, fleet, counters, threshold):
+def blocking_save_state(out_dir, policy, optimizer, generator, fleet, counters, metadata):
     if counters["iterations"] == 3:
         Path(marker).write_text("iteration 3 logged, state still at 2")
         time.sleep(600)
-    save_state(out_dir, policy, optimizer, generator, fleet, counters, threshold)
+    save_state(out_dir, policy, optimizer, generator, fleet, counters, metadata)
 
 train._save_state = blocking_save_state
 train.improve(Path(sft_run), Path(out), from_dict(ImproveConfig, json.loads(config)))

@@ -142,6 +142,9 @@ class ImproveConfig:
     detector d <= s (the paper's method; default)."""
     success_threshold: float | None = None
     """Override s; None uses the value calibrated in Stage 1 and stored in the reward checkpoint."""
+    save_practice: bool = True
+    """Write each iteration's practice episodes (with d, detector verdict, reward, return and policy version)
+    to RUN/practice/iteration-KKKK in the dataset format."""
     seed: int = 0
     """Seeds the fleet and action sampling."""
 

@@ -54,13 +54,20 @@ class Calibration:
     positives: int
 
 
-def detector_precision_recall(detected: np.ndarray, actual: np.ndarray) -> tuple[float, float]:
-    """Precision P(actual | detected) and recall P(detected | actual); nan when undefined."""
-    detected, actual = np.asarray(detected, bool), np.asarray(actual, bool)
-    hits = float((detected & actual).sum())
-    precision = hits / detected.sum() if detected.any() else float("nan")
-    recall = hits / actual.sum() if actual.any() else float("nan")
+def precision_recall(true_positives: int, false_positives: int, false_negatives: int) -> tuple[float, float]:
+    """Precision P(actual | detected) and recall P(detected | actual) from counts; nan when undefined."""
+    detected, actual = true_positives + false_positives, true_positives + false_negatives
+    precision = true_positives / detected if detected else float("nan")
+    recall = true_positives / actual if actual else float("nan")
     return precision, recall
+
+
+def detector_precision_recall(detected: np.ndarray, actual: np.ndarray) -> tuple[float, float]:
+    """Precision and recall of boolean detections against boolean truth (same shape)."""
+    detected, actual = np.asarray(detected, bool), np.asarray(actual, bool)
+    return precision_recall(
+        int((detected & actual).sum()), int((detected & ~actual).sum()), int((~detected & actual).sum())
+    )
 
 
 def calibrate_success_threshold(
@@ -76,13 +83,13 @@ def calibrate_success_threshold(
         raise ValueError("cannot calibrate the success threshold: no held-out frame is a true success.")
     values = np.unique(np.quantile(d, np.linspace(0, 1, max_candidates)))
     candidates = np.concatenate([(values[:-1] + values[1:]) / 2, values[-1:]])
-    best: Calibration | None = None
+    best, best_f1 = None, -1.0
     for s in candidates:
         precision, recall = detector_precision_recall(d <= s, is_success)
         if np.isnan(precision):
             continue
         f1 = 2 * precision * recall / max(precision + recall, 1e-12)
-        if best is None or f1 > 2 * best.precision * best.recall / max(best.precision + best.recall, 1e-12):
-            best = Calibration(float(s), precision, recall, int(d.size), int(is_success.sum()))
+        if f1 > best_f1:
+            best, best_f1 = Calibration(float(s), precision, recall, int(d.size), int(is_success.sum())), f1
     assert best is not None  # the largest candidate fires on every frame, so precision is defined
     return best

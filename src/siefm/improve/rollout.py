@@ -16,44 +16,58 @@ import torch
 
 from siefm.improve.fleet import LocalFleet
 from siefm.improve.reinforce import discounted_returns
-from siefm.improve.reward import RewardModel, detector_precision_recall
+from siefm.improve.reward import RewardModel, precision_recall
 from siefm.models.efm import EFM
 
 
 @dataclass
 class PracticeBatch:
-    """One iteration's on-policy buffer (flat over samples) and its episode outcomes."""
+    """One iteration's on-policy buffer (flat over samples) and its episode outcomes.
+
+    Samples are (o_t, a_t) of complete episodes, in step order; `episode_id` says which episode each belongs
+    to, and the per-episode arrays are indexed by that id.
+    """
 
     state: torch.Tensor  # (M, S)
     goal: torch.Tensor  # (M, G)
     action: torch.Tensor  # (M, A)
     returns: torch.Tensor  # (M,)
     rewards: torch.Tensor  # (M,)
+    distance: torch.Tensor  # (M,) d(o_t, g) from the frozen reward model
+    next_true_success: np.ndarray  # (M,) the simulator's success at o_{t+1}
+    episode_id: np.ndarray  # (M,)
     episode_length: np.ndarray  # (E,)
     true_success: np.ndarray  # (E,) the simulator reported success at some step of the episode
-    detected_success: np.ndarray  # (E,) the episode was ended by the learned detector
-    final_distance: np.ndarray  # (E,) d at the episode's last observation
+    detected_success: np.ndarray  # (E,) the detector fired on the episode's last observation
+    final_state: np.ndarray  # (E, S) the episode's last observation, where it ended
+    final_distance: np.ndarray  # (E,) d at that observation
+    final_true_success: np.ndarray  # (E,) the simulator's success at that observation
+    detector_counts: dict[str, int]  # frame-level true/false positives and false negatives of d <= s
 
     @property
     def num_samples(self) -> int:
         return self.state.shape[0]
 
     def metrics(self) -> dict[str, float | int]:
-        precision, recall = detector_precision_recall(self.detected_success, self.true_success)
+        precision, recall = precision_recall(**self.detector_counts)
         return {
             "rollout/episodes": len(self.episode_length),
             "rollout/true_success": float(self.true_success.mean()),
             "rollout/detected_success": float(self.detected_success.mean()),
             "rollout/detector_precision": precision,
             "rollout/detector_recall": recall,
-            "rollout/detected_count": int(self.detected_success.sum()),
-            "rollout/true_count": int(self.true_success.sum()),
-            "rollout/detected_and_true": int((self.detected_success & self.true_success).sum()),
+            **{f"rollout/detector_{key}": value for key, value in self.detector_counts.items()},
             "rollout/episode_length": float(self.episode_length.mean()),
+            "rollout/start_d": float(self.distance[_first_steps(self.episode_id)].mean()),
             "rollout/final_d": float(self.final_distance.mean()),
             "rollout/reward_mean": float(self.rewards.mean()),
             "rollout/return_mean": float(self.returns.mean()),
         }
+
+
+def _first_steps(episode_id: np.ndarray) -> torch.Tensor:
+    _, first = np.unique(episode_id, return_index=True)
+    return torch.from_numpy(first)
 
 
 def _tensors(obs: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -76,12 +90,17 @@ def collect_practice(
     num_envs = fleet.num_envs
     obs = fleet.reset()
     d = reward_model.distance(*_tensors(obs))
+    episode = np.arange(num_envs)  # the id of the episode each robot is playing
+    next_episode = num_envs
     steps = np.zeros(num_envs, dtype=np.int64)
     active = np.ones(num_envs, dtype=bool)
     ever_true = np.zeros(num_envs, dtype=bool)
     samples_started = 0
-    columns: dict[str, list] = {key: [] for key in ("state", "goal", "action", "reward", "valid", "done")}
-    outcomes: dict[str, list] = {key: [] for key in ("length", "true", "detected", "final_d")}
+    counts = {"true_positives": 0, "false_positives": 0, "false_negatives": 0}
+    columns: dict[str, list] = {
+        key: [] for key in ("state", "goal", "action", "reward", "d", "next_true", "episode", "valid", "done")
+    }
+    ends: dict[int, tuple] = {}  # episode id -> (length, ever true, detected, last state, last d, true there)
     while active.any():
         obs_t, goal_t = _tensors(obs)
         action, _ = policy.act(obs_t, goal_t, generator=generator)
@@ -91,46 +110,67 @@ def collect_practice(
         steps += active
         samples_started += int(active.sum())
         ever_true |= true_success & active
+        counts["true_positives"] += int((detected & true_success & active).sum())
+        counts["false_positives"] += int((detected & ~true_success & active).sum())
+        counts["false_negatives"] += int((~detected & true_success & active).sum())
         ended = (true_success if end_on_true_success else detected) | (steps >= max_episode_steps)
         done = ended & active
         reward = (d - d_next) * torch.from_numpy(active)  # r_t = d_t - d_{t+1}; zero for idle robots
-        for key, value in (
-            ("state", obs_t["state"]),
-            ("goal", goal_t),
-            ("action", action),
-            ("reward", reward),
-        ):
+        step_record = {
+            "state": obs_t["state"],
+            "goal": goal_t,
+            "action": action,
+            "reward": reward,
+            "d": d,
+            "next_true": torch.from_numpy(true_success),
+            "episode": torch.from_numpy(episode.copy()),
+            "valid": torch.from_numpy(active.copy()),
+            "done": torch.from_numpy(done),
+        }
+        for key, value in step_record.items():
             columns[key].append(value)
-        columns["valid"].append(torch.from_numpy(active.copy()))
-        columns["done"].append(torch.from_numpy(done))
         ids = np.flatnonzero(done)
-        for key, value in (("length", steps[ids]), ("true", ever_true[ids]), ("detected", detected[ids])):
-            outcomes[key].append(value)
-        outcomes["final_d"].append(d_next.numpy()[ids])
-        d = d_next
+        for i in ids:
+            last = (next_obs["state"][i].copy(), float(d_next[i]), true_success[i])
+            ends[int(episode[i])] = (steps[i], ever_true[i], detected[i], *last)
+        d = d_next.clone()
         if ids.size and samples_started < num_samples:
             next_obs = fleet.reset(ids)  # new episodes on the robots that finished
             d[ids] = reward_model.distance(*_tensors({k: v[ids] for k, v in next_obs.items()}))
             steps[ids], ever_true[ids] = 0, False
+            episode[ids] = next_episode + np.arange(ids.size)
+            next_episode += ids.size
         else:
             active &= ~done
         obs = next_obs
-    return _assemble(columns, outcomes, gamma)
+    return _assemble(columns, ends, counts, gamma)
 
 
-def _assemble(columns: dict[str, list], outcomes: dict[str, list], gamma: float) -> PracticeBatch:
+def _assemble(
+    columns: dict[str, list], ends: dict[int, tuple], counts: dict[str, int], gamma: float
+) -> PracticeBatch:
     """Stacks the (T, N) step records, computes returns, and keeps the valid samples."""
     stacked = {key: torch.stack(value) for key, value in columns.items()}
     returns = discounted_returns(stacked["reward"], stacked["done"], gamma)  # (T, N)
     valid = stacked["valid"]
+    # Renumber episodes 0..E-1 in the order they were started, so per-episode arrays index by id.
+    started = np.unique(stacked["episode"][valid].numpy())
+    renumber = {int(old): new for new, old in enumerate(started)}
+    outcome = [ends[int(old)] for old in started]
     return PracticeBatch(
         state=stacked["state"][valid],
         goal=stacked["goal"][valid],
         action=stacked["action"][valid].float(),
         returns=returns[valid],
         rewards=stacked["reward"][valid],
-        episode_length=np.concatenate(outcomes["length"]),
-        true_success=np.concatenate(outcomes["true"]),
-        detected_success=np.concatenate(outcomes["detected"]),
-        final_distance=np.concatenate(outcomes["final_d"]),
+        distance=stacked["d"][valid],
+        next_true_success=stacked["next_true"][valid].numpy(),
+        episode_id=np.array([renumber[int(e)] for e in stacked["episode"][valid].numpy()], dtype=np.int64),
+        episode_length=np.array([o[0] for o in outcome], dtype=np.int64),
+        true_success=np.array([o[1] for o in outcome], dtype=bool),
+        detected_success=np.array([o[2] for o in outcome], dtype=bool),
+        final_state=np.stack([o[3] for o in outcome]),
+        final_distance=np.array([o[4] for o in outcome]),
+        final_true_success=np.array([o[5] for o in outcome], dtype=bool),
+        detector_counts=counts,
     )

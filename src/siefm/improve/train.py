@@ -24,6 +24,7 @@ from siefm.checkpoint import CheckpointError, check_fits_env, load_checkpoint, r
 from siefm.config import ImproveConfig, from_dict, to_dict
 from siefm.envs.pointmass import GOAL_DIM, STATE_DIM, PointMassConfig
 from siefm.improve.fleet import LocalFleet
+from siefm.improve.practice_data import write_practice
 from siefm.improve.reinforce import reinforce_loss
 from siefm.improve.reward import RewardModel
 from siefm.improve.rollout import PracticeBatch, collect_practice
@@ -150,6 +151,9 @@ def _run(
             success=f"{metrics['rollout/true_success']:.2f}",
             length=f"{metrics['rollout/episode_length']:.1f}",
         )
+        if config.save_practice:
+            practice_dir = out / "practice" / f"iteration-{iteration + 1:04d}"
+            write_practice(practice_dir, batch, iteration, threshold, policy_meta["env"])
         _save_state(out, policy, optimizer, generator, fleet, counters, improved_metadata())
     logger.close()
     return save_checkpoint(out / POLICY_DIR, policy, improved_metadata())

@@ -1,0 +1,58 @@
+"""Practice episodes of Stage 2 written to disk in the project's dataset format (LeRobot v3.0 layout).
+
+Each iteration's buffer becomes one dataset under `RUN/practice/iteration-KKKK`, with the columns of the
+demonstrations (state, goal, action, true success, terminal flag) plus what Stage 2 knew: the policy
+version that acted, d(o, g), the detector's verdict, the reward and the return. Like a demonstration, an
+episode of T actions has T + 1 frames; the last holds the observation where it ended and a zero action.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from siefm.data.dataset import write_dataset
+from siefm.improve.rollout import PracticeBatch
+
+FPS = 10
+
+
+def practice_episodes(
+    batch: PracticeBatch, policy_version: int, threshold: float
+) -> list[dict[str, np.ndarray]]:
+    """The buffer's episodes as per-episode column dicts (T + 1 frames each)."""
+    episodes = []
+    for e in range(len(batch.episode_length)):
+        index = np.flatnonzero(batch.episode_id == e)  # samples are stored in step order
+        frames = len(index) + 1
+        distance = np.append(batch.distance[index].numpy(), batch.final_distance[e])
+        state = np.concatenate([batch.state[index].numpy(), batch.final_state[e][None]])
+        action = np.concatenate([batch.action[index].numpy(), np.zeros((1, batch.action.shape[1]))])
+        # o_0 is never a success (starts inside the radius are redrawn); o_t's truth was observed on step t-1.
+        is_success = np.concatenate([[False], batch.next_true_success[index]])
+        episodes.append(
+            {
+                "observation.state": state.astype(np.float32),
+                "goal": np.repeat(batch.goal[index[:1]].numpy(), frames, 0).astype(np.float32),
+                "action": action.astype(np.float32),
+                "is_success": is_success.astype(bool),
+                "is_terminal": np.arange(frames) == frames - 1,
+                "steps_to_go_pred": distance.astype(np.float32),
+                "detected_success": distance <= threshold,
+                "reward": np.append(batch.rewards[index].numpy(), 0.0).astype(np.float32),
+                "return": np.append(batch.returns[index].numpy(), 0.0).astype(np.float32),
+                "policy_version": np.full(frames, policy_version, dtype=np.int64),
+            }
+        )
+    return episodes
+
+
+def write_practice(
+    root: Path, batch: PracticeBatch, policy_version: int, threshold: float, env: dict[str, Any]
+) -> Path:
+    """Writes one iteration's practice episodes as a dataset at `root` (replacing a partial earlier one)."""
+    episodes = practice_episodes(batch, policy_version, threshold)
+    extra = {"env": env, "practice": {"policy_version": policy_version, "success_threshold": threshold}}
+    return write_dataset(root, episodes, fps=FPS, robot_type="pointmass", extra_info=extra, overwrite=True)
