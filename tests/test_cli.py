@@ -277,6 +277,26 @@ def test_resume_of_a_missing_run(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert_clean_error(code, err, "nothing to resume")
 
 
+def test_resume_of_a_stage1_run(stage_dirs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["improve", "--resume", stage_dirs["sft"]], capsys)
+    assert_clean_error(code, err, "not a Stage 2 run directory")
+
+
+def test_resume_with_a_corrupt_saved_state(
+    stage_dirs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = shutil.copytree(stage_dirs["rl"], tmp_path / "rl")
+    (run / "state" / "optimizer.safetensors").write_bytes(b"not safetensors")
+    code, _, err = run_cli(["improve", "--resume", run], capsys)
+    assert_clean_error(code, err, "unreadable", "start a new run")
+
+
+def test_collect_that_keeps_no_episode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["collect", "--out", tmp_path / "d", "--collect.num-episodes", "5", "--collect.min-steps", "399"]
+    code, _, err = run_cli(argv, capsys)
+    assert_clean_error(code, err, "--collect.min-steps")
+
+
 def test_improve_needs_a_source(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(["improve"], capsys)
     assert_clean_error(code, err, "--sft-run and --out", "--resume")

@@ -197,7 +197,7 @@ def test_improve_logs_one_record_per_iteration(improve_run: dict) -> None:
         for key in ("rollout/detector_precision", "rollout/detector_recall"):
             assert np.isnan(r[key]) or 0.0 <= r[key] <= 1.0
         assert r["time/env_steps_per_second"] > 0
-        assert 1 <= r["rollout/episode_length"] <= TINY_IMPROVE.max_episode_steps
+        assert 1 <= r["rollout/episode_length"] <= PointMassConfig().max_steps
     assert records[-1]["improve/updates"] == 2 * TINY_IMPROVE.num_updates
     _, meta = load_checkpoint(improve_run["policy"])
     assert meta["improve"]["env_steps"] == records[-1]["improve/env_steps"]

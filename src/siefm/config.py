@@ -32,7 +32,8 @@ class ModelConfig:
     """'gaussian': diagonal Gaussian (the notebook's); 'tokenized': one categorical token per action dimension
     over uniform bins (the paper's RT-2 style)."""
     action_bins: int = 21
-    """Tokens per action dimension for the tokenized head (choice: odd, so zero has its own bin)."""
+    """Tokens per action dimension for the tokenized head; the tokens span the data's min..max per
+    dimension (choice: 21)."""
     min_scale: float = 0.01
     """Gaussian head: scale = softplus(x) + min_scale, in z-scored action units (the notebook's)."""
     steps_to_go_bins: int = 141
@@ -135,8 +136,8 @@ class ImproveConfig:
     num_envs: int = 16
     """Parallel envs in the fleet (choice: few enough that finishing the episodes under way overshoots
     N x B by little, so an iteration costs about the notebook's 2,048 env steps)."""
-    max_episode_steps: int = 140
-    """Time limit of a practice episode (the notebook's)."""
+    max_episode_steps: int | None = None
+    """Time limit of a practice episode; None: the env's own limit (PointMass: 140 steps, the notebook's)."""
     end_on_true_success: bool = False
     """End practice episodes on the simulator's success, as the notebook does, instead of the learned
     detector d <= s (the paper's method; default)."""
@@ -149,8 +150,11 @@ class ImproveConfig:
     """Seeds the fleet and action sampling."""
 
     def __post_init__(self) -> None:
-        for name in ("num_iterations", "num_updates", "minibatch_size", "num_envs", "max_episode_steps"):
+        for name in ("num_iterations", "num_updates", "minibatch_size", "num_envs"):
             _require(getattr(self, name) >= 1, self, name, ">= 1")
+        _require(
+            self.max_episode_steps is None or self.max_episode_steps >= 1, self, "max_episode_steps", ">= 1"
+        )
         _require(0 <= self.gamma <= 1, self, "gamma", "in [0, 1]")
         _require(self.reward_scale > 0, self, "reward_scale", "> 0")
         _require(self.lr > 0, self, "lr", "> 0")
@@ -175,12 +179,12 @@ class EvalConfig:
     """Seeds the starts and goals (the same for every policy compared)."""
     deterministic: bool = False
     """Act with the distribution's mode instead of sampling (choice: sample, the policy as trained)."""
-    max_steps: int = 140
-    """Time limit per episode."""
+    max_steps: int | None = None
+    """Time limit per episode; None: the env's own limit (PointMass: 140 steps)."""
 
     def __post_init__(self) -> None:
-        for name in ("episodes", "max_steps"):
-            _require(getattr(self, name) >= 1, self, name, ">= 1")
+        _require(self.episodes >= 1, self, "episodes", ">= 1")
+        _require(self.max_steps is None or self.max_steps >= 1, self, "max_steps", ">= 1")
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -23,12 +23,12 @@ from siefm.checkpoint import load_checkpoint
 from siefm.config import CollectConfig, EvalConfig, ImproveConfig, SFTConfig, to_dict
 from siefm.data.collect import collect_demonstrations
 from siefm.data.dataset import read_dataset
-from siefm.data.sampler import stage1_split
 from siefm.envs.pointmass import PointMassConfig
 from siefm.envs.pointmass_demos import simulate_demonstrator, straight_line_policy
 from siefm.eval.diagnostics import reward_model_diagnostics
 from siefm.eval.evaluate import EvalResult, efm_policy, evaluate, wilson_interval
 from siefm.eval.plots import plot_learning_curve, plot_trajectories
+from siefm.improve.reward import precision_recall
 from siefm.improve.train import improve
 from siefm.logging import read_metrics
 from siefm.sft import train_sft
@@ -69,7 +69,7 @@ def run_demo(out: Path, config: DemoConfig) -> dict[str, Any]:
 
 def report(out: Path, dataset_dir: Path, sft_run: Path, improved: Path, config: DemoConfig) -> dict[str, Any]:
     """Evaluates every policy on the same seeds, diagnoses the reward model, draws the figures."""
-    env_config = PointMassConfig(**config.collect.env.__dict__)
+    env_config = config.collect.env
     bc_model, _ = load_checkpoint(sft_run / "checkpoints" / "policy")
     reward_model, reward_meta = load_checkpoint(sft_run / "checkpoints" / "reward")
     improved_model, improved_meta = load_checkpoint(improved)
@@ -83,10 +83,9 @@ def report(out: Path, dataset_dir: Path, sft_run: Path, improved: Path, config: 
         results_by_name[name] = evaluate(policy, env_config, ev.episodes, ev.seed, ev.max_steps)
     demonstrator = evaluate_demonstrator(env_config, config.collect, ev)
     dataset = read_dataset(dataset_dir)
-    sft = config.sft
-    _, val_ids = stage1_split(dataset.num_episodes, sft.data_fraction, sft.val_fraction, sft.seed)
     records = read_metrics(out / "improve" / "metrics.jsonl")
     sft_summary = json.loads((sft_run / "sft_summary.json").read_text())
+    val_ids = np.array(sft_summary["val_episode_ids"])
     lengths = np.diff(dataset.episode_bounds, axis=1)[:, 0] - 1
     results = {
         "env": {"id": "siefm/PointMass-v0", "config": to_dict(env_config)},
@@ -123,14 +122,15 @@ def report(out: Path, dataset_dir: Path, sft_run: Path, improved: Path, config: 
 
 def evaluate_demonstrator(env_config: PointMassConfig, collect: CollectConfig, ev: EvalConfig) -> EvalResult:
     """The waypoint demonstrator on the evaluation seeds (same starts and goals as the policies)."""
+    max_steps = ev.max_steps or env_config.max_steps
     positions, length, goals = simulate_demonstrator(
-        ev.episodes, env_config, ev.seed, collect.num_waypoints, ev.max_steps
+        ev.episodes, env_config, ev.seed, collect.num_waypoints, max_steps
     )
     success = length >= 0
     return EvalResult(
         success_rate=float(success.mean()),
         success_ci95=wilson_interval(int(success.sum()), ev.episodes),
-        mean_steps=float(np.where(success, length, ev.max_steps).mean()),
+        mean_steps=float(np.where(success, length, max_steps).mean()),
         episodes=ev.episodes,
         positions=positions,
         goals=goals,
@@ -138,14 +138,13 @@ def evaluate_demonstrator(env_config: PointMassConfig, collect: CollectConfig, e
 
 
 def pooled_detector_scores(records: list[dict[str, Any]]) -> dict[str, float]:
-    """Detector precision and recall against true success over all practice episodes of Stage 2."""
-    hits = sum(r["rollout/detected_and_true"] for r in records if "rollout/detected_and_true" in r)
-    detected = sum(r["rollout/detected_count"] for r in records if "rollout/detected_count" in r)
-    true = sum(r["rollout/true_count"] for r in records if "rollout/true_count" in r)
-    return {
-        "detector_precision": hits / detected if detected else float("nan"),
-        "detector_recall": hits / true if true else float("nan"),
+    """Detector precision and recall against the simulator's success over every practice frame of Stage 2."""
+    counts = {
+        key: sum(r[f"rollout/detector_{key}"] for r in records)
+        for key in ("true_positives", "false_positives", "false_negatives")
     }
+    precision, recall = precision_recall(**counts)
+    return {"detector_precision": precision, "detector_recall": recall, "detector_counts": counts}
 
 
 def draw_figures(
@@ -155,23 +154,13 @@ def draw_figures(
     records: list[dict[str, Any]],
     env_config: PointMassConfig,
 ) -> None:
-    demos = [
-        dataset.episode(i)["observation.state"][:, :2] for i in range(min(NUM_PLOTTED, dataset.num_episodes))
-    ]
-    demo_goals = np.stack([dataset.episode(i)["goal"][0] for i in range(len(demos))])
-
-    def panel(title: str, result: EvalResult) -> tuple[str, list[np.ndarray], np.ndarray]:
-        paths = [result.positions[:, i] for i in range(NUM_PLOTTED)]
-        return (
-            f"{title}\nsuccess {result.success_rate:.0%}, {result.mean_steps:.1f} steps",
-            paths,
-            result.goals[:NUM_PLOTTED],
-        )
-
+    shown = range(min(NUM_PLOTTED, dataset.num_episodes))
+    demos = [dataset.episode(i)["observation.state"][:, :2] for i in shown]
+    demo_goals = np.stack([dataset.episode(i)["goal"][0] for i in shown])
     panels = [
         (f"dataset (demonstrator)\n{len(demos)} of {dataset.num_episodes} episodes", demos, demo_goals),
-        panel("Stage 1 (BC)", results["bc"]),
-        panel("Stage 2 (self-improved)", results["improved"]),
+        results["bc"].panel("Stage 1 (BC)", NUM_PLOTTED),
+        results["improved"].panel("Stage 2 (self-improved)", NUM_PLOTTED),
     ]
     plot_trajectories(panels, out / "trajectories.png", env_config.success_radius)
     plot_learning_curve(records, out / "learning_curve.png", results["optimal"].mean_steps)

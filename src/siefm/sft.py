@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from siefm.checkpoint import load_checkpoint, save_checkpoint
 from siefm.config import SFTConfig, to_dict
-from siefm.data.dataset import DatasetError, EpisodeDataset, read_dataset
+from siefm.data.dataset import DatasetError, read_dataset
 from siefm.data.normalize import feature_stats
 from siefm.data.sampler import Frames, stage1_split
 from siefm.improve.reward import calibrate_success_threshold
@@ -119,7 +119,9 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
                 record, step=step, summary_keys=("sft/step", "sft/val_bc_loss", "sft/val_steps_to_go_loss")
             )
     logger.close()
-    calibration = calibrate_detector(out / "checkpoints" / "reward", val, config.success_threshold)
+    calibration = calibrate_detector(
+        out / "checkpoints" / "reward", val_frames, val.columns["is_success"], config.success_threshold
+    )
     log.info("success threshold s = %.3f steps (%s)", calibration["threshold"], calibration["method"])
     (out / "sft_summary.json").write_text(
         json.dumps(
@@ -128,6 +130,7 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
                 "steps": config.steps,
                 "best": best,
                 "calibration": calibration,
+                "val_episode_ids": val_ids.tolist(),
             },
             indent=2,
         )
@@ -162,16 +165,16 @@ def validation_losses(model: EFM, frames: Frames, batch_size: int = 8192) -> dic
 
 @torch.no_grad()
 def calibrate_detector(
-    reward_checkpoint: Path, val: EpisodeDataset, threshold: float | None
+    reward_checkpoint: Path, val: Frames, val_success: np.ndarray, threshold: float | None
 ) -> dict[str, Any]:
     """Stores s in the reward checkpoint: the given value, or the F1-best one on validation frames."""
     model, metadata = load_checkpoint(reward_checkpoint)
-    frames = Frames.from_dataset(val)
-    d = np.concatenate([model.steps_to_go({"state": c.state}, c.goal).numpy() for c in frames.chunks(8192)])
-    calibration = calibrate_success_threshold(d, val.columns["is_success"])
-    result = {"method": "calibrated: F1-best on validation frames", **calibration.__dict__}
     if threshold is not None:
-        result = {"method": "given", "threshold": threshold}
+        result: dict[str, Any] = {"method": "given", "threshold": threshold}
+    else:
+        d = np.concatenate([model.steps_to_go({"state": c.state}, c.goal).numpy() for c in val.chunks(8192)])
+        calibration = calibrate_success_threshold(d, val_success)
+        result = {"method": "calibrated: F1-best on validation frames", **calibration.__dict__}
     save_checkpoint(
         reward_checkpoint,
         model,

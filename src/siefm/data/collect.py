@@ -29,7 +29,7 @@ def collect_demonstrations(out: Path, config: CollectConfig, overwrite: bool = F
         max_steps=config.max_steps,
     )
     if not episodes:
-        raise RuntimeError("the demonstrator produced no episode long enough; lower --collect.min-steps.")
+        raise ValueError("the demonstrator produced no episode long enough; lower --collect.min-steps.")
     for episode in episodes:
         episode["steps_to_go"] = steps_to_go_labels(len(episode["action"]))
     lengths = np.array([len(e["action"]) - 1 for e in episodes])

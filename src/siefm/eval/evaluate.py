@@ -29,6 +29,13 @@ class EvalResult:
     positions: np.ndarray  # (T + 1, E, 2), for trajectory plots
     goals: np.ndarray  # (E, 2)
 
+    def panel(self, title: str, count: int = 10) -> tuple[str, list[np.ndarray], np.ndarray]:
+        """The first `count` episodes as a `plot_trajectories` panel, with the scores in the title."""
+        count = min(count, self.episodes)
+        paths = [self.positions[:, i] for i in range(count)]
+        caption = f"{title}\nsuccess {self.success_rate:.0%}, {self.mean_steps:.1f} steps"
+        return caption, paths, self.goals[:count]
+
     def summary(self) -> dict[str, object]:
         """The `results.json` form (DESIGN.md schema)."""
         return {
@@ -70,9 +77,13 @@ def efm_policy(model: EFM, deterministic: bool = False, seed: int = 0) -> Policy
 
 
 def evaluate(
-    policy: Policy, env_config: PointMassConfig, episodes: int, seed: int, max_steps: int
+    policy: Policy, env_config: PointMassConfig, episodes: int, seed: int, max_steps: int | None = None
 ) -> EvalResult:
-    """Runs `episodes` seeded episodes in one batch and measures true success and episode length."""
+    """Runs `episodes` seeded episodes in one batch and measures true success and episode length.
+
+    `max_steps` defaults to the env's time limit.
+    """
+    max_steps = max_steps or env_config.max_steps
     world = BatchedPointMass(episodes, env_config, seed=seed)
     world.reset()
     goals = world.goal.copy()

@@ -13,8 +13,6 @@ from siefm.envs.pointmass_demos import straight_line_policy
 from siefm.eval.evaluate import efm_policy, evaluate
 from siefm.eval.plots import plot_trajectories
 
-NUM_PLOTTED = 10
-
 
 def evaluate_checkpoint(checkpoint: Path, out: Path, config: EvalConfig) -> dict[str, Any]:
     """Evaluates the policy at `checkpoint`; writes `out/results.json` and `out/trajectories.png`."""
@@ -42,17 +40,6 @@ def evaluate_checkpoint(checkpoint: Path, out: Path, config: EvalConfig) -> dict
         "optimal": optimal.summary(),
     }
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    panels = [
-        (
-            f"{Path(checkpoint).name}: {policy.success_rate:.0%}",
-            [policy.positions[:, i] for i in range(min(NUM_PLOTTED, config.episodes))],
-            policy.goals[:NUM_PLOTTED],
-        ),
-        (
-            f"straight line: {optimal.success_rate:.0%}",
-            [optimal.positions[:, i] for i in range(min(NUM_PLOTTED, config.episodes))],
-            optimal.goals[:NUM_PLOTTED],
-        ),
-    ]
+    panels = [policy.panel(str(checkpoint)), optimal.panel("straight-line controller")]
     plot_trajectories(panels, out / "trajectories.png", env_config.success_radius)
     return results

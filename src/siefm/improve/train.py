@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -60,6 +61,10 @@ def resume_improve(run_dir: Path) -> Path:
             f"{run_dir} is not a Stage 2 run directory (no config.json); nothing to resume."
         )
     saved = json.loads((run_dir / "config.json").read_text())
+    if not isinstance(saved, dict) or saved.get("command") != "improve":
+        raise ValueError(
+            f"{run_dir} is not a Stage 2 run directory (its config.json is not from `siefm improve`)."
+        )
     config = from_dict(ImproveConfig, saved["improve"])
     return _run(run_dir, config, *_load_inputs(Path(saved["sft_run"]), config))
 
@@ -77,6 +82,8 @@ def _load_inputs(sft_run: Path, config: ImproveConfig) -> tuple[EFM, dict[str, A
     reward_efm, reward_meta = load_checkpoint(checkpoints["reward"])
     for name, model in (("policy", policy), ("reward", reward_efm)):
         check_fits_env(checkpoints[name], model.spec, STATE_DIM, GOAL_DIM)
+    if "env" not in policy_meta:
+        raise CheckpointError(f"{checkpoints['policy']} does not record the env it was trained on.")
     threshold = config.success_threshold
     if threshold is None:
         if "success_threshold" not in reward_meta:
@@ -125,7 +132,7 @@ def _run(
             policy,
             reward_model,
             num_samples=config.samples_per_iteration,
-            max_episode_steps=config.max_episode_steps,
+            max_episode_steps=config.max_episode_steps or env_config.max_steps,
             gamma=config.gamma,
             end_on_true_success=config.end_on_true_success,
             generator=generator,
@@ -155,6 +162,7 @@ def _run(
             practice_dir = out / "practice" / f"iteration-{iteration + 1:04d}"
             write_practice(practice_dir, batch, iteration, threshold, policy_meta["env"])
         _save_state(out, policy, optimizer, generator, fleet, counters, improved_metadata())
+    bar.close()
     logger.close()
     return save_checkpoint(out / POLICY_DIR, policy, improved_metadata())
 
@@ -213,8 +221,14 @@ def _load_state(
         state_dir = out / (STATE_DIR + ".old")
     saved_policy, _ = load_checkpoint(state_dir / "policy")
     policy.load_state_dict(saved_policy.state_dict())
-    tensors = load_file(str(state_dir / "optimizer.safetensors"))
-    trainer = json.loads((state_dir / "trainer.json").read_text())
+    try:
+        tensors = load_file(str(state_dir / "optimizer.safetensors"))
+        trainer = json.loads((state_dir / "trainer.json").read_text())
+    except (SafetensorError, OSError, json.JSONDecodeError) as error:
+        raise CheckpointError(
+            f"the saved Stage 2 state in {state_dir} is unreadable ({error}); "
+            "start a new run instead of resuming."
+        ) from error
     generator.set_state(tensors.pop("rng.torch"))
     optim_state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
