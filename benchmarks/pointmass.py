@@ -3,8 +3,10 @@
     python benchmarks/pointmass.py --out runs/bench-pointmass --seeds 0 1 2
 
 Each seed is one complete run (its own demonstrations, Stage 1, Stage 2 and evaluation, all seeded with
-it). Writes `OUT/seed-K/results.json` per seed and `OUT/results.json` with every seed's numbers plus
-mean and standard deviation of the headline figures, and prints a Markdown table for docs/pointmass.md.
+it). Writes `OUT/seed-K/results.json` per seed and `OUT/results.json`: the DESIGN.md keys pooled over
+seeds (success rates and Wilson intervals over all evaluation episodes, other figures averaged), plus
+`summary` (mean, std and per-seed values of the headline figures) and `runs` (every seed's results).
+Prints a Markdown table for docs/pointmass.md.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 import tyro
 
 from siefm.demo import DemoConfig, run_demo
+from siefm.eval.evaluate import wilson_interval
 
 HEADLINES = {
     "demonstrator success": ("demonstrator", "success_rate"),
@@ -30,6 +33,10 @@ HEADLINES = {
     "straight-line steps": ("optimal", "mean_steps"),
     "Stage 2 steps / straight-line": ("improved", "steps_vs_optimal"),
     "Stage 2 env steps": ("improve", "env_steps"),
+    "Stage 2 env steps/s while collecting (median)": ("improve", "median_env_steps_per_second"),
+    "Stage 1 optimizer steps/s": ("sft", "steps_per_second"),
+    "practice true success, last 8 iterations": ("improve", "late_practice_true_success"),
+    "practice detected success, last 8 iterations": ("improve", "late_practice_detected_success"),
     "detector precision (practice)": ("improve", "detector_precision"),
     "detector recall (practice)": ("improve", "detector_recall"),
     "success threshold s": ("improve", "success_threshold"),
@@ -64,6 +71,24 @@ def headline(results: dict, key: str, sub: str | None) -> float:
     return float(results[key] if sub is None else results[key][sub])
 
 
+def pooled(runs: list[dict]) -> dict:
+    """The DESIGN.md results.json keys over all seeds: successes pooled, other numbers averaged."""
+    result: dict = {"env": runs[0]["env"], "machine": runs[0]["machine"]}
+    for key in ("dataset", "demonstrator", "bc", "improved", "optimal"):
+        episodes = sum(r[key]["episodes"] for r in runs)
+        successes = round(sum(r[key]["success_rate"] * r[key]["episodes"] for r in runs))
+        result[key] = {
+            "success_rate": successes / episodes,
+            "success_ci95": list(wilson_interval(successes, episodes)),
+            "mean_steps": float(np.mean([r[key]["mean_steps"] for r in runs])),
+            "episodes": episodes,
+        }
+    for key in ("improve", "sft", "reward_model"):
+        numeric = [k for k, v in runs[0][key].items() if isinstance(v, (int, float))]
+        result[key] = {k: float(np.mean([r[key][k] for r in runs])) for k in numeric}
+    return result
+
+
 def main(args: Args) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     runs = {seed: run_demo(args.out / f"seed-{seed}", seeded(args.config, seed)) for seed in args.seeds}
@@ -71,7 +96,12 @@ def main(args: Args) -> None:
     for name, (key, sub) in HEADLINES.items():
         values = np.array([headline(r, key, sub) for r in runs.values()])
         summary[name] = {"mean": float(values.mean()), "std": float(values.std()), "values": values.tolist()}
-    report = {"seeds": list(args.seeds), "summary": summary, "runs": {str(k): v for k, v in runs.items()}}
+    report = {
+        **pooled(list(runs.values())),
+        "seeds": list(args.seeds),
+        "summary": summary,
+        "runs": {str(k): v for k, v in runs.items()},
+    }
     (args.out / "results.json").write_text(json.dumps(report, indent=2))
     print("| quantity | mean | std | per seed |\n|---|---|---|---|")
     for name, s in summary.items():

@@ -9,7 +9,8 @@ Variants (each changes one thing from the demo defaults):
 - lr3e-4: Stage 2 at the Stage 1 learning rate;
 - true-success: practice episodes end on the simulator's success (the notebook's variant);
 - budget131k: 56 iterations instead of 64, so Stage 2 uses about the notebook's 131K env steps.
-Writes OUT/results.json and prints a Markdown table.
+Writes OUT/results.json (`env`, `optimal`, `machine` and one entry per variant) and prints a Markdown
+table. Rerunning into the same OUT starts every variant afresh.
 """
 
 from __future__ import annotations
@@ -17,17 +18,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import torch
 import tyro
 
 from siefm.checkpoint import load_checkpoint
+from siefm.config import to_dict
 from siefm.data.collect import collect_demonstrations
-from siefm.demo import DemoConfig
+from siefm.data.dataset import read_dataset
+from siefm.demo import DemoConfig, machine_info
+from siefm.envs.pointmass_demos import straight_line_policy
 from siefm.eval.evaluate import efm_policy, evaluate
 from siefm.improve.train import improve
 from siefm.logging import read_metrics
+from siefm.models.efm import EFM
 from siefm.sft import train_sft
 
 
@@ -54,11 +62,29 @@ def variants(base: DemoConfig) -> dict[str, DemoConfig]:
     }
 
 
+@torch.no_grad()
+def gaussian_spread(model: EFM, states: np.ndarray, goals: np.ndarray) -> dict[str, float] | None:
+    """Median scale and |mean| of a Gaussian policy in z-scored action units, on dataset states."""
+    if model.config.action_head != "gaussian":
+        return None
+    dist = model.action_distribution({"state": torch.from_numpy(states)}, torch.from_numpy(goals))
+    return {
+        "median_scale": dist.normal.scale.median().item(),
+        "median_abs_mean": dist.normal.loc.abs().median().item(),
+    }
+
+
 def main(args: Args) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for stale in [*args.out.glob("sft-*"), *args.out.glob("improve-*")]:  # runs of an earlier invocation
+        shutil.rmtree(stale)
     dataset = collect_demonstrations(args.out / "dataset", args.config.collect, overwrite=True)
+    demos = read_dataset(dataset)
+    frames = demos.select_episodes(np.arange(min(200, demos.num_episodes)))
+    states, goals = frames.columns["observation.state"], frames.columns["goal"]
     env_config = args.config.collect.env
     ev = args.config.eval
+    optimal = evaluate(straight_line_policy, env_config, ev.episodes, ev.seed, ev.max_steps)
     sft_runs: dict[str, Path] = {}  # variants that share a Stage 1 config share its run
     results = {}
     for name, config in variants(args.config).items():
@@ -72,12 +98,19 @@ def main(args: Args) -> None:
             row[stage] = evaluate(
                 efm_policy(model, ev.deterministic, ev.seed), env_config, ev.episodes, ev.seed, ev.max_steps
             ).summary()
+            row[stage]["action_spread"] = gaussian_spread(model, states, goals)
         records = read_metrics(args.out / f"improve-{name}" / "metrics.jsonl")
         row["last_practice"] = {k: records[-1][k] for k in records[-1] if k.startswith("rollout/")}
         row["env_steps"] = records[-1]["improve/env_steps"]
         row["success_threshold"] = load_checkpoint(improved)[1]["success_threshold"]
         results[name] = row
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    report = {
+        "env": {"id": "siefm/PointMass-v0", "config": to_dict(env_config)},
+        "optimal": optimal.summary(),
+        "machine": machine_info(),
+        "variants": results,
+    }
+    (args.out / "results.json").write_text(json.dumps(report, indent=2))
     print("| variant | Stage 1 success | Stage 1 steps | Stage 2 success | Stage 2 steps | s | env steps |")
     print("|---|---|---|---|---|---|---|")
     for name, r in results.items():

@@ -102,9 +102,14 @@ def report(out: Path, dataset_dir: Path, sft_run: Path, improved: Path, config: 
         "improve": {
             **improved_meta["improve"],
             **pooled_detector_scores(records),
+            **practice_summary(records),
             "success_threshold": improved_meta["success_threshold"],
         },
-        "sft": {"wall_seconds": sft_summary["wall_seconds"], "steps": sft_summary["steps"]},
+        "sft": {
+            "wall_seconds": sft_summary["wall_seconds"],
+            "steps": sft_summary["steps"],
+            "steps_per_second": read_metrics(sft_run / "metrics.jsonl")[-1]["time/sft_steps_per_second"],
+        },
         "reward_model": {
             **reward_model_diagnostics(reward_model, dataset.select_episodes(val_ids)),
             "success_threshold": reward_meta["success_threshold"],
@@ -145,6 +150,16 @@ def pooled_detector_scores(records: list[dict[str, Any]]) -> dict[str, float]:
     }
     precision, recall = precision_recall(**counts)
     return {"detector_precision": precision, "detector_recall": recall, "detector_counts": counts}
+
+
+def practice_summary(records: list[dict[str, Any]], last: int = 8) -> dict[str, float]:
+    """Collection speed, and how practice episodes ended over the last `last` iterations."""
+    late = records[-last:]
+    return {
+        "median_env_steps_per_second": float(np.median([r["time/env_steps_per_second"] for r in records])),
+        "late_practice_true_success": float(np.mean([r["rollout/true_success"] for r in late])),
+        "late_practice_detected_success": float(np.mean([r["rollout/detected_success"] for r in late])),
+    }
 
 
 def draw_figures(
