@@ -1,0 +1,147 @@
+"""The tabletop scene as MJCF: a dark board, a kinematic cylinder pusher and coloured blocks (TABLETOP.md).
+
+Blocks come in 4 colours x 4 shapes with a 4-5 cm footprint, 3.81 cm height, 10 g and sliding friction 0.5.
+Non-convex shapes are unions of convex pieces, because MuJoCo collides meshes by their convex hulls: the
+star is a pentagon with five triangular points, the moon an arc of small boxes. The pusher is a mocap
+body: it goes where it is told and pushes whatever is in the way. Shadows and multisampling are off, so
+off-screen rendering stays cheap (DESIGN.md, performance notes).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+
+BOARD_X = (0.15, 0.60)
+BOARD_Y = (-0.3048, 0.3048)
+BLOCK_HEIGHT = 0.0381
+BLOCK_MASS = 0.01
+PUSHER_RADIUS = 0.013
+PUSHER_HEIGHT = 0.012  # of the pusher's bottom face above the board: it clears nothing but the board
+COLOURS = {
+    "red": "0.85 0.15 0.15 1",
+    "blue": "0.15 0.35 0.85 1",
+    "green": "0.2 0.7 0.25 1",
+    "yellow": "0.9 0.8 0.15 1",
+}
+SHAPES = ("moon", "cube", "star", "pentagon")
+
+
+@dataclass(frozen=True)
+class Block:
+    colour: str
+    shape: str
+
+    @property
+    def body(self) -> str:
+        return f"{self.colour}_{self.shape}"
+
+
+BLOCK_SETS = {
+    "8": tuple(
+        Block(c, s)
+        for c, s in (
+            ("red", "moon"),
+            ("red", "pentagon"),
+            ("blue", "moon"),
+            ("blue", "cube"),
+            ("green", "cube"),
+            ("green", "star"),
+            ("yellow", "star"),
+            ("yellow", "pentagon"),
+        )
+    ),
+    "4": (Block("red", "moon"), Block("blue", "cube"), Block("green", "star"), Block("yellow", "pentagon")),
+    "1": (Block("red", "cube"),),
+}
+
+
+def _prism(points: np.ndarray) -> str:
+    """Vertices of a vertical prism over a 2-D polygon, as an MJCF vertex string."""
+    half = BLOCK_HEIGHT / 2
+    return " ".join(f"{x:.5f} {y:.5f} {z:.5f}" for z in (-half, half) for x, y in points)
+
+
+def _polygon(sides: int, radius: float, phase: float = 0.0) -> np.ndarray:
+    angles = phase + 2 * math.pi * np.arange(sides) / sides
+    return np.stack([radius * np.cos(angles), radius * np.sin(angles)], -1)
+
+
+def _meshes() -> str:
+    pentagon = _polygon(5, 0.024, math.pi / 2)
+    core = _polygon(5, 0.012, math.pi / 2)
+    meshes = [
+        f'<mesh name="pentagon" vertex="{_prism(pentagon)}"/>',
+        f'<mesh name="star_core" vertex="{_prism(core)}"/>',
+    ]
+    for i, angle in enumerate(math.pi / 2 + 2 * math.pi * np.arange(5) / 5):  # one point per core vertex
+        tip = 0.026 * np.array([math.cos(angle), math.sin(angle)])
+        base = [0.011 * np.array([math.cos(angle + da), math.sin(angle + da)]) for da in (-0.63, 0.63)]
+        meshes.append(f'<mesh name="star_point{i}" vertex="{_prism(np.stack([tip, *base]))}"/>')
+    return "\n    ".join(meshes)
+
+
+def _block_geoms(block: Block) -> str:
+    rgba = COLOURS[block.colour]
+    common = f'rgba="{rgba}" friction="0.5 0.005 0.0001" mass="{{mass}}"'
+    half = BLOCK_HEIGHT / 2
+    if block.shape == "cube":
+        parts = [f'<geom type="box" size="0.02 0.02 {half}" {common}/>']
+    elif block.shape == "pentagon":
+        parts = [f'<geom type="mesh" mesh="pentagon" {common}/>']
+    elif block.shape == "star":
+        parts = [f'<geom type="mesh" mesh="star_core" {common}/>']
+        parts += [f'<geom type="mesh" mesh="star_point{i}" {common}/>' for i in range(5)]
+    else:  # moon: five boxes along a 120-degree arc of radius 2 cm, concave side towards +x
+        parts = []
+        for angle in np.linspace(-math.pi / 3, math.pi / 3, 5):
+            x, y = -0.02 * math.cos(angle) + 0.01, 0.02 * math.sin(angle)
+            yaw = math.degrees(angle)
+            parts.append(
+                f'<geom type="box" size="0.006 0.009 {half}" pos="{x:.4f} {y:.4f} 0" '
+                f'euler="0 0 {-yaw:.2f}" {common}/>'
+            )
+    mass = BLOCK_MASS / len(parts)
+    return "\n      ".join(p.replace("{mass}", f"{mass:.6f}") for p in parts)
+
+
+def scene_xml(blocks: tuple[Block, ...], image_size: tuple[int, int] = (96, 96)) -> str:
+    """The MJCF model of a board with `blocks` (placed later by the env) and the pusher."""
+    height, width = image_size
+    centre_x, centre_y = sum(BOARD_X) / 2, sum(BOARD_Y) / 2
+    bodies = "\n    ".join(
+        f'<body name="{b.body}" pos="{centre_x} {centre_y} {BLOCK_HEIGHT / 2 + 0.001}">'
+        "\n      <freejoint/>\n      "
+        f"{_block_geoms(b)}\n    </body>"
+        for b in blocks
+    )
+    return f"""<mujoco model="tabletop">
+  <option timestep="0.01" integrator="implicitfast"/>
+  <visual>
+    <quality shadowsize="0" offsamples="0"/>
+    <global offwidth="{width}" offheight="{height}"/>
+  </visual>
+  <asset>
+    {_meshes()}
+  </asset>
+  <worldbody>
+    <light pos="0.4 0 1.5" dir="0 0 -1" castshadow="false"/>
+    <geom name="table" type="plane" size="1 1 0.01" rgba="0.55 0.5 0.45 1" friction="0.5 0.005 0.0001"/>
+    <geom name="board" type="box" pos="{centre_x} {centre_y} -0.0005"
+          size="{(BOARD_X[1] - BOARD_X[0]) / 2} {(BOARD_Y[1] - BOARD_Y[0]) / 2} 0.0005"
+          rgba="0.2 0.2 0.22 1" contype="0" conaffinity="0"/>
+    <camera name="front" pos="0.95 0 0.45" xyaxes="0 1 0 -0.45 0 0.9" fovy="45"/>
+    <body name="pusher" mocap="true" pos="{centre_x} {centre_y} {PUSHER_HEIGHT + 0.04}">
+      <geom type="cylinder" size="{PUSHER_RADIUS} 0.04" rgba="0.85 0.85 0.85 1" friction="0.5 0.005 0.0001"/>
+    </body>
+    {bodies}
+  </worldbody>
+</mujoco>
+"""
+
+
+def build_model(blocks: tuple[Block, ...], image_size: tuple[int, int] = (96, 96)) -> mujoco.MjModel:
+    return mujoco.MjModel.from_xml_string(scene_xml(blocks, image_size))

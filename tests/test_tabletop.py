@@ -1,0 +1,130 @@
+"""Contract and known-answer tests of the tabletop env (work in progress towards issue 3)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import siefm.envs  # noqa: F401  (registers the envs)
+from siefm.envs.tabletop import TabletopConfig, TabletopEnv
+from siefm.envs.tabletop.scene import BLOCK_SETS, BOARD_X, BOARD_Y, Block
+from siefm.envs.tabletop.tasks import FAMILIES, Task, block_name, on_board, sample_task
+
+
+@pytest.fixture(scope="module")
+def env() -> TabletopEnv:
+    return TabletopEnv()
+
+
+def test_registered_and_observations_fit_the_spaces() -> None:
+    env = gym.make("siefm/Tabletop-v0")
+    obs, info = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    obs, _, _, _, info = env.step(env.action_space.sample())
+    assert env.observation_space.contains(obs)
+    assert isinstance(obs["instruction"], str) and obs["state"].shape == (4 + 4 * 8,)
+    assert {"is_success", "block_positions", "task_family"} <= set(info)
+    env.close()
+
+
+def test_seeded_reset_reproduces(env: TabletopEnv) -> None:
+    first, _ = env.reset(seed=7)
+    second, _ = env.reset(seed=7)
+    assert first["instruction"] == second["instruction"]
+    np.testing.assert_array_equal(first["state"], second["state"])
+    third, _ = env.reset(seed=8)
+    assert not np.array_equal(first["state"], third["state"])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_reset_layout_respects_the_rules(env: TabletopEnv, seed: int) -> None:
+    _, info = env.reset(seed=seed)
+    positions = info["block_positions"]
+    gaps = np.linalg.norm(positions[:, None] - positions[None], axis=-1) + np.eye(len(positions))
+    assert gaps.min() > 0.055  # 6.5 cm apart when placed; settling moves blocks by millimetres at most
+    assert info["blocks_on_board"] and not info["is_success"]
+    pusher = env.pusher
+    assert (
+        BOARD_X[0] + 0.08 <= pusher[0] <= BOARD_X[1] - 0.08
+        and BOARD_Y[0] + 0.08 <= pusher[1] <= BOARD_Y[1] - 0.08
+    )
+
+
+def test_actions_are_bounded_and_the_target_stays_on_the_board(env: TabletopEnv) -> None:
+    env.reset(seed=0)
+    env.target = np.array([np.mean(BOARD_X), np.mean(BOARD_Y)])  # far from every edge
+    before = env.target.copy()
+    env.step(np.array([5.0, -5.0]))  # clipped to 0.1 per axis
+    np.testing.assert_allclose(np.abs(env.target - before), [0.1, 0.1], atol=1e-9)
+    np.testing.assert_allclose(env.pusher, env.target)  # the pusher reaches its target within the step
+    for _ in range(20):
+        env.step(np.array([0.1, 0.1]))
+    np.testing.assert_allclose(env.target, [BOARD_X[1], BOARD_Y[1]])
+
+
+def test_episode_truncates_at_the_time_limit() -> None:
+    env = TabletopEnv(TabletopConfig(block_set="4", max_steps=3))
+    env.reset(seed=0)
+    flags = [env.step(np.zeros(2))[3] for _ in range(3)]
+    assert flags == [False, False, True]
+
+
+def test_block_names_follow_uniqueness() -> None:
+    standard = BLOCK_SETS["8"]  # two of every colour and every shape
+    assert {block_name(i, standard) for i in range(8)} == {f"{b.colour} {b.shape}" for b in standard}
+    assert block_name(0, BLOCK_SETS["4"]) == "red block"
+    mixed = (Block("red", "moon"), Block("red", "cube"), Block("blue", "cube"))
+    assert [block_name(i, mixed) for i in range(3)] == ["moon", "red cube", "blue block"]
+
+
+def test_success_criteria_known_answers() -> None:
+    positions = np.array([[0.3, 0.0], [0.34, 0.0], [0.5, 0.2]])
+    assert Task("block2block", "", 0, (0.34, 0.0), other=1).is_success(positions)  # 4 cm apart
+    positions[1, 0] = 0.36
+    assert not Task("block2block", "", 0, (0.36, 0.0), other=1).is_success(positions)  # 6 cm apart
+    location = Task("block2absolutelocation", "", 2, (0.5, 0.1), tolerance=0.115)
+    assert location.is_success(positions) and not location.is_success(positions + np.array([0.0, 0.02]))
+    relative = Task(
+        "block2blockrelativelocation", "", 0, (0.3, 0.0), other=1, other_start=(0.36, 0.0), tolerance=0.04
+    )
+    assert relative.is_success(positions)
+    moved = positions.copy()
+    moved[1] += [0.06, 0.0]  # the reference block moved 6 cm: not a success even with A on target
+    assert not relative.is_success(moved)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_sampled_tasks_are_valid_and_not_already_done(family: str) -> None:
+    rng = np.random.default_rng(0)
+    blocks = BLOCK_SETS["8"]
+    for _ in range(20):
+        positions = rng.uniform([0.2, -0.25], [0.55, 0.25], size=(8, 2))
+        task = sample_task(rng, family, positions, blocks)
+        if task is None:
+            continue
+        assert task.family == family and block_name(task.block, blocks) in task.instruction
+        assert not task.is_success(positions)
+        if family != "block2block":
+            assert on_board(np.asarray(task.target))
+
+
+def test_pixels_observation_holds_the_previous_and_current_frame() -> None:
+    env = TabletopEnv(TabletopConfig(block_set="4", observation="pixels", image_size=(48, 64)))
+    obs, _ = env.reset(seed=0)
+    assert obs["pixels"].shape == (2, 48, 64, 3) and obs["pixels"].dtype == np.uint8
+    np.testing.assert_array_equal(obs["pixels"][0], obs["pixels"][1])  # no previous frame at reset
+    current = obs["pixels"][1]
+    obs, *_ = env.step(np.array([0.1, 0.1]))
+    np.testing.assert_array_equal(obs["pixels"][0], current)
+    assert obs["pixels"][1].std() > 0  # something was drawn
+    env.close()
+
+
+def test_config_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="block_set"):
+        TabletopConfig(block_set="3")
+    with pytest.raises(ValueError, match="observation"):
+        TabletopConfig(observation="depth")
+    with pytest.raises(ValueError, match="families"):
+        TabletopConfig(families=("dance",))
