@@ -128,3 +128,26 @@ def test_config_rejects_nonsense() -> None:
         TabletopConfig(observation="depth")
     with pytest.raises(ValueError, match="families"):
         TabletopConfig(families=("dance",))
+
+
+def test_the_pusher_pushes_a_block() -> None:
+    env = TabletopEnv(TabletopConfig(block_set="1"))
+    env.reset(seed=0)
+    address = env._block_qpos[0]
+    env.data.qpos[address : address + 2] = (0.375, 0.0)
+    env.data.qpos[address + 3 : address + 7] = (1.0, 0.0, 0.0, 0.0)
+    env.data.qvel[:] = 0.0
+    env.data.mocap_pos[0, :2] = env.target = np.array([0.375, -0.1])
+    for _ in range(6):  # 18 cm towards +y, through the block
+        env.step(np.array([0.0, 0.03]))
+    block = env.block_positions()[0]
+    assert block[1] > 0.05  # pushed along +y, ahead of the pusher (which stopped at y = 0.08)
+    assert abs(block[0] - 0.375) < 0.03
+
+
+def test_blocks_at_rest_stay_put() -> None:
+    env = TabletopEnv()
+    _, info = env.reset(seed=1)  # the pusher starts >= 6 cm from every block and does not move
+    for _ in range(50):
+        env.step(np.zeros(2))
+    assert np.abs(env.block_positions() - info["block_positions"]).max() < 0.01

@@ -45,8 +45,8 @@ class TabletopConfig:
     """Task families to draw from, uniformly."""
     max_steps: int = 200
     """Time limit of an episode in control steps (10 Hz)."""
-    substeps: int = 10
-    """Physics substeps per control step (timestep 0.01 s, so 10 gives 10 Hz control)."""
+    substeps: int = 5
+    """Physics substeps per control step (timestep 0.02 s, so 5 gives 10 Hz control)."""
     max_action: float = 0.1
     """Per-axis bound of the 2-D delta action, in metres."""
 
