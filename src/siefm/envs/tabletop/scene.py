@@ -73,14 +73,14 @@ def _polygon(sides: int, radius: float, phase: float = 0.0) -> np.ndarray:
 
 
 def _meshes() -> str:
-    pentagon = _polygon(5, 0.024, math.pi / 2)
+    pentagon = _polygon(5, 0.023, math.pi / 2)
     core = _polygon(5, 0.012, math.pi / 2)
     meshes = [
         f'<mesh name="pentagon" vertex="{_prism(pentagon)}"/>',
         f'<mesh name="star_core" vertex="{_prism(core)}"/>',
     ]
     for i, angle in enumerate(math.pi / 2 + 2 * math.pi * np.arange(5) / 5):  # one point per core vertex
-        tip = 0.026 * np.array([math.cos(angle), math.sin(angle)])
+        tip = 0.024 * np.array([math.cos(angle), math.sin(angle)])
         base = [0.011 * np.array([math.cos(angle + da), math.sin(angle + da)]) for da in (-0.63, 0.63)]
         meshes.append(f'<mesh name="star_point{i}" vertex="{_prism(np.stack([tip, *base]))}"/>')
     return "\n    ".join(meshes)
@@ -97,13 +97,14 @@ def _block_geoms(block: Block) -> str:
     elif block.shape == "star":
         parts = [f'<geom type="mesh" mesh="star_core" {common}/>']
         parts += [f'<geom type="mesh" mesh="star_point{i}" {common}/>' for i in range(5)]
-    else:  # moon: five boxes along a 120-degree arc of radius 2 cm, concave side towards +x
+    else:  # moon: five boxes along a 120-degree arc of radius 2 cm, concave side towards +x; the boxes are
+        # thick enough that the pusher cannot nest in the hollow
         parts = []
         for angle in np.linspace(-math.pi / 3, math.pi / 3, 5):
             x, y = -0.02 * math.cos(angle) + 0.01, 0.02 * math.sin(angle)
             yaw = math.degrees(angle)
             parts.append(
-                f'<geom type="box" size="0.006 0.009 {half}" pos="{x:.4f} {y:.4f} 0" '
+                f'<geom type="box" size="0.009 0.009 {half}" pos="{x:.4f} {y:.4f} 0" '
                 f'euler="0 0 {-yaw:.2f}" {common}/>'
             )
     mass = BLOCK_MASS / len(parts)
