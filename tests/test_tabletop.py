@@ -128,6 +128,14 @@ def test_config_rejects_nonsense() -> None:
         TabletopConfig(observation="depth")
     with pytest.raises(ValueError, match="families"):
         TabletopConfig(families=("dance",))
+    with pytest.raises(ValueError, match="need two blocks"):
+        TabletopConfig(block_set="1", families=("block2block",))
+
+
+def test_one_block_draws_only_single_block_families() -> None:
+    env = TabletopEnv(TabletopConfig(block_set="1"))
+    families = {env.reset(seed=seed)[1]["task_family"] for seed in range(10)}
+    assert families <= {"block2absolutelocation", "block2relativelocation"} and families
 
 
 def test_the_pusher_pushes_a_block() -> None:

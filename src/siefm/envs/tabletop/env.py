@@ -28,6 +28,8 @@ MIN_BLOCK_CENTRE_DISTANCE = 0.065
 MIN_PUSHER_DISTANCE = 0.06
 SETTLE_SUBSTEPS = 20
 MAX_INSTRUCTION_LENGTH = 128
+MAX_LAYOUT_ATTEMPTS = 1000
+TWO_BLOCK_FAMILIES = ("block2block", "block2blockrelativelocation", "separate")
 CHARSET = string.ascii_letters + string.digits + " ,.'-"
 
 
@@ -41,14 +43,24 @@ class TabletopConfig:
     """'state' (pusher, target and block poses) or 'pixels' (previous and current RGB frame)."""
     image_size: tuple[int, int] = (96, 96)
     """(height, width) of rendered frames in 'pixels' mode."""
-    families: tuple[str, ...] = FAMILIES
-    """Task families to draw from, uniformly."""
+    families: tuple[str, ...] | None = None
+    """Task families to draw from, uniformly; None: every family the block set allows (one block allows
+    only block2absolutelocation and block2relativelocation)."""
     max_steps: int = 200
     """Time limit of an episode in control steps (10 Hz)."""
     substeps: int = 5
     """Physics substeps per control step (timestep 0.02 s, so 5 gives 10 Hz control)."""
     max_action: float = 0.1
     """Per-axis bound of the 2-D delta action, in metres."""
+
+    @property
+    def task_families(self) -> tuple[str, ...]:
+        """The families reset draws from."""
+        if self.families is not None:
+            return self.families
+        if len(BLOCK_SETS[self.block_set]) == 1:
+            return tuple(f for f in FAMILIES if f not in TWO_BLOCK_FAMILIES)
+        return FAMILIES
 
     def __post_init__(self) -> None:
         if self.block_set not in BLOCK_SETS:
@@ -59,11 +71,16 @@ class TabletopConfig:
             raise ValueError(
                 f"TabletopConfig.observation = {self.observation!r}: choose 'state' or 'pixels'."
             )
-        unknown = set(self.families) - set(FAMILIES)
-        if not self.families or unknown:
-            raise ValueError(
-                f"TabletopConfig.families has unknown or no entries {sorted(unknown)}; use {FAMILIES}."
-            )
+        if self.families is not None:
+            unknown = set(self.families) - set(FAMILIES)
+            if not self.families or unknown:
+                raise ValueError(
+                    f"TabletopConfig.families has unknown or no entries {sorted(unknown)}; use {FAMILIES}."
+                )
+            if len(BLOCK_SETS[self.block_set]) == 1 and set(self.families) & set(TWO_BLOCK_FAMILIES):
+                raise ValueError(
+                    f"TabletopConfig.families {self.families} need two blocks; block_set '1' has one."
+                )
         for name in ("max_steps", "substeps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TabletopConfig.{name} must be >= 1, got {getattr(self, name)}.")
@@ -128,14 +145,15 @@ class TabletopEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        family = (options or {}).get("family") or self.config.families[
-            self.np_random.integers(len(self.config.families))
-        ]
-        while True:
+        families = self.config.task_families
+        family = (options or {}).get("family") or families[self.np_random.integers(len(families))]
+        for _ in range(MAX_LAYOUT_ATTEMPTS):
             self._place_layout()
             self.task = sample_task(self.np_random, family, self.block_positions(), self.blocks)
             if self.task is not None:
                 break
+        else:
+            raise RuntimeError(f"no layout of {len(self.blocks)} blocks admitted a {family} task.")
         self._steps = 0
         self._previous_frame = None
         return self._observation(), self._info()
