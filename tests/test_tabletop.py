@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -176,3 +178,26 @@ def test_the_oracle_solves_most_block2block_tasks() -> None:
                 break
         successes += terminated
     assert successes >= 16  # the benchmark measures ~92% over 100 episodes; a broken oracle gets ~0%
+
+
+def test_parallel_collection_writes_successful_oracle_episodes(tmp_path) -> None:
+    from siefm.data.collect_tabletop import TabletopCollectConfig, collect_tabletop
+    from siefm.data.dataset import read_dataset
+
+    config = TabletopCollectConfig(num_episodes=6, env=TabletopConfig(block_set="4"), num_workers=2)
+    dataset = read_dataset(collect_tabletop(tmp_path / "data", config))
+    assert 1 <= dataset.num_episodes <= 6
+    assert dataset.info["siefm"]["env"]["id"] == "siefm/Tabletop-v0"
+    for i in range(dataset.num_episodes):
+        episode = dataset.episode(i)
+        frames = len(episode["action"])
+        assert (
+            episode["is_success"][-1] and episode["is_terminal"][-1] and not episode["is_terminal"][:-1].any()
+        )
+        np.testing.assert_array_equal(episode["steps_to_go"], np.arange(frames - 1, -1, -1))
+        np.testing.assert_array_equal(episode["action"][-1], [0.0, 0.0])
+        assert episode["observation.state"].shape == (frames, 4 + 4 * 4)
+    # Episodes are seeded by index, so one worker writes the same dataset as two.
+    single = read_dataset(collect_tabletop(tmp_path / "one", dataclasses.replace(config, num_workers=1)))
+    np.testing.assert_array_equal(single.columns["observation.state"], dataset.columns["observation.state"])
+    assert single.tasks == dataset.tasks

@@ -45,8 +45,11 @@ class PushOracle:
         self.rng = np.random.default_rng(seed)
         self.pushing = False
 
-    def reset(self) -> None:
+    def reset(self, seed: int | None = None) -> None:
+        """Starts an episode; a seed makes its noise independent of the episodes before it."""
         self.pushing = False
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
 
     def goal_point(self, env: TabletopEnv) -> np.ndarray:
         """Where block A should go: the other block for block2block, else the task's fixed target."""

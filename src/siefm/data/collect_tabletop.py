@@ -1,0 +1,119 @@
+"""Tabletop demonstrations: the scripted oracle in parallel worker processes -> a dataset on disk.
+
+Every episode is seeded by its index, so the dataset does not depend on how episodes are split across
+workers. Failed oracle episodes are not written (TABLETOP.md). Each written episode holds T + 1 frames (the
+last is the final observation, with a zero action), its instruction as the LeRobot task, steps-to-go
+labels and the simulator's per-frame success.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from siefm.data.dataset import write_dataset
+from siefm.data.sampler import steps_to_go_labels
+from siefm.envs.tabletop import TabletopConfig, TabletopEnv
+from siefm.envs.tabletop.oracle import PushOracle
+from siefm.envs.tabletop.tasks import FAMILIES
+
+log = logging.getLogger("siefm")
+
+ENV_ID = "siefm/Tabletop-v0"
+FPS = 10
+
+
+@dataclass(frozen=True)
+class TabletopCollectConfig:
+    """Oracle demonstrations on the tabletop."""
+
+    num_episodes: int = 1000
+    """Episodes to attempt; failed ones are not written."""
+    env: TabletopConfig = field(default_factory=TabletopConfig)
+    noise: float = 0.005
+    """Gaussian action noise of the oracle (metres per step), for diverse demonstrations."""
+    seed: int = 0
+    """Episode k is seeded with seed + k."""
+    num_workers: int = 2
+    """Worker processes (one per core)."""
+
+    def __post_init__(self) -> None:
+        for name in ("num_episodes", "num_workers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TabletopCollectConfig.{name} must be >= 1, got {getattr(self, name)}.")
+        if self.noise < 0:
+            raise ValueError(f"TabletopCollectConfig.noise must be >= 0, got {self.noise}.")
+
+
+def run_oracle_episode(
+    env: TabletopEnv, oracle: PushOracle, seed: int
+) -> tuple[dict[str, np.ndarray], str] | None:
+    """One seeded oracle episode as frame columns and its instruction, or None if the oracle failed."""
+    obs, info = env.reset(seed=seed)
+    oracle.reset(seed=seed)  # per-episode noise: the dataset does not depend on the split across workers
+    states, actions, successes = [obs["state"]], [], [info["is_success"]]
+    terminated = truncated = False
+    while not (terminated or truncated):
+        action = oracle.act(env)
+        obs, _, terminated, truncated, info = env.step(action)
+        states.append(obs["state"])
+        actions.append(action)
+        successes.append(info["is_success"])
+    if not terminated:
+        return None
+    frames = len(states)
+    actions.append(np.zeros(2))
+    episode = {
+        "observation.state": np.stack(states).astype(np.float32),
+        "action": np.stack(actions).astype(np.float32),
+        "is_success": np.array(successes, dtype=bool),
+        "is_terminal": np.arange(frames) == frames - 1,
+        "steps_to_go": steps_to_go_labels(frames),
+        "family_index": np.full(frames, FAMILIES.index(env.task.family), dtype=np.int64),
+    }
+    return episode, obs["instruction"]
+
+
+def _collect_seeds(
+    config: TabletopCollectConfig, seeds: list[int]
+) -> list[tuple[dict[str, np.ndarray], str] | None]:
+    env = TabletopEnv(config.env)
+    oracle = PushOracle(noise=config.noise)
+    return [run_oracle_episode(env, oracle, seed) for seed in seeds]
+
+
+def collect_tabletop(out: Path, config: TabletopCollectConfig, overwrite: bool = False) -> Path:
+    """Collects oracle demonstrations in `config.num_workers` processes and writes the dataset at `out`."""
+    if config.env.observation != "state":
+        raise ValueError("tabletop collection records state observations; set env.observation='state'.")
+    seeds = [config.seed + k for k in range(config.num_episodes)]
+    chunks = [seeds[i :: config.num_workers] for i in range(config.num_workers)]  # interleaved: balanced work
+    with multiprocessing.get_context("spawn").Pool(config.num_workers) as pool:
+        results = pool.starmap(_collect_seeds, [(config, chunk) for chunk in chunks])
+    by_seed = {
+        seed: result
+        for chunk, result in zip(chunks, results, strict=True)
+        for seed, result in zip(chunk, result, strict=True)
+    }
+    kept = [by_seed[seed] for seed in seeds if by_seed[seed] is not None]
+    if not kept:
+        raise ValueError("the oracle solved no episode; check the env config.")
+    log.info("kept %d of %d oracle episodes", len(kept), config.num_episodes)
+    extra = {
+        "env": {"id": ENV_ID, "config": asdict(config.env)},
+        "collect": asdict(config),
+        "families": FAMILIES,
+    }
+    return write_dataset(
+        Path(out),
+        [episode for episode, _ in kept],
+        fps=FPS,
+        tasks=[instruction for _, instruction in kept],
+        robot_type="tabletop-pusher",
+        extra_info=extra,
+        overwrite=overwrite,
+    )
