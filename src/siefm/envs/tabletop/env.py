@@ -22,7 +22,7 @@ import mujoco
 import numpy as np
 
 from siefm.envs.tabletop.scene import BLOCK_HEIGHT, BLOCK_SETS, BOARD_X, BOARD_Y, PUSHER_HEIGHT, build_model
-from siefm.envs.tabletop.tasks import FAMILIES, Task, sample_task
+from siefm.envs.tabletop.tasks import FAMILIES, Task, on_board, sample_task
 
 MIN_BLOCK_CENTRE_DISTANCE = 0.065
 MIN_PUSHER_DISTANCE = 0.06
@@ -137,9 +137,7 @@ class TabletopEnv(gym.Env):
         return self.data.mocap_pos[0, :2].copy()
 
     def blocks_on_board(self) -> bool:
-        positions = self.block_positions()
-        return bool(((positions[:, 0] >= BOARD_X[0]) & (positions[:, 0] <= BOARD_X[1])
-                     & (positions[:, 1] >= BOARD_Y[0]) & (positions[:, 1] <= BOARD_Y[1])).all())  # fmt: skip
+        return all(on_board(position) for position in self.block_positions())
 
     # --- gymnasium API -------------------------------------------------------------------------------------
 
@@ -170,7 +168,7 @@ class TabletopEnv(gym.Env):
         self._steps += 1
         success = self.is_success()
         truncated = not success and self._steps >= self.config.max_steps
-        return self._observation(), 0.0, success, truncated, self._info()
+        return self._observation(), 0.0, success, truncated, self._info(success)
 
     def is_success(self) -> bool:
         assert self.task is not None, "call reset() first"
@@ -236,10 +234,10 @@ class TabletopEnv(gym.Env):
             self._previous_frame = frame
         return obs
 
-    def _info(self) -> dict:
+    def _info(self, success: bool | None = None) -> dict:
         assert self.task is not None
         return {
-            "is_success": self.is_success(),
+            "is_success": self.is_success() if success is None else success,
             "block_positions": self.block_positions(),
             "task_family": self.task.family,
             "task_block": self.task.block,
