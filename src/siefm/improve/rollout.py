@@ -10,6 +10,7 @@ the buffer is complete and its Monte-Carlo returns need no bootstrapping.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -18,6 +19,16 @@ from siefm.improve.fleet import LocalFleet
 from siefm.improve.reinforce import discounted_returns
 from siefm.improve.reward import RewardModel, precision_recall
 from siefm.models.efm import EFM
+
+
+class EpisodeEnd(NamedTuple):
+    """How one practice episode ended."""
+
+    length: int
+    ever_true: bool  # the simulator reported success at some step
+    detected: bool  # the detector fired on the last observation
+    last_state: np.ndarray
+    last_distance: float  # d at the last observation
 
 
 @dataclass
@@ -41,7 +52,6 @@ class PracticeBatch:
     detected_success: np.ndarray  # (E,) the detector fired on the episode's last observation
     final_state: np.ndarray  # (E, S) the episode's last observation, where it ended
     final_distance: np.ndarray  # (E,) d at that observation
-    final_true_success: np.ndarray  # (E,) the simulator's success at that observation
     detector_counts: dict[str, int]  # frame-level true/false positives and false negatives of d <= s
 
     @property
@@ -100,7 +110,7 @@ def collect_practice(
     columns: dict[str, list] = {
         key: [] for key in ("state", "goal", "action", "reward", "d", "next_true", "episode", "valid", "done")
     }
-    ends: dict[int, tuple] = {}  # episode id -> (length, ever true, detected, last state, last d, true there)
+    ends: dict[int, EpisodeEnd] = {}
     while active.any():
         obs_t, goal_t = _tensors(obs)
         action, _ = policy.act(obs_t, goal_t, generator=generator)
@@ -131,8 +141,9 @@ def collect_practice(
             columns[key].append(value)
         ids = np.flatnonzero(done)
         for i in ids:
-            last = (next_obs["state"][i].copy(), float(d_next[i]), true_success[i])
-            ends[int(episode[i])] = (steps[i], ever_true[i], detected[i], *last)
+            ends[int(episode[i])] = EpisodeEnd(
+                steps[i], ever_true[i], detected[i], next_obs["state"][i].copy(), float(d_next[i])
+            )
         d = d_next.clone()
         if ids.size and samples_started < num_samples:
             next_obs = fleet.reset(ids)  # new episodes on the robots that finished
@@ -147,7 +158,7 @@ def collect_practice(
 
 
 def _assemble(
-    columns: dict[str, list], ends: dict[int, tuple], counts: dict[str, int], gamma: float
+    columns: dict[str, list], ends: dict[int, EpisodeEnd], counts: dict[str, int], gamma: float
 ) -> PracticeBatch:
     """Stacks the (T, N) step records, computes returns, and keeps the valid samples."""
     stacked = {key: torch.stack(value) for key, value in columns.items()}
@@ -166,11 +177,10 @@ def _assemble(
         distance=stacked["d"][valid],
         next_true_success=stacked["next_true"][valid].numpy(),
         episode_id=np.array([renumber[int(e)] for e in stacked["episode"][valid].numpy()], dtype=np.int64),
-        episode_length=np.array([o[0] for o in outcome], dtype=np.int64),
-        true_success=np.array([o[1] for o in outcome], dtype=bool),
-        detected_success=np.array([o[2] for o in outcome], dtype=bool),
-        final_state=np.stack([o[3] for o in outcome]),
-        final_distance=np.array([o[4] for o in outcome]),
-        final_true_success=np.array([o[5] for o in outcome], dtype=bool),
+        episode_length=np.array([o.length for o in outcome], dtype=np.int64),
+        true_success=np.array([o.ever_true for o in outcome], dtype=bool),
+        detected_success=np.array([o.detected for o in outcome], dtype=bool),
+        final_state=np.stack([o.last_state for o in outcome]),
+        final_distance=np.array([o.last_distance for o in outcome]),
         detector_counts=counts,
     )
