@@ -1,0 +1,81 @@
+"""A small learned text encoder for instructions: word tokens -> embeddings -> masked mean -> MLP.
+
+The pretrained path (a sentence encoder) is a separate concern; this one needs no weights and suits the
+tabletop's templated instructions, whose words are all known in advance (`tabletop_vocabulary`). Words
+outside the vocabulary map to one shared unknown token, so a new object name (the banana experiment)
+still encodes, as "unknown".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+PAD, UNKNOWN = "<pad>", "<unk>"
+
+
+def words(text: str) -> list[str]:
+    """Lower-case word tokens of `text` (letters and digits; punctuation is dropped)."""
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+class WordTokenizer:
+    """Maps text to fixed-length rows of word ids: 0 pads, 1 stands for any unknown word."""
+
+    def __init__(self, vocabulary: Sequence[str], max_length: int = 16):
+        if max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {max_length}.")
+        known = [w for w in dict.fromkeys(vocabulary) if w not in (PAD, UNKNOWN)]
+        self.vocabulary = [PAD, UNKNOWN, *known]
+        self.index = {word: i for i, word in enumerate(self.vocabulary)}
+        self.max_length = max_length
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str], max_length: int = 16) -> WordTokenizer:
+        """A tokenizer whose vocabulary is every word in `texts`, in order of first appearance."""
+        return cls([w for text in texts for w in words(text)], max_length)
+
+    def __len__(self) -> int:
+        return len(self.vocabulary)
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        """(B, max_length) int64 word ids; longer texts are cut, shorter ones padded with 0."""
+        ids = torch.zeros(len(texts), self.max_length, dtype=torch.int64)
+        for row, text in enumerate(texts):
+            tokens = [self.index.get(w, 1) for w in words(text)][: self.max_length]
+            ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.int64)
+        return ids
+
+
+class TextEncoder(nn.Module):
+    """Word embeddings, averaged over the non-padding words, then a ReLU layer: (B, L) ids -> (B, D)."""
+
+    def __init__(self, vocabulary_size: int, dim: int = 64):
+        super().__init__()
+        self.embedding = nn.Embedding(vocabulary_size, dim, padding_idx=0)
+        self.project = nn.Sequential(nn.Linear(dim, dim), nn.ReLU())
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        mask = (ids != 0).unsqueeze(-1).float()  # (B, L, 1)
+        pooled = (self.embedding(ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # an empty text gives zeros
+        return self.project(pooled)
+
+
+def tabletop_vocabulary() -> list[str]:
+    """Every word the tabletop's instruction templates can produce."""
+    from siefm.envs.tabletop import tasks
+    from siefm.envs.tabletop.scene import COLOURS, SHAPES
+
+    phrases = [
+        *tasks.VERBS,
+        *tasks.ABSOLUTE_LOCATIONS,
+        *tasks.DIRECTIONS,
+        *tasks.RELATIVE_TO_BLOCK,
+        *COLOURS,
+        *SHAPES,
+        "the block to towards next close slightly pull apart from rest of blocks",
+    ]
+    return [w for phrase in phrases for w in words(phrase)]
