@@ -145,6 +145,8 @@ class TabletopEnv(gym.Env):
         super().reset(seed=seed)
         families = self.config.task_families
         family = (options or {}).get("family") or families[self.np_random.integers(len(families))]
+        if family not in families:
+            raise ValueError(f"options['family'] = {family!r} is not one of this env's families {families}.")
         for _ in range(MAX_LAYOUT_ATTEMPTS):
             self._place_layout()
             self.task = sample_task(self.np_random, family, self.block_positions(), self.blocks)
@@ -174,7 +176,11 @@ class TabletopEnv(gym.Env):
         assert self.task is not None, "call reset() first"
         return self.task.is_success(self.block_positions())
 
-    def render(self) -> np.ndarray:
+    def render(self) -> np.ndarray | None:
+        """The front camera's RGB frame when render_mode is 'rgb_array' (gymnasium's convention)."""
+        return self._frame() if self.render_mode == "rgb_array" else None
+
+    def _frame(self) -> np.ndarray:
         if self._renderer is None:
             h, w = self.config.image_size
             self._renderer = mujoco.Renderer(self.model, h, w)
@@ -195,7 +201,7 @@ class TabletopEnv(gym.Env):
         pusher = rng.uniform(
             [BOARD_X[0] + margin, BOARD_Y[0] + margin], [BOARD_X[1] - margin, BOARD_Y[1] - margin]
         )
-        while True:
+        for _ in range(MAX_LAYOUT_ATTEMPTS):
             positions = rng.uniform(
                 [BOARD_X[0] + 0.03, BOARD_Y[0] + 0.03],
                 [BOARD_X[1] - 0.03, BOARD_Y[1] - 0.03],
@@ -207,6 +213,10 @@ class TabletopEnv(gym.Env):
                 and np.linalg.norm(positions - pusher, axis=-1).min() >= MIN_PUSHER_DISTANCE
             ):
                 break
+        else:
+            raise RuntimeError(
+                f"could not place {len(self.blocks)} blocks {MIN_BLOCK_CENTRE_DISTANCE} m apart."
+            )
         for address, position, yaw in zip(
             self._block_qpos, positions, rng.uniform(-np.pi, np.pi, len(self.blocks)), strict=True
         ):
@@ -228,7 +238,7 @@ class TabletopEnv(gym.Env):
             )
             obs["state"] = np.concatenate([self.pusher, self.target, blocks.ravel()]).astype(np.float32)
         else:
-            frame = self.render()
+            frame = self._frame()
             previous = frame if self._previous_frame is None else self._previous_frame
             obs["pixels"] = np.stack([previous, frame])
             self._previous_frame = frame

@@ -7,8 +7,8 @@ Two phases with hysteresis, re-planned every step from the task's block A and th
 - push: from behind A, push along the direction to T (slower), correcting sideways to stay on the line.
   It falls back to repositioning when it loses the line.
 Speeds are capped (3.5 cm per step while repositioning, 2 cm while pushing); optional Gaussian noise adds
-diversity to demonstrations. The blocks here are near-round, so the reference's re-orientation phase is
-not needed for position-based success and is left out.
+diversity to demonstrations. Every success criterion is about block positions, not orientations, so the
+reference's re-orientation phase is left out.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ APPROACH_SPEED = 0.035
 PUSH_SPEED = 0.02
 PRE_PUSH_OFFSET = 0.06
 SIDE_OFFSET = 0.065
+NOISE_STREAM = 1
 LOST_LINE = 0.03  # lateral error (m) at which pushing gives way to repositioning
 BOARD_LOW, BOARD_HIGH = np.array([BOARD_X[0], BOARD_Y[0]]), np.array([BOARD_X[1], BOARD_Y[1]])
 
@@ -49,7 +50,8 @@ class PushOracle:
         """Starts an episode; a seed makes its noise independent of the episodes before it."""
         self.pushing = False
         if seed is not None:
-            self.rng = np.random.default_rng(seed)
+            # A stream of its own: seeding with the env's seed alone would replay the layout's random draws.
+            self.rng = np.random.default_rng([seed, NOISE_STREAM])
 
     def goal_point(self, env: TabletopEnv) -> np.ndarray:
         """Where block A should go: the other block for block2block, else the task's fixed target."""

@@ -30,6 +30,7 @@ COLOURS = {
     "yellow": "0.9 0.8 0.15 1",
 }
 SHAPES = ("moon", "cube", "star", "pentagon")
+MOON_SHIFT = 0.0149
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,9 @@ def _block_geoms(block: Block) -> str:
         # thick enough that the pusher cannot nest in the hollow
         parts = []
         for angle in np.linspace(-math.pi / 3, math.pi / 3, 5):
-            x, y = -0.02 * math.cos(angle) + 0.01, 0.02 * math.sin(angle)
+            # Shifted by MOON_SHIFT so the centre of mass, which the env reports as the block's position,
+            # is the body origin.
+            x, y = -0.02 * math.cos(angle) + MOON_SHIFT, 0.02 * math.sin(angle)
             yaw = math.degrees(angle)
             parts.append(
                 f'<geom type="box" size="0.009 0.009 {half}" pos="{x:.4f} {y:.4f} 0" '
@@ -136,7 +139,7 @@ def scene_xml(blocks: tuple[Block, ...], image_size: tuple[int, int] = (96, 96))
     <geom name="board" type="box" pos="{centre_x} {centre_y} 0.0002"
           size="{(BOARD_X[1] - BOARD_X[0]) / 2} {(BOARD_Y[1] - BOARD_Y[0]) / 2} 0.0005"
           rgba="0.2 0.2 0.22 1" contype="0" conaffinity="0"/>
-    <camera name="front" pos="0.85 0 0.4" xyaxes="0 1 0 -0.644 0 0.765" fovy="55"/>
+    <camera name="front" pos="0.95 0 0.6" xyaxes="0 1 0 -0.722 0 0.692" fovy="55"/>
     <body name="pusher" mocap="true" pos="{centre_x} {centre_y} {PUSHER_HEIGHT + 0.04}">
       <geom type="cylinder" size="{PUSHER_RADIUS} 0.04" rgba="0.85 0.85 0.85 1" friction="0.5 0.005 0.0001"/>
     </body>
