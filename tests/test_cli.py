@@ -15,6 +15,7 @@ import torch
 from siefm.checkpoint import save_checkpoint
 from siefm.cli import main
 from siefm.config import ModelConfig
+from siefm.data.dataset import read_dataset
 from siefm.models.efm import EFM, ModelSpec
 
 TINY_DEMO = [
@@ -345,3 +346,17 @@ def test_eval_of_a_checkpoint_without_env_metadata(
         ["eval", "--checkpoint", stage_dirs["rl"] / "state" / "policy", "--out", tmp_path], capsys
     )
     assert code in (0, 2) and "Traceback" not in err
+
+
+def test_collect_tabletop_and_a_clear_stage1_refusal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["collect", "--env", "tabletop", "--out", tmp_path / "tt", "--tabletop.num-episodes", "4"]
+    code, out, _ = run_cli([*argv, "--tabletop.env.block-set", "4"], capsys)
+    assert code == 0 and "dataset written" in out
+    dataset = read_dataset(tmp_path / "tt")
+    assert dataset.info["siefm"]["env"]["id"] == "siefm/Tabletop-v0" and dataset.num_episodes >= 1
+    code, _, err = run_cli(["sft", "--dataset", tmp_path / "tt", "--out", tmp_path / "sft"], capsys)
+    assert_clean_error(code, err, "Tabletop-v0", "PointMass")
+    code, _, err = run_cli([*argv, "--tabletop.env.observation", "pixels", "--overwrite"], capsys)
+    assert_clean_error(code, err, "state observations")

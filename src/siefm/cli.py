@@ -24,17 +24,22 @@ from typing import Annotated, Literal
 import tyro
 
 from siefm.config import CollectConfig, EvalConfig, ImproveConfig, SFTConfig
+from siefm.data.collect_tabletop import TabletopCollectConfig
 from siefm.demo import DemoConfig
 
 
 @dataclass(frozen=True)
 class Collect:
-    """Generate PointMass demonstrations with the scripted waypoint demonstrator and write a dataset
-    (LeRobot v3.0 layout, with goal, steps-to-go and true-success columns)."""
+    """Generate demonstrations with a scripted controller and write a dataset (LeRobot v3.0 layout, with
+    steps-to-go and true-success columns): PointMass's waypoint demonstrator (--collect.* options), or the
+    tabletop's push oracle in parallel workers (--env tabletop, --tabletop.* options)."""
 
     out: Path
     """Dataset directory to create."""
+    env: Literal["pointmass", "tabletop"] = "pointmass"
+    """Which domain to collect."""
     collect: CollectConfig = field(default_factory=CollectConfig)
+    tabletop: TabletopCollectConfig = field(default_factory=TabletopCollectConfig)
     overwrite: bool = False
     """Replace an existing dataset at --out."""
 
@@ -102,9 +107,14 @@ Command = (
 def run(command: Collect | SFT | Improve | Eval | Demo) -> None:
     """Executes a parsed command (importing the heavy stages only when needed)."""
     if isinstance(command, Collect):
-        from siefm.data.collect import collect_demonstrations
+        if command.env == "tabletop":
+            from siefm.data.collect_tabletop import collect_tabletop
 
-        path = collect_demonstrations(command.out, command.collect, overwrite=command.overwrite)
+            path = collect_tabletop(command.out, command.tabletop, overwrite=command.overwrite)
+        else:
+            from siefm.data.collect import collect_demonstrations
+
+            path = collect_demonstrations(command.out, command.collect, overwrite=command.overwrite)
         print(f"dataset written to {path}")
     elif isinstance(command, SFT):
         from siefm.sft import train_sft

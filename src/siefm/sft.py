@@ -59,8 +59,11 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     """Trains Stage 1 and writes `out/checkpoints/{policy,reward}`; returns `out`."""
     start = time.perf_counter()
     dataset = read_dataset(Path(dataset_dir))
+    env_id = dataset.info.get("siefm", {}).get("env", {}).get("id")
+    if env_id is not None and env_id != "siefm/PointMass-v0":
+        raise DatasetError(f"{dataset_dir} holds {env_id} data; Stage 1 supports PointMass datasets so far.")
     missing = [c for c in REQUIRED_COLUMNS if c not in dataset.columns]
-    if missing or "env" not in dataset.info.get("siefm", {}):
+    if missing or env_id is None:
         raise DatasetError(
             f"{dataset_dir} lacks the columns {missing} or the env description in meta/info.json; "
             "write it with `siefm collect`."

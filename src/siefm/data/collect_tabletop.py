@@ -89,7 +89,10 @@ def _collect_seeds(
 def collect_tabletop(out: Path, config: TabletopCollectConfig, overwrite: bool = False) -> Path:
     """Collects oracle demonstrations in `config.num_workers` processes and writes the dataset at `out`."""
     if config.env.observation != "state":
-        raise ValueError("tabletop collection records state observations; set env.observation='state'.")
+        raise ValueError(
+            "tabletop collection records state observations (pixels are rendered later from the states); "
+            "drop --tabletop.env.observation or set it to state."
+        )
     seeds = [config.seed + k for k in range(config.num_episodes)]
     chunks = [seeds[i :: config.num_workers] for i in range(config.num_workers)]  # interleaved: balanced work
     with multiprocessing.get_context("spawn").Pool(config.num_workers) as pool:
