@@ -156,7 +156,8 @@ class TabletopEnv(gym.Env):
             raise RuntimeError(f"no layout of {len(self.blocks)} blocks admitted a {family} task.")
         self._steps = 0
         self._previous_frame = None
-        return self._observation(), self._info()
+        obs, _, info = self._outputs()
+        return obs, info
 
     def step(self, action):
         action = np.clip(
@@ -168,9 +169,9 @@ class TabletopEnv(gym.Env):
             self.data.mocap_pos[0, :2] = start + (self.target - start) * k / self.config.substeps
             mujoco.mj_step(self.model, self.data)
         self._steps += 1
-        success = self.is_success()
+        obs, success, info = self._outputs()
         truncated = not success and self._steps >= self.config.max_steps
-        return self._observation(), 0.0, success, truncated, self._info(success)
+        return obs, 0.0, success, truncated, info
 
     def is_success(self) -> bool:
         assert self.task is not None, "call reset() first"
@@ -228,14 +229,27 @@ class TabletopEnv(gym.Env):
         for _ in range(SETTLE_SUBSTEPS):
             mujoco.mj_step(self.model, self.data)
 
-    def _observation(self) -> dict:
+    def _outputs(self) -> tuple[dict, bool, dict]:
+        """Observation, true success and info, from one read of the block positions."""
+        assert self.task is not None, "call reset() first"
+        positions = self.block_positions()
+        success = self.task.is_success(positions)
+        info = {
+            "is_success": success,
+            "block_positions": positions,
+            "task_family": self.task.family,
+            "task_block": self.task.block,
+            "task_target": np.asarray(self.task.target),
+            "blocks_on_board": all(on_board(position) for position in positions),
+        }
+        return self._observation(positions), success, info
+
+    def _observation(self, positions: np.ndarray) -> dict:
         assert self.task is not None
         obs: dict = {"instruction": self.task.instruction}
         if self.config.observation == "state":
             yaws = self.block_yaws()
-            blocks = np.concatenate(
-                [self.block_positions(), np.cos(yaws)[:, None], np.sin(yaws)[:, None]], axis=1
-            )
+            blocks = np.concatenate([positions, np.cos(yaws)[:, None], np.sin(yaws)[:, None]], axis=1)
             obs["state"] = np.concatenate([self.pusher, self.target, blocks.ravel()]).astype(np.float32)
         else:
             frame = self._frame()
@@ -243,14 +257,3 @@ class TabletopEnv(gym.Env):
             obs["pixels"] = np.stack([previous, frame])
             self._previous_frame = frame
         return obs
-
-    def _info(self, success: bool | None = None) -> dict:
-        assert self.task is not None
-        return {
-            "is_success": self.is_success() if success is None else success,
-            "block_positions": self.block_positions(),
-            "task_family": self.task.family,
-            "task_block": self.task.block,
-            "task_target": np.asarray(self.task.target),
-            "blocks_on_board": self.blocks_on_board(),
-        }
