@@ -14,7 +14,7 @@ import torch
 
 from siefm.checkpoint import save_checkpoint
 from siefm.cli import main
-from siefm.config import ModelConfig
+from siefm.config import POINTMASS_ID, ModelConfig
 from siefm.data.dataset import read_dataset
 from siefm.models.efm import EFM, ModelSpec
 
@@ -331,11 +331,11 @@ def test_eval_of_a_checkpoint_for_another_env(tmp_path: Path, capsys: pytest.Cap
         name: {"mean": torch.zeros(d), "std": torch.ones(d), "min": -torch.ones(d), "max": torch.ones(d)}
         for name, d in (("state", 5), ("goal", 2), ("action", 2))
     }
-    model = EFM(ModelConfig(hidden_dim=8, num_layers=1), spec, stats)
+    model = EFM(ModelConfig(hidden_dim=8, num_layers=1).resolve(POINTMASS_ID), spec, stats)
     env = {"id": "siefm/PointMass-v0", "config": {}}
     checkpoint = save_checkpoint(tmp_path / "five", model, {"env": env})
     code, _, err = run_cli(["eval", "--checkpoint", checkpoint, "--out", tmp_path / "eval"], capsys)
-    assert_clean_error(code, err, "observations of size 5", "gives 4 and 2")
+    assert_clean_error(code, err, "observations of size 5", "gives 4 and goal vectors of size 2")
     assert not (tmp_path / "eval" / "results.json").exists()
 
 
@@ -348,15 +348,61 @@ def test_eval_of_a_checkpoint_without_env_metadata(
     assert code in (0, 2) and "Traceback" not in err
 
 
-def test_collect_tabletop_and_a_clear_stage1_refusal(
+def test_tabletop_through_both_stages_from_the_command_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["collect", "--env", "tabletop", "--out", tmp_path / "tt", "--tabletop.num-episodes", "4"]
-    code, out, _ = run_cli([*argv, "--tabletop.env.block-set", "4"], capsys)
+    """collect -> sft (instruction goals, tokenized actions by default) -> reset-free improve -> eval."""
+    data, sft, rl, ev = (tmp_path / name for name in ("data", "sft", "rl", "eval"))
+    argv = ["collect", "--env", "tabletop", "--out", data, "--tabletop.num-episodes", "12"]
+    code, out, _ = run_cli([*argv, "--tabletop.num-workers", "1"], capsys)
     assert code == 0 and "dataset written" in out
-    dataset = read_dataset(tmp_path / "tt")
-    assert dataset.info["siefm"]["env"]["id"] == "siefm/Tabletop-v0" and dataset.num_episodes >= 1
-    code, _, err = run_cli(["sft", "--dataset", tmp_path / "tt", "--out", tmp_path / "sft"], capsys)
-    assert_clean_error(code, err, "Tabletop-v0", "PointMass")
+    assert read_dataset(data).info["siefm"]["env"]["id"] == "siefm/Tabletop-v0"
+    tiny = ["--sft.model.hidden-dim", "16", "--sft.model.num-layers", "1", "--sft.batch-size", "32"]
+    code, _, err = run_cli(
+        ["sft", "--dataset", data, "--out", sft, *tiny, "--sft.steps", "40", "--sft.eval-every", "20"], capsys
+    )
+    assert code == 0, err
+    reward = json.loads((sft / "checkpoints" / "reward" / "checkpoint.json").read_text())
+    assert reward["model_config"]["goal_encoder"] == "words"
+    assert reward["model_config"]["action_head"] == "tokenized"
+    assert (reward["model_config"]["steps_to_go_bins"], reward["model_config"]["steps_to_go_max"]) == (
+        50,
+        100.0,
+    )
+    assert "push" in reward["spec"]["vocabulary"]
+    practice = ["--improve.num-iterations", "1", "--improve.num-envs", "3", "--improve.num-updates", "2"]
+    practice += ["--improve.minibatch-size", "16", "--improve.max-episode-steps", "12"]
+    code, _, err = run_cli(
+        ["improve", "--sft-run", sft, "--out", rl, *practice, "--improve.practice-mode", "reset-free"], capsys
+    )
+    assert code == 0, err
+    episodes = read_dataset(rl / "practice" / "iteration-0001")
+    assert all(task.split()[0] in ("push", "move", "slide", "put") for task in episodes.tasks)
+    assert "goal" not in episodes.columns  # the instruction is each episode's task
+    families = ["--eval.families", "block2block", "separate", "--eval.episodes", "2", "--eval.max-steps", "5"]
+    code, out, err = run_cli(
+        [
+            "eval",
+            "--checkpoint",
+            rl / "checkpoints" / "policy",
+            "--out",
+            ev,
+            "--reward",
+            sft / "checkpoints" / "reward",
+            *families,
+            "--eval.videos",
+            "1",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    results = json.loads((ev / "results.json").read_text())
+    for name in ("policy", "optimal"):
+        assert set(results[name]["per_family"]) == {"block2block", "separate"}
+        assert results[name]["episodes"] == 4
+    assert sorted(p.name.split("-")[0] for p in (ev / "videos" / "policy").glob("*.gif")) == [
+        "block2block",
+        "separate",
+    ]
     code, _, err = run_cli([*argv, "--tabletop.env.observation", "pixels", "--overwrite"], capsys)
     assert_clean_error(code, err, "state observations")

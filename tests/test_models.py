@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -13,6 +12,8 @@ from torch.testing import assert_close
 
 from siefm.checkpoint import METADATA, WEIGHTS, CheckpointError, load_checkpoint, save_checkpoint
 from siefm.config import (
+    POINTMASS_ID,
+    TABLETOP_ID,
     CollectConfig,
     EvalConfig,
     ImproveConfig,
@@ -49,7 +50,9 @@ def make_stats(spec: ModelSpec = SPEC, seed: int = 0) -> dict[str, dict[str, tor
 def make_model(action_head: str, spec: ModelSpec = SPEC, seed: int = 0) -> EFM:
     torch.manual_seed(seed)
     return EFM(
-        ModelConfig(hidden_dim=32, num_layers=2, action_head=action_head), spec, make_stats(spec, seed)
+        ModelConfig(hidden_dim=32, num_layers=2, action_head=action_head).resolve(POINTMASS_ID),
+        spec,
+        make_stats(spec, seed),
     )
 
 
@@ -357,8 +360,29 @@ def test_from_dict_validates() -> None:
         from_dict(SFTConfig, data)
 
 
-def test_model_config_fields_are_documented_defaults() -> None:
-    # The defaults the docs promise: 141 steps-to-go classes over 0..140 and a Gaussian head.
-    config = ModelConfig()
-    assert (config.steps_to_go_bins, config.steps_to_go_max, config.action_head) == (141, 140.0, "gaussian")
-    assert dataclasses.is_dataclass(config)
+def test_model_config_resolves_to_the_documented_domain_defaults() -> None:
+    # PointMass: one steps-to-go class per step 0..140, a Gaussian head, goal vectors. Tabletop (the paper's
+    # LanguageTable settings): 50 bins over 0..100, tokenized actions, instruction goals.
+    pointmass, tabletop = ModelConfig().resolve(POINTMASS_ID), ModelConfig().resolve(TABLETOP_ID)
+    assert (pointmass.steps_to_go_bins, pointmass.steps_to_go_max, pointmass.action_head) == (
+        141,
+        140.0,
+        "gaussian",
+    )
+    assert pointmass.goal_encoder == "vector"
+    assert (tabletop.steps_to_go_bins, tabletop.steps_to_go_max, tabletop.action_head) == (
+        50,
+        100.0,
+        "tokenized",
+    )
+    assert tabletop.goal_encoder == "words"
+    # What the user set explicitly wins over the domain default.
+    assert ModelConfig(action_head="gaussian").resolve(TABLETOP_ID).action_head == "gaussian"
+    with pytest.raises(ValueError, match="no default ModelConfig settings for the env 'my/Env-v0'"):
+        ModelConfig().resolve("my/Env-v0")
+    assert (
+        ModelConfig(goal_encoder="vector", action_head="gaussian", steps_to_go_bins=3, steps_to_go_max=2.0)
+        .resolve("my/Env-v0")
+        .steps_to_go_bins
+        == 3
+    )

@@ -22,7 +22,7 @@ from torch.testing import assert_close
 
 from siefm import sft as sft_module
 from siefm.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from siefm.config import ImproveConfig, SFTConfig, to_dict
+from siefm.config import ImproveConfig, SFTConfig, from_dict, to_dict
 from siefm.data.dataset import read_dataset
 from siefm.envs.pointmass import PointMassConfig
 from siefm.envs.pointmass_demos import pd_action
@@ -73,7 +73,7 @@ def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
 def test_sft_writes_policy_and_reward_checkpoints(sft_run: Path, dataset_dir: Path) -> None:
     policy, policy_meta = load_checkpoint(sft_run / "checkpoints" / "policy")
     reward, reward_meta = load_checkpoint(sft_run / "checkpoints" / "reward")
-    assert policy.config == TINY_MODEL and reward.config == TINY_MODEL
+    assert policy.config == reward.config == TINY_MODEL.resolve("siefm/PointMass-v0")
     assert (policy.spec.state_dim, policy.spec.goal_dim, policy.spec.action_dim) == (4, 2, 2)
     for meta in (policy_meta, reward_meta):
         assert meta["stage"] == "sft"
@@ -201,7 +201,8 @@ def test_improve_logs_one_record_per_iteration(improve_run: dict) -> None:
     assert records[-1]["improve/updates"] == 2 * TINY_IMPROVE.num_updates
     _, meta = load_checkpoint(improve_run["policy"])
     assert meta["improve"]["env_steps"] == records[-1]["improve/env_steps"]
-    assert json.loads((improve_run["out"] / "config.json").read_text())["improve"] == to_dict(TINY_IMPROVE)
+    resolved = json.loads(json.dumps(to_dict(TINY_IMPROVE.resolve("siefm/PointMass-v0"))))
+    assert json.loads((improve_run["out"] / "config.json").read_text())["improve"] == resolved
 
 
 def test_improve_writes_each_iterations_practice_episodes(improve_run: dict) -> None:
@@ -289,7 +290,7 @@ def test_reward_model_stays_frozen_while_the_policy_learns(models) -> None:
     assert not reward_model.model.training
     reward_before = copy.deepcopy(reward_model.model.state_dict())
     policy_before = copy.deepcopy(policy.state_dict())
-    config = dataclasses.replace(TINY_IMPROVE, num_updates=3, minibatch_size=16)
+    config = dataclasses.replace(TINY_IMPROVE, num_updates=3, minibatch_size=16).resolve("siefm/PointMass-v0")
     optimizer = torch.optim.AdamW(policy.policy_parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     batch = collect_practice(
@@ -404,6 +405,9 @@ def test_practice_buffer_holds_complete_episodes(models, spy: dict, gamma: float
 
 class StraightLinePolicy:
     """The PD controller aimed at the goal, dressed as an EFM for `collect_practice`."""
+
+    def goal_input(self, goals):
+        return torch.as_tensor(goals)
 
     def act(self, obs, goal, *, deterministic: bool = False, generator=None):
         state = obs["state"].double().numpy()
@@ -552,4 +556,4 @@ def test_resuming_a_finished_run_changes_nothing(straight_run: Path, tmp_path: P
 def test_improve_config_is_what_resume_uses(straight_run: Path) -> None:
     saved = json.loads((straight_run / "config.json").read_text())
     assert saved["command"] == "improve"
-    assert ImproveConfig(**saved["improve"]) == FOUR
+    assert from_dict(ImproveConfig, saved["improve"]) == FOUR.resolve("siefm/PointMass-v0")

@@ -18,7 +18,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from siefm.config import ModelConfig, from_dict, to_dict
+from siefm.config import POINTMASS_ID, TABLETOP_ID, ModelConfig, from_dict, to_dict
+from siefm.envs.pointmass import GOAL_DIM, STATE_DIM
+from siefm.envs.tabletop.scene import BLOCK_SETS
 from siefm.models.efm import EFM, ModelSpec
 
 FORMAT = "siefm.checkpoint/1"
@@ -70,12 +72,28 @@ def load_checkpoint(path: Path) -> tuple[EFM, dict[str, Any]]:
     return model.eval(), info["metadata"]
 
 
-def check_fits_env(path: Path, spec: ModelSpec, state_dim: int, goal_dim: int) -> None:
-    """Refuses a checkpoint whose observation or goal sizes differ from the env's."""
-    if (spec.state_dim, spec.goal_dim) != (state_dim, goal_dim):
+def env_sizes(env: dict[str, Any]) -> tuple[int, int | None]:
+    """State size and goal-vector size (None: instruction goals) of an env described as in metadata."""
+    if env.get("id") == POINTMASS_ID:
+        return STATE_DIM, GOAL_DIM
+    if env.get("id") == TABLETOP_ID:
+        return 4 + 4 * len(BLOCK_SETS[env["config"].get("block_set", "8")]), None
+    raise CheckpointError(f"unknown env {env.get('id')!r}: siefm knows {POINTMASS_ID} and {TABLETOP_ID}.")
+
+
+def check_fits_env(path: Path, model: EFM, env: dict[str, Any]) -> None:
+    """Refuses a checkpoint whose observation size or kind of goal differs from the env's."""
+    state_dim, goal_dim = env_sizes(env)
+    spec = model.spec
+    model_goal = spec.goal_dim if model.tokenizer is None else None
+    if (spec.state_dim, model_goal) != (state_dim, goal_dim):
+
+        def goal(dim: int | None) -> str:
+            return "instructions" if dim is None else f"goal vectors of size {dim}"
+
         raise CheckpointError(
-            f"{path} expects observations of size {spec.state_dim} and goals of size {spec.goal_dim}, "
-            f"but the env gives {state_dim} and {goal_dim}: use a checkpoint trained on data from this env."
+            f"{path} expects observations of size {spec.state_dim} and {goal(model_goal)}, but {env['id']} "
+            f"gives {state_dim} and {goal(goal_dim)}: use a checkpoint trained on data from this env."
         )
 
 

@@ -74,12 +74,16 @@ class Improve:
 
 @dataclass(frozen=True)
 class Eval:
-    """Evaluate a policy checkpoint on the simulator's true success, beside the straight-line controller."""
+    """Evaluate a policy checkpoint on the simulator's true success, beside the domain's reference: the
+    straight-line controller (PointMass) or the scripted oracle, per task family, with videos (tabletop)."""
 
     checkpoint: Path
     """A policy checkpoint directory (e.g. RUN/checkpoints/policy)."""
     out: Path
-    """Directory for results.json and trajectories.png."""
+    """Directory for results.json and trajectories.png (PointMass) or videos/ (tabletop)."""
+    reward: Path | None = None
+    """Tabletop: a reward checkpoint (SFT_RUN/checkpoints/reward) for d(o, g) in the videos; default: the
+    policy checkpoint's own steps-to-go head."""
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
@@ -134,7 +138,7 @@ def run(command: Collect | SFT | Improve | Eval | Demo) -> None:
     elif isinstance(command, Eval):
         from siefm.eval.report import evaluate_checkpoint
 
-        results = evaluate_checkpoint(command.checkpoint, command.out, command.eval)
+        results = evaluate_checkpoint(command.checkpoint, command.out, command.eval, command.reward)
         print(json.dumps(results, indent=2))
     else:
         from siefm.demo import run_demo

@@ -20,39 +20,100 @@ def _require(condition: bool, config: object, name: str, rule: str) -> None:
         raise ValueError(f"{type(config).__name__}.{name} = {value!r} is invalid: it must be {rule}.")
 
 
+POINTMASS_ID = "siefm/PointMass-v0"
+TABLETOP_ID = "siefm/Tabletop-v0"
+
+# Per-domain defaults of the fields left None in ModelConfig and ImproveConfig; a run resolves them from the
+# env its data came from and records the resolved values. PointMass follows the notebook (PAPER.md §7), the
+# tabletop the paper's LanguageTable settings (PAPER.md §4-5).
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    POINTMASS_ID: {
+        "goal_encoder": "vector",
+        "action_head": "gaussian",
+        "steps_to_go_bins": 141,
+        "steps_to_go_max": 140.0,
+    },
+    TABLETOP_ID: {
+        "goal_encoder": "words",
+        "action_head": "tokenized",
+        "steps_to_go_bins": 50,
+        "steps_to_go_max": 100.0,
+    },
+}
+IMPROVE_DEFAULTS: dict[str, dict[str, Any]] = {
+    POINTMASS_ID: {"num_updates": 32, "reward_scale": 1 / 140, "families": ()},
+    TABLETOP_ID: {"num_updates": 16, "reward_scale": 0.05, "families": ("block2block",)},
+}
+
+
+def resolve_defaults(config: Any, defaults: dict[str, dict[str, Any]], env_id: str) -> Any:
+    """`config` with its None fields (those `defaults` covers) set to the defaults of `env_id`'s domain."""
+    missing = [name for name in defaults[POINTMASS_ID] if getattr(config, name) is None]
+    if not missing:
+        return config
+    if env_id not in defaults:
+        raise ValueError(
+            f"there are no default {type(config).__name__} settings for the env {env_id!r}: "
+            f"set {', '.join(missing)} explicitly."
+        )
+    return dataclasses.replace(config, **{name: defaults[env_id][name] for name in missing})
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """The EFM for vector observations: two MLP towers (action, steps-to-go) on the z-scored inputs."""
+    """The EFM for vector observations: two MLP towers (action, steps-to-go) on the z-scored state and the
+    encoded goal. Fields left None take the data's domain default (PointMass: the notebook's Gaussian head
+    and 141 steps-to-go classes over 0..140; tabletop: the paper's tokenized actions and 50 bins over
+    0..100, with instruction goals)."""
 
     hidden_dim: int = 256
     """Width of each tower's hidden layers."""
     num_layers: int = 3
     """Hidden layers per tower (the notebook: 3 x 256, ReLU)."""
-    action_head: Literal["gaussian", "tokenized"] = "gaussian"
+    goal_encoder: Literal["vector", "words"] | None = None
+    """'vector': the z-scored goal vector (PointMass); 'words': the instruction's word tokens -> a learned
+    embedding, averaged, then a ReLU layer (tabletop). None: the domain default."""
+    text_dim: int = 64
+    """Width of the word embeddings and of the instruction encoding ('words' goals)."""
+    max_words: int = 16
+    """Instructions are cut to this many words ('words' goals; the tabletop's longest has 13)."""
+    action_head: Literal["gaussian", "tokenized"] | None = None
     """'gaussian': diagonal Gaussian (the notebook's); 'tokenized': one categorical token per action dimension
-    over uniform bins (the paper's RT-2 style)."""
+    over uniform bins (the paper's RT-2 style). None: the domain default."""
     action_bins: int = 21
-    """Tokens per action dimension for the tokenized head; the tokens span the data's min..max per
-    dimension (choice: 21)."""
+    """Tokens per action dimension for the tokenized head, spanning the data's min..max per dimension
+    (choice: 21, the resolution of the paper's sign + magnitude 0..10 tokens)."""
     min_scale: float = 0.01
     """Gaussian head: scale = softplus(x) + min_scale, in z-scored action units (the notebook's)."""
-    steps_to_go_bins: int = 141
-    """Categorical classes of the steps-to-go head (choice: one per step 0..140, see docs/method.md; the
-    notebook's nominal 50 bins over 0..140 lump the last 3 steps into one class, which blinds the success
-    detector to the final approach)."""
-    steps_to_go_max: float = 140.0
-    """Steps covered by the steps-to-go bins, 0..max; longer labels fall in the last bin."""
+    steps_to_go_bins: int | None = None
+    """Categorical classes of the steps-to-go head. None: the domain default (PointMass, choice: one per
+    step 0..140, see docs/method.md, because the notebook's nominal 50 bins over 0..140 lump the last 3
+    steps into one class, which blinds the success detector to the final approach; tabletop: the paper's
+    50)."""
+    steps_to_go_max: float | None = None
+    """Steps covered by the steps-to-go bins, 0..max; longer labels fall in the last bin. None: the domain
+    default (PointMass 140, tabletop 100)."""
 
     def __post_init__(self) -> None:
-        for name in ("hidden_dim", "num_layers"):
+        for name in ("hidden_dim", "num_layers", "text_dim", "max_words"):
             _require(getattr(self, name) >= 1, self, name, ">= 1")
-        for name in ("action_bins", "steps_to_go_bins"):
-            _require(getattr(self, name) >= 2, self, name, ">= 2")
+        _require(self.action_bins >= 2, self, "action_bins", ">= 2")
         _require(
-            self.action_head in ("gaussian", "tokenized"), self, "action_head", "'gaussian' or 'tokenized'"
+            self.steps_to_go_bins is None or self.steps_to_go_bins >= 2, self, "steps_to_go_bins", ">= 2"
+        )
+        _require(self.goal_encoder in (None, "vector", "words"), self, "goal_encoder", "'vector' or 'words'")
+        _require(
+            self.action_head in (None, "gaussian", "tokenized"),
+            self,
+            "action_head",
+            "'gaussian' or 'tokenized'",
         )
         _require(self.min_scale > 0, self, "min_scale", "> 0")
-        _require(self.steps_to_go_max > 0, self, "steps_to_go_max", "> 0")
+        _require(self.steps_to_go_max is None or self.steps_to_go_max > 0, self, "steps_to_go_max", "> 0")
+
+    def resolve(self, env_id: str) -> ModelConfig:
+        """This config with the None fields set to `env_id`'s domain defaults."""
+        return resolve_defaults(self, MODEL_DEFAULTS, env_id)
 
 
 @dataclass(frozen=True)
@@ -119,14 +180,16 @@ class ImproveConfig:
 
     num_iterations: int = 64
     """Iterations of collect -> N updates -> discard (the notebook: 2,048 updates = 64 x 32)."""
-    num_updates: int = 32
-    """N: minibatch updates per iteration (the paper: 16; the notebook: 32)."""
+    num_updates: int | None = None
+    """N: minibatch updates per iteration. None: the domain default (PointMass: the notebook's 32; tabletop:
+    the paper's 16)."""
     minibatch_size: int = 64
     """B: samples per minibatch, drawn without replacement from the iteration's buffer of >= N x B samples."""
     gamma: float = 0.9
     """Discount of the Monte-Carlo returns (the paper's)."""
-    reward_scale: float = 1 / 140
-    """c in the loss -c * R * log pi (the notebook: 1/140; the paper: 0.05 for its step scale)."""
+    reward_scale: float | None = None
+    """c in the loss -c * R * log pi. None: the domain default (PointMass: the notebook's 1/140; tabletop:
+    the paper's 0.05)."""
     lr: float = 5e-5
     """AdamW learning rate of the policy (choice: at the Stage 1 rate, 3e-4, the Gaussian's scale collapses
     and the loss diverges within ~5 iterations on PointMass, and 1e-4 with 16 envs diverged once; see
@@ -146,26 +209,54 @@ class ImproveConfig:
     save_practice: bool = True
     """Write each iteration's practice episodes (with d, detector verdict, reward, return and policy version)
     to RUN/practice/iteration-KKKK in the dataset format."""
+    families: tuple[str, ...] | None = None
+    """Tabletop: the task families practised. None: the domain default (the paper's block2block)."""
+    practice_mode: Literal["episodic", "reset-free"] = "episodic"
+    """Tabletop: 'episodic' resets the board after every episode; 'reset-free' starts the next instruction
+    where the last episode left the board, as the paper's robot fleet, resetting only when a block leaves
+    the board or after `reset_every` steps."""
+    reset_every: int = 1800
+    """Reset-free practice: steps after which a board is reset anyway (choice: 3 minutes at 10 Hz, the
+    paper's 3-5 minute shuffle period)."""
+    block_set: str | None = None
+    """Tabletop: practise with another object set, e.g. 'banana' (the novel-object experiment). None: the
+    Stage 1 data's set."""
     seed: int = 0
     """Seeds the fleet and action sampling."""
 
     def __post_init__(self) -> None:
-        for name in ("num_iterations", "num_updates", "minibatch_size", "num_envs"):
+        for name in ("num_iterations", "minibatch_size", "num_envs", "reset_every"):
             _require(getattr(self, name) >= 1, self, name, ">= 1")
+        _require(self.num_updates is None or self.num_updates >= 1, self, "num_updates", ">= 1")
+        _require(
+            self.practice_mode in ("episodic", "reset-free"),
+            self,
+            "practice_mode",
+            "'episodic' or 'reset-free'",
+        )
         _require(
             self.max_episode_steps is None or self.max_episode_steps >= 1, self, "max_episode_steps", ">= 1"
         )
         _require(0 <= self.gamma <= 1, self, "gamma", "in [0, 1]")
-        _require(self.reward_scale > 0, self, "reward_scale", "> 0")
+        _require(self.reward_scale is None or self.reward_scale > 0, self, "reward_scale", "> 0")
         _require(self.lr > 0, self, "lr", "> 0")
         _require(self.weight_decay >= 0, self, "weight_decay", ">= 0")
         _require(
             self.success_threshold is None or self.success_threshold >= 0, self, "success_threshold", ">= 0"
         )
 
+    def resolve(self, env_id: str) -> ImproveConfig:
+        """This config with the None fields set to `env_id`'s domain defaults (the novel-object board
+        practises its own instructions)."""
+        config = self
+        if self.families is None and self.block_set == "banana":
+            config = dataclasses.replace(self, families=("banana2location",))
+        return resolve_defaults(config, IMPROVE_DEFAULTS, env_id)
+
     @property
     def samples_per_iteration(self) -> int:
         """N x B: the buffer is filled with whole episodes until it holds at least this many samples."""
+        assert self.num_updates is not None, "resolve() the config first"
         return self.num_updates * self.minibatch_size
 
 
@@ -173,18 +264,31 @@ class ImproveConfig:
 class EvalConfig:
     """Evaluation on the simulator's true success."""
 
-    episodes: int = 500
-    """Evaluation episodes per policy."""
+    episodes: int | None = None
+    """Evaluation episodes per policy (tabletop: per family). None: PointMass 500; tabletop 50 per family
+    (the reference protocol)."""
     seed: int = 12_345
     """Seeds the starts and goals (the same for every policy compared)."""
     deterministic: bool = False
     """Act with the distribution's mode instead of sampling (choice: sample, the policy as trained)."""
     max_steps: int | None = None
-    """Time limit per episode; None: the env's own limit (PointMass: 140 steps)."""
+    """Time limit per episode; None: the env's own limit (PointMass: 140 steps, tabletop: 200)."""
+    families: tuple[str, ...] | None = None
+    """Tabletop: the task families evaluated. None: every family of the board (the five families; on the
+    'banana' board, its own instructions)."""
+    block_set: str | None = None
+    """Tabletop: evaluate on another object set, e.g. 'banana'. None: the checkpoint's training set."""
+    videos: int = 2
+    """Tabletop: annotated GIFs written per family and policy (instruction, d(o, g), reward)."""
 
     def __post_init__(self) -> None:
-        _require(self.episodes >= 1, self, "episodes", ">= 1")
+        _require(self.episodes is None or self.episodes >= 1, self, "episodes", ">= 1")
         _require(self.max_steps is None or self.max_steps >= 1, self, "max_steps", ">= 1")
+        _require(self.videos >= 0, self, "videos", ">= 0")
+
+    def num_episodes(self, env_id: str) -> int:
+        """Episodes per policy (per family on the tabletop)."""
+        return self.episodes or (50 if env_id == TABLETOP_ID else 500)
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -200,7 +304,7 @@ def from_dict(cls: type, data: dict[str, Any]) -> Any:
             continue
         value = data[f.name]
         sub = f.default_factory if f.default_factory is not dataclasses.MISSING else None
-        kwargs[f.name] = (
-            from_dict(type(sub()), value) if sub is not None and isinstance(value, dict) else value
-        )
+        if sub is not None and isinstance(value, dict):
+            value = from_dict(type(sub()), value)
+        kwargs[f.name] = tuple(value) if isinstance(value, list) else value  # JSON arrays were tuples
     return cls(**kwargs)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from siefm.checkpoint import load_checkpoint
-from siefm.config import CollectConfig, EvalConfig, ImproveConfig, SFTConfig, to_dict
+from siefm.config import POINTMASS_ID, CollectConfig, EvalConfig, ImproveConfig, SFTConfig, to_dict
 from siefm.data.collect import collect_demonstrations
 from siefm.data.dataset import read_dataset
 from siefm.envs.pointmass import PointMassConfig
@@ -74,13 +74,14 @@ def report(out: Path, dataset_dir: Path, sft_run: Path, improved: Path, config: 
     reward_model, reward_meta = load_checkpoint(sft_run / "checkpoints" / "reward")
     improved_model, improved_meta = load_checkpoint(improved)
     ev = config.eval
+    episodes = ev.num_episodes(POINTMASS_ID)
     results_by_name: dict[str, EvalResult] = {}
     for name, policy in (
         ("bc", efm_policy(bc_model, ev.deterministic, ev.seed)),
         ("improved", efm_policy(improved_model, ev.deterministic, ev.seed)),
         ("optimal", straight_line_policy),
     ):
-        results_by_name[name] = evaluate(policy, env_config, ev.episodes, ev.seed, ev.max_steps)
+        results_by_name[name] = evaluate(policy, env_config, episodes, ev.seed, ev.max_steps)
     demonstrator = evaluate_demonstrator(env_config, config.collect, ev)
     dataset = read_dataset(dataset_dir)
     records = read_metrics(out / "improve" / "metrics.jsonl")
@@ -88,7 +89,7 @@ def report(out: Path, dataset_dir: Path, sft_run: Path, improved: Path, config: 
     val_ids = np.array(sft_summary["val_episode_ids"])
     lengths = np.diff(dataset.episode_bounds, axis=1)[:, 0] - 1
     results = {
-        "env": {"id": "siefm/PointMass-v0", "config": to_dict(env_config)},
+        "env": {"id": POINTMASS_ID, "config": to_dict(env_config)},
         "dataset": {
             "success_rate": 1.0,
             "success_ci95": list(wilson_interval(len(lengths), len(lengths))),
@@ -128,15 +129,16 @@ def report(out: Path, dataset_dir: Path, sft_run: Path, improved: Path, config: 
 def evaluate_demonstrator(env_config: PointMassConfig, collect: CollectConfig, ev: EvalConfig) -> EvalResult:
     """The waypoint demonstrator on the evaluation seeds (same starts and goals as the policies)."""
     max_steps = ev.max_steps or env_config.max_steps
+    episodes = ev.num_episodes(POINTMASS_ID)
     positions, length, goals = simulate_demonstrator(
-        ev.episodes, env_config, ev.seed, collect.num_waypoints, max_steps
+        episodes, env_config, ev.seed, collect.num_waypoints, max_steps
     )
     success = length >= 0
     return EvalResult(
         success_rate=float(success.mean()),
-        success_ci95=wilson_interval(int(success.sum()), ev.episodes),
+        success_ci95=wilson_interval(int(success.sum()), episodes),
         mean_steps=float(np.where(success, length, max_steps).mean()),
-        episodes=ev.episodes,
+        episodes=episodes,
         positions=positions,
         goals=goals,
     )

@@ -8,6 +8,7 @@ calibrated on the validation episodes with the selected reward model (PAPER.md Â
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -29,10 +30,11 @@ from siefm.improve.reward import calibrate_success_threshold
 from siefm.logging import MetricLogger
 from siefm.models.bins import UniformBins
 from siefm.models.efm import EFM, EFMOutput, ModelSpec
+from siefm.models.text import WordTokenizer
 
 log = logging.getLogger("siefm")
 
-REQUIRED_COLUMNS = ("observation.state", "goal", "action", "steps_to_go", "is_terminal", "is_success")
+REQUIRED_COLUMNS = ("observation.state", "action", "steps_to_go", "is_terminal", "is_success")
 
 
 def bc_loss(output: EFMOutput, action: torch.Tensor, has_action: torch.Tensor) -> torch.Tensor:
@@ -60,13 +62,20 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     start = time.perf_counter()
     dataset = read_dataset(Path(dataset_dir))
     env_id = dataset.info.get("siefm", {}).get("env", {}).get("id")
-    if env_id is not None and env_id != "siefm/PointMass-v0":
-        raise DatasetError(f"{dataset_dir} holds {env_id} data; Stage 1 supports PointMass datasets so far.")
     missing = [c for c in REQUIRED_COLUMNS if c not in dataset.columns]
     if missing or env_id is None:
         raise DatasetError(
             f"{dataset_dir} lacks the columns {missing} or the env description in meta/info.json; "
             "write it with `siefm collect`."
+        )
+    config = dataclasses.replace(config, model=config.model.resolve(env_id))
+    tokenizer = None
+    if config.model.goal_encoder == "words":
+        tokenizer = WordTokenizer.from_texts(dataset.tasks, config.model.max_words)
+    elif "goal" not in dataset.columns:
+        raise DatasetError(
+            f"{dataset_dir} has no 'goal' column for --sft.model.goal-encoder vector; "
+            "use 'words' to condition on the episodes' instructions."
         )
     out = Path(out)
     if (out / "config.json").exists():
@@ -82,9 +91,10 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     train_ids, val_ids = stage1_split(
         dataset.num_episodes, config.data_fraction, config.val_fraction, config.seed
     )
-    train, val = Frames.from_dataset(dataset.select_episodes(train_ids)), dataset.select_episodes(val_ids)
-    val_frames = Frames.from_dataset(val)
-    model = build_model(config, train)
+    val = dataset.select_episodes(val_ids)
+    train = Frames.from_dataset(dataset.select_episodes(train_ids), tokenizer)
+    val_frames = Frames.from_dataset(val, tokenizer)
+    model = build_model(config, train, tokenizer)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     metadata = {
         "env": dataset.info["siefm"]["env"],
@@ -141,12 +151,16 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     return out
 
 
-def build_model(config: SFTConfig, train: Frames) -> EFM:
-    """A fresh EFM sized and normalised for the training frames (the BC statistics skip final frames)."""
-    spec = ModelSpec(train.state.shape[1], train.goal.shape[1], train.action.shape[1])
+def build_model(config: SFTConfig, train: Frames, tokenizer: WordTokenizer | None = None) -> EFM:
+    """A fresh EFM sized and normalised for the training frames (the BC statistics skip final frames).
+
+    `config.model` must be resolved; instruction goals need the tokenizer that made `train.goal`.
+    """
+    vocabulary = tuple(tokenizer.vocabulary) if tokenizer is not None else ()
+    spec = ModelSpec(train.state.shape[1], train.goal.shape[1], train.action.shape[1], vocabulary)
     stats = {
         "state": feature_stats(train.state.numpy()),
-        "goal": feature_stats(train.goal.numpy()),
+        "goal": feature_stats(train.goal.float().numpy()),  # unused for instruction goals
         "action": feature_stats(train.action[train.has_action].numpy()),
     }
     return EFM(config.model, spec, stats)

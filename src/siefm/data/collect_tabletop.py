@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from siefm.data.dataset import write_dataset
 from siefm.data.sampler import steps_to_go_labels
@@ -25,6 +26,7 @@ log = logging.getLogger("siefm")
 
 ENV_ID = "siefm/Tabletop-v0"
 FPS = 10
+CHUNK_SIZE = 200  # episodes per worker job
 
 
 @dataclass(frozen=True)
@@ -78,12 +80,13 @@ def run_oracle_episode(
     return episode, obs["instruction"]
 
 
-def _collect_seeds(
-    config: TabletopCollectConfig, seeds: list[int]
-) -> list[tuple[dict[str, np.ndarray], str] | None]:
+def _collect_chunk(
+    job: tuple[TabletopCollectConfig, list[int]],
+) -> tuple[list[int], list[tuple[dict[str, np.ndarray], str] | None]]:
+    config, seeds = job
     env = TabletopEnv(config.env)
     oracle = PushOracle(noise=config.noise)
-    return [run_oracle_episode(env, oracle, seed) for seed in seeds]
+    return seeds, [run_oracle_episode(env, oracle, seed) for seed in seeds]
 
 
 def collect_tabletop(out: Path, config: TabletopCollectConfig, overwrite: bool = False) -> Path:
@@ -94,14 +97,18 @@ def collect_tabletop(out: Path, config: TabletopCollectConfig, overwrite: bool =
             "drop --tabletop.env.observation or set it to state."
         )
     seeds = [config.seed + k for k in range(config.num_episodes)]
-    chunks = [seeds[i :: config.num_workers] for i in range(config.num_workers)]  # interleaved: balanced work
-    with multiprocessing.get_context("spawn").Pool(config.num_workers) as pool:
-        results = pool.starmap(_collect_seeds, [(config, chunk) for chunk in chunks])
-    by_seed = {
-        seed: result
-        for chunk, result in zip(chunks, results, strict=True)
-        for seed, result in zip(chunk, result, strict=True)
-    }
+    # Small chunks keep both workers busy to the end and let the progress bar move; results are keyed by
+    # seed, so the order in which chunks finish does not matter.
+    chunks = [seeds[i : i + CHUNK_SIZE] for i in range(0, len(seeds), CHUNK_SIZE)]
+    by_seed: dict[int, tuple[dict[str, np.ndarray], str] | None] = {}
+    with (
+        multiprocessing.get_context("spawn").Pool(config.num_workers) as pool,
+        tqdm(total=len(seeds), desc="oracle episodes", unit="ep", mininterval=1.0) as bar,
+    ):
+        jobs = pool.imap_unordered(_collect_chunk, [(config, chunk) for chunk in chunks])
+        for chunk, results in jobs:
+            by_seed.update(zip(chunk, results, strict=True))
+            bar.update(len(chunk))
     kept = [by_seed[seed] for seed in seeds if by_seed[seed] is not None]
     if not kept:
         raise ValueError("the oracle solved no episode; check the env config.")

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from siefm.data.dataset import EpisodeDataset, subset_episode_ids
+from siefm.models.text import WordTokenizer
 
 
 def steps_to_go_labels(num_frames: int) -> np.ndarray:
@@ -49,17 +50,23 @@ class Frames:
     """All frames of a dataset as tensors, ready for random minibatches."""
 
     state: torch.Tensor  # (F, S)
-    goal: torch.Tensor  # (F, G)
+    goal: torch.Tensor  # (F, G) float goal vectors, or (F, max_words) int64 instruction word ids
     action: torch.Tensor  # (F, A)
     steps_to_go: torch.Tensor  # (F,) int64
     has_action: torch.Tensor  # (F,) bool: False on an episode's final frame
 
     @classmethod
-    def from_dataset(cls, dataset: EpisodeDataset) -> Frames:
+    def from_dataset(cls, dataset: EpisodeDataset, tokenizer: WordTokenizer | None = None) -> Frames:
+        """Frames with the `goal` column as goals, or, given a tokenizer, each episode's instruction (its
+        LeRobot task) as word ids."""
         columns = dataset.columns
+        if tokenizer is not None:
+            goal = tokenizer.encode(dataset.tasks)[torch.as_tensor(columns["task_index"], dtype=torch.int64)]
+        else:
+            goal = torch.as_tensor(columns["goal"], dtype=torch.float32)
         return cls(
             state=torch.as_tensor(columns["observation.state"], dtype=torch.float32),
-            goal=torch.as_tensor(columns["goal"], dtype=torch.float32),
+            goal=goal,
             action=torch.as_tensor(columns["action"], dtype=torch.float32),
             steps_to_go=torch.as_tensor(columns["steps_to_go"], dtype=torch.int64),
             has_action=~torch.as_tensor(columns["is_terminal"], dtype=torch.bool),

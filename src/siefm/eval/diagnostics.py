@@ -39,7 +39,7 @@ def reward_model_diagnostics(
 ) -> dict[str, float]:
     """voc, steps_mae and pooled spearman of `model` on (up to `max_episodes` of) `dataset`."""
     subset = dataset.select_episodes(np.arange(min(max_episodes, dataset.num_episodes)))
-    frames = Frames.from_dataset(subset)
+    frames = Frames.from_dataset(subset, model.tokenizer)
     d = np.concatenate([model.steps_to_go({"state": c.state}, c.goal).numpy() for c in frames.chunks(8192)])
     truth = frames.steps_to_go.numpy().astype(np.float64)
     per_episode = [rank_correlation(d[a:b], truth[a:b]) for a, b in subset.episode_bounds if b - a > 1]

@@ -1,4 +1,5 @@
-"""Figures of a PointMass run: trajectories side by side, and the Stage 2 learning curve."""
+"""Figures of a run: PointMass trajectories side by side, the Stage 2 learning curve, tabletop success per
+family."""
 
 from __future__ import annotations
 
@@ -40,7 +41,10 @@ def plot_trajectories(
 
 
 def plot_learning_curve(
-    records: Sequence[dict[str, Any]], path: Path, reference_steps: float | None = None
+    records: Sequence[dict[str, Any]],
+    path: Path,
+    reference_steps: float | None = None,
+    reference_label: str = "straight-line controller",
 ) -> Path:
     """True and detected success and mean episode length of practice episodes against env steps."""
     rows = [r for r in records if "improve/env_steps" in r]
@@ -56,13 +60,36 @@ def plot_learning_curve(
         steps, [r["rollout/episode_length"] for r in rows], color="C2", label="practice episode length"
     )
     if reference_steps is not None:
-        ax_length.axhline(reference_steps, color="k", ls=":", label="straight-line controller")
+        ax_length.axhline(reference_steps, color="k", ls=":", label=reference_label)
     ax_length.set_ylabel("steps")
     for ax in (ax_success, ax_length):
         ax.set_xlabel("env steps in Stage 2")
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_family_success(results: dict[str, dict[str, Any]], path: Path) -> Path:
+    """Grouped bars: true success per task family for each policy, with the 95% intervals as error bars.
+
+    `results` maps a policy's label to its results.json entry (with `per_family`)."""
+    families = list(next(iter(results.values()))["per_family"])
+    width = 0.8 / len(results)
+    fig, ax = plt.subplots(figsize=(2.0 + 1.6 * len(families), 3.8))
+    for k, (label, entry) in enumerate(results.items()):
+        rates = np.array([entry["per_family"][f]["success_rate"] for f in families])
+        ci = np.array([entry["per_family"][f]["success_ci95"] for f in families])
+        x = np.arange(len(families)) + (k - (len(results) - 1) / 2) * width
+        ax.bar(x, rates, width, label=label, yerr=[rates - ci[:, 0], ci[:, 1] - rates], capsize=2)
+    ax.set_xticks(np.arange(len(families)), [f.replace("block2", "block2\n") for f in families], fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("true success")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

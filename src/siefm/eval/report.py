@@ -1,45 +1,125 @@
-"""`siefm eval`: one policy checkpoint against the straight-line reference, on the same seeded episodes."""
+"""`siefm eval`: one policy checkpoint beside the domain's reference controller, on the same seeded episodes.
+
+PointMass: the straight-line controller, with trajectory plots. Tabletop: the scripted oracle, per task
+family (the reference's 5 x 50 protocol), with annotated videos of the policy.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 from siefm.checkpoint import CheckpointError, check_fits_env, load_checkpoint
-from siefm.config import EvalConfig
-from siefm.envs.pointmass import GOAL_DIM, STATE_DIM, PointMassConfig
+from siefm.config import POINTMASS_ID, EvalConfig
+from siefm.envs.pointmass import PointMassConfig
 from siefm.envs.pointmass_demos import straight_line_policy
+from siefm.envs.tabletop import TabletopConfig
 from siefm.eval.evaluate import efm_policy, evaluate
 from siefm.eval.plots import plot_trajectories
+from siefm.eval.tabletop import FamilyResult, efm_batch_policy, evaluate_tabletop, oracle_batch_policy, pooled
+from siefm.improve.reward import RewardModel
+from siefm.models.efm import EFM
 
 
-def evaluate_checkpoint(checkpoint: Path, out: Path, config: EvalConfig) -> dict[str, Any]:
-    """Evaluates the policy at `checkpoint`; writes `out/results.json` and `out/trajectories.png`."""
+def evaluate_checkpoint(
+    checkpoint: Path, out: Path, config: EvalConfig, reward: Path | None = None
+) -> dict[str, Any]:
+    """Evaluates the policy at `checkpoint` and writes `out/results.json` with the domain's figures.
+
+    `reward` (a Stage 1 reward checkpoint) supplies d(o, g) for the tabletop videos; without it they show
+    the policy checkpoint's own steps-to-go head.
+    """
     model, metadata = load_checkpoint(Path(checkpoint))
-    check_fits_env(Path(checkpoint), model.spec, STATE_DIM, GOAL_DIM)
     if "env" not in metadata:
         raise CheckpointError(
             f"{checkpoint} does not record the env it was trained on; it cannot be evaluated."
         )
+    check_fits_env(Path(checkpoint), model, metadata["env"])
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"env": metadata["env"], "checkpoint": str(Path(checkpoint).resolve())}
+    if metadata["env"]["id"] == POINTMASS_ID:
+        results.update(_pointmass(model, metadata, out, config, str(checkpoint)))
+    else:
+        if reward is not None:
+            reward_efm, reward_meta = load_checkpoint(Path(reward))
+            check_fits_env(Path(reward), reward_efm, metadata["env"])
+        else:
+            reward_efm, reward_meta = model, metadata
+        reward_model = RewardModel(reward_efm, reward_meta.get("success_threshold", 0.0))
+        runs = evaluate_tabletop_policies(
+            {"policy": model}, metadata["env"], config, out / "videos", reward_model
+        )
+        results.update(tabletop_summaries(runs))
+        results["videos"] = str((out / "videos").resolve())
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def _pointmass(
+    model: EFM, metadata: dict[str, Any], out: Path, config: EvalConfig, name: str
+) -> dict[str, Any]:
     env_config = PointMassConfig(**metadata["env"]["config"])
+    episodes = config.num_episodes(POINTMASS_ID)
     policy = evaluate(
         efm_policy(model, config.deterministic, config.seed),
         env_config,
-        config.episodes,
+        episodes,
         config.seed,
         config.max_steps,
     )
-    optimal = evaluate(straight_line_policy, env_config, config.episodes, config.seed, config.max_steps)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    results = {
-        "env": metadata["env"],
-        "checkpoint": str(Path(checkpoint).resolve()),
-        "policy": policy.summary(),
-        "optimal": optimal.summary(),
-    }
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    panels = [policy.panel(str(checkpoint)), optimal.panel("straight-line controller")]
+    optimal = evaluate(straight_line_policy, env_config, episodes, config.seed, config.max_steps)
+    panels = [policy.panel(name), optimal.panel("straight-line controller")]
     plot_trajectories(panels, out / "trajectories.png", env_config.success_radius)
-    return results
+    return {"policy": policy.summary(), "optimal": optimal.summary()}
+
+
+def tabletop_board(env: dict[str, Any], config: EvalConfig) -> TabletopConfig:
+    """The evaluation board: the checkpoint's, or another object set when `config.block_set` says so."""
+    env_config = TabletopConfig(**env["config"])
+    if config.block_set is not None:
+        env_config = dataclasses.replace(env_config, block_set=config.block_set, families=None)
+    return env_config
+
+
+def evaluate_tabletop_policies(
+    policies: dict[str, EFM],
+    env: dict[str, Any],
+    config: EvalConfig,
+    video_dir: Path | None,
+    reward_model: RewardModel | None,
+    oracle: bool = True,
+) -> dict[str, dict[str, FamilyResult]]:
+    """Each policy (and the oracle, as "optimal") on the same seeded episodes of every family."""
+    env_config = tabletop_board(env, config)
+    families = config.families or env_config.task_families
+    kwargs = {
+        "env_config": env_config,
+        "families": families,
+        "episodes": config.num_episodes(env["id"]),
+        "seed": config.seed,
+        "max_steps": config.max_steps or env_config.max_steps,
+    }
+    runs = {
+        name: evaluate_tabletop(
+            efm_batch_policy(model, config.deterministic, config.seed),
+            reward_model=reward_model,
+            video_dir=None if video_dir is None else video_dir / name,
+            videos_per_family=config.videos,
+            **kwargs,
+        )
+        for name, model in policies.items()
+    }
+    if oracle:
+        runs["optimal"] = evaluate_tabletop(oracle_batch_policy(), **kwargs)
+    return runs
+
+
+def tabletop_summaries(runs: dict[str, dict[str, FamilyResult]]) -> dict[str, Any]:
+    """results.json entries: pooled over families (DESIGN.md schema) plus a `per_family` breakdown."""
+    return {
+        name: {**pooled(by_family).summary(), "per_family": {f: r.summary() for f, r in by_family.items()}}
+        for name, by_family in runs.items()
+    }

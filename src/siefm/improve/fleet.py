@@ -1,14 +1,35 @@
 """The practice fleet: N simulated robots stepped together in this process.
 
 A fleet only moves robots; it never ends episodes by itself. Stage 2 decides when an episode is over (the
-learned detector, or a time limit), resets only those robots, and carries on with the others.
+learned detector, or a time limit), calls `reset` on just those robots, and carries on with the others.
+Observations come back as {"state": (N, S), "goal": (N, G) vectors or (N,) instruction strings}.
 """
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 import numpy as np
 
+from siefm.config import POINTMASS_ID, TABLETOP_ID, ImproveConfig
 from siefm.envs.pointmass import BatchedPointMass, PointMassConfig
+from siefm.envs.tabletop import TabletopConfig, TabletopEnv
+
+Observations = dict[str, np.ndarray]
+
+
+class Fleet(Protocol):
+    """What Stage 2 needs from a group of robots."""
+
+    num_envs: int
+
+    def reset(self, env_ids: np.ndarray | None = None) -> Observations: ...
+    def step(
+        self, actions: np.ndarray, active: np.ndarray | None = None
+    ) -> tuple[Observations, np.ndarray]: ...
+    def close(self) -> None: ...
+    def rng_state(self) -> dict: ...
+    def set_rng_state(self, state: dict) -> None: ...
 
 
 class LocalFleet:
@@ -16,17 +37,15 @@ class LocalFleet:
 
     def __init__(self, num_envs: int, env_config: PointMassConfig, seed: int):
         self.world = BatchedPointMass(num_envs, env_config, seed=seed)
+        self.num_envs = num_envs
 
-    @property
-    def num_envs(self) -> int:
-        return self.world.num_envs
-
-    def reset(self, env_ids: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def reset(self, env_ids: np.ndarray | None = None) -> Observations:
         """Starts new episodes on `env_ids` (all by default); returns every robot's observation."""
         return self.world.reset(env_ids)
 
-    def step(self, actions: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Applies actions (N, A); returns observations and the simulator's true success (N,)."""
+    def step(self, actions: np.ndarray, active: np.ndarray | None = None) -> tuple[Observations, np.ndarray]:
+        """Applies actions (N, A); returns observations and the simulator's true success (N,). Stepping
+        the whole batch costs no more than stepping the active robots, so `active` is not needed."""
         return self.world.step(actions)
 
     def close(self) -> None:
@@ -37,3 +56,101 @@ class LocalFleet:
 
     def set_rng_state(self, state: dict) -> None:
         self.world.rng.bit_generator.state = state
+
+
+class TabletopFleet:
+    """`num_envs` tabletop boards in one process, practising instructions of the given families.
+
+    Episodic practice resets the board for every instruction. Reset-free practice (the paper's robot fleet)
+    gives the next instruction on the board as the last episode left it, and resets a board only when a
+    block has left it, no instruction of the family fits the layout, or `reset_every` steps have passed.
+    Episode seeds come from the fleet's own generator, so a fleet is reproducible from its seed.
+    """
+
+    def __init__(
+        self,
+        num_envs: int,
+        env_config: TabletopConfig,
+        seed: int,
+        families: tuple[str, ...],
+        reset_free: bool = False,
+        reset_every: int = 1800,
+    ):
+        self.envs = [TabletopEnv(env_config) for _ in range(num_envs)]
+        self.num_envs = num_envs
+        self.families, self.reset_free, self.reset_every = families, reset_free, reset_every
+        self.rng = np.random.default_rng(seed)
+        self.board_resets = 0  # full resets so far (reset-free practice reports how rarely it needs them)
+        self._steps_since_reset = np.zeros(num_envs, dtype=np.int64)
+        self._obs: list[dict[str, Any] | None] = [None] * num_envs
+        self._success = np.zeros(num_envs, dtype=bool)
+
+    def reset(self, env_ids: np.ndarray | None = None) -> Observations:
+        """Gives `env_ids` (all by default) a new instruction; returns every robot's observation."""
+        for i in range(self.num_envs) if env_ids is None else env_ids:
+            env = self.envs[i]
+            family = self.families[self.rng.integers(len(self.families))]
+            started = None
+            if (
+                self.reset_free
+                and self._obs[i] is not None
+                and self._steps_since_reset[i] < self.reset_every
+                and env.blocks_on_board()
+            ):
+                started = env.new_task(family)
+            if started is None:
+                started = env.reset(seed=int(self.rng.integers(2**31)), options={"family": family})
+                self._steps_since_reset[i] = 0
+                self.board_resets += 1
+            self._obs[i], info = started
+            self._success[i] = info["is_success"]
+        return self._gather()
+
+    def step(self, actions: np.ndarray, active: np.ndarray | None = None) -> tuple[Observations, np.ndarray]:
+        """Steps the `active` robots (all by default) with their actions (N, 2); idle robots stand still and
+        report their last observation. Returns observations and the simulator's true success (N,)."""
+        ids = range(self.num_envs) if active is None else np.flatnonzero(active)
+        for i in ids:
+            self._obs[i], _, _, _, info = self.envs[i].step(actions[i])
+            self._success[i] = info["is_success"]
+            self._steps_since_reset[i] += 1
+        return self._gather(), self._success.copy()
+
+    def _gather(self) -> Observations:
+        assert all(obs is not None for obs in self._obs), "reset() every robot first"
+        return {
+            "state": np.stack([obs["state"] for obs in self._obs]),  # type: ignore[index]
+            "goal": np.array([obs["instruction"] for obs in self._obs], dtype=object),  # type: ignore[index]
+        }
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+    def rng_state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_rng_state(self, state: dict) -> None:
+        # Boards are not part of the saved state: a resumed reset-free run starts from freshly reset boards.
+        self.rng.bit_generator.state = state
+
+
+def make_fleet(env: dict[str, Any], config: ImproveConfig) -> LocalFleet | TabletopFleet:
+    """The fleet for the env a checkpoint was trained on (`env` as recorded in its metadata)."""
+    if env["id"] == POINTMASS_ID:
+        return LocalFleet(config.num_envs, PointMassConfig(**env["config"]), seed=config.seed)
+    if env["id"] == TABLETOP_ID:
+        env_config = TabletopConfig(**env["config"])
+        if config.block_set is not None:
+            env_config = TabletopConfig(**{**env["config"], "block_set": config.block_set, "families": None})
+        return TabletopFleet(
+            config.num_envs,
+            env_config,
+            config.seed,
+            config.families or env_config.task_families,
+            reset_free=config.practice_mode == "reset-free",
+            reset_every=config.reset_every,
+        )
+    raise ValueError(
+        f"no practice fleet for the env {env['id']!r}; Stage 2 supports {POINTMASS_ID}, {TABLETOP_ID}."
+    )

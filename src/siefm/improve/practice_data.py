@@ -1,7 +1,8 @@
 """Practice episodes of Stage 2 written to disk in the project's dataset format (LeRobot v3.0 layout).
 
 Each iteration's buffer becomes one dataset under `RUN/practice/iteration-KKKK`, with the columns of the
-demonstrations (state, goal, action, true success, terminal flag) plus what Stage 2 knew: the policy
+demonstrations (state, goal vector or the instruction as the episode's task, action, true success,
+terminal flag) plus what Stage 2 knew: the policy
 version that acted, d(o, g), the detector's verdict, the reward and the return. Like a demonstration, an
 episode of T actions has T + 1 frames; the last holds the observation where it ended and a zero action.
 """
@@ -24,18 +25,20 @@ def practice_episodes(
 ) -> list[dict[str, np.ndarray]]:
     """The buffer's episodes as per-episode column dicts (T + 1 frames each)."""
     episodes = []
+    text_goals = _text_goals(batch)
     for e in range(len(batch.episode_length)):
         index = np.flatnonzero(batch.episode_id == e)  # samples are stored in step order
         frames = len(index) + 1
         distance = np.append(batch.distance[index].numpy(), batch.final_distance[e])
         state = np.concatenate([batch.state[index].numpy(), batch.final_state[e][None]])
         action = np.concatenate([batch.action[index].numpy(), np.zeros((1, batch.action.shape[1]))])
-        # o_0 is never a success (starts inside the radius are redrawn); o_t's truth was observed on step t-1.
+        # o_0 is never a success (envs redraw starts that already succeed); o_t's truth was seen on step t-1.
         is_success = np.concatenate([[False], batch.next_true_success[index]])
+        goal = {} if text_goals else {"goal": np.repeat(batch.goal[index[:1]].numpy(), frames, 0)}
         episodes.append(
             {
                 "observation.state": state.astype(np.float32),
-                "goal": np.repeat(batch.goal[index[:1]].numpy(), frames, 0).astype(np.float32),
+                **{key: value.astype(np.float32) for key, value in goal.items()},
                 "action": action.astype(np.float32),
                 "is_success": is_success.astype(bool),
                 "is_terminal": np.arange(frames) == frames - 1,
@@ -55,4 +58,12 @@ def write_practice(
     """Writes one iteration's practice episodes as a dataset at `root` (replacing a partial earlier one)."""
     episodes = practice_episodes(batch, policy_version, threshold)
     extra = {"env": env, "practice": {"policy_version": policy_version, "success_threshold": threshold}}
-    return write_dataset(root, episodes, fps=FPS, robot_type="pointmass", extra_info=extra, overwrite=True)
+    tasks = [str(goal) for goal in batch.episode_goal] if _text_goals(batch) else None
+    return write_dataset(
+        root, episodes, fps=FPS, tasks=tasks, robot_type=env["id"], extra_info=extra, overwrite=True
+    )
+
+
+def _text_goals(batch: PracticeBatch) -> bool:
+    """Instruction goals are written as the episodes' tasks; goal vectors as a `goal` column."""
+    return isinstance(batch.episode_goal[0], str)

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from siefm.improve.fleet import LocalFleet
+from siefm.improve.fleet import Fleet, Observations
 from siefm.improve.reinforce import discounted_returns
 from siefm.improve.reward import RewardModel, precision_recall
 from siefm.models.efm import EFM
@@ -29,6 +29,7 @@ class EpisodeEnd(NamedTuple):
     detected: bool  # the detector fired on the last observation
     last_state: np.ndarray
     last_distance: float  # d at the last observation
+    goal: np.ndarray | str  # the episode's raw goal: a vector, or the instruction
 
 
 @dataclass
@@ -40,7 +41,7 @@ class PracticeBatch:
     """
 
     state: torch.Tensor  # (M, S)
-    goal: torch.Tensor  # (M, G)
+    goal: torch.Tensor  # (M, G): the policy's goal input (vectors, or instruction word ids)
     action: torch.Tensor  # (M, A)
     returns: torch.Tensor  # (M,)
     rewards: torch.Tensor  # (M,)
@@ -52,6 +53,7 @@ class PracticeBatch:
     detected_success: np.ndarray  # (E,) the detector fired on the episode's last observation
     final_state: np.ndarray  # (E, S) the episode's last observation, where it ended
     final_distance: np.ndarray  # (E,) d at that observation
+    episode_goal: list  # (E,) raw goals: vectors, or instruction strings
     detector_counts: dict[str, int]  # frame-level true/false positives and false negatives of d <= s
 
     @property
@@ -80,13 +82,14 @@ def _first_steps(episode_id: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(first)
 
 
-def _tensors(obs: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    return {"state": torch.from_numpy(obs["state"])}, torch.from_numpy(obs["goal"])
+def _inputs(obs: Observations, model: EFM) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """A model's inputs from fleet observations (each model encodes the raw goals its own way)."""
+    return {"state": torch.from_numpy(obs["state"])}, model.goal_input(obs["goal"])
 
 
 @torch.no_grad()
 def collect_practice(
-    fleet: LocalFleet,
+    fleet: Fleet,
     policy: EFM,
     reward_model: RewardModel,
     *,
@@ -99,7 +102,7 @@ def collect_practice(
     """Plays complete episodes until they hold at least `num_samples` samples; labels rewards and returns."""
     num_envs = fleet.num_envs
     obs = fleet.reset()
-    d = reward_model.distance(*_tensors(obs))
+    d = reward_model.distance(*_inputs(obs, reward_model.model))
     episode = np.arange(num_envs)  # the id of the episode each robot is playing
     next_episode = num_envs
     steps = np.zeros(num_envs, dtype=np.int64)
@@ -112,10 +115,10 @@ def collect_practice(
     }
     ends: dict[int, EpisodeEnd] = {}
     while active.any():
-        obs_t, goal_t = _tensors(obs)
+        obs_t, goal_t = _inputs(obs, policy)
         action, _ = policy.act(obs_t, goal_t, generator=generator)
-        next_obs, true_success = fleet.step(action.numpy().astype(np.float64))
-        d_next = reward_model.distance(*_tensors(next_obs))
+        next_obs, true_success = fleet.step(action.numpy().astype(np.float64), active)
+        d_next = reward_model.distance(*_inputs(next_obs, reward_model.model))
         detected = reward_model.is_success(d_next).numpy()
         steps += active
         samples_started += int(active.sum())
@@ -142,12 +145,18 @@ def collect_practice(
         ids = np.flatnonzero(done)
         for i in ids:
             ends[int(episode[i])] = EpisodeEnd(
-                steps[i], ever_true[i], detected[i], next_obs["state"][i].copy(), float(d_next[i])
+                steps[i],
+                ever_true[i],
+                detected[i],
+                next_obs["state"][i].copy(),
+                float(d_next[i]),
+                np.copy(next_obs["goal"][i]) if next_obs["goal"].dtype != object else next_obs["goal"][i],
             )
         d = d_next.clone()
         if ids.size and samples_started < num_samples:
             next_obs = fleet.reset(ids)  # new episodes on the robots that finished
-            d[ids] = reward_model.distance(*_tensors({k: v[ids] for k, v in next_obs.items()}))
+            started = {key: value[ids] for key, value in next_obs.items()}
+            d[ids] = reward_model.distance(*_inputs(started, reward_model.model))
             steps[ids], ever_true[ids] = 0, False
             episode[ids] = next_episode + np.arange(ids.size)
             next_episode += ids.size
@@ -182,5 +191,6 @@ def _assemble(
         detected_success=np.array([o.detected for o in outcome], dtype=bool),
         final_state=np.stack([o.last_state for o in outcome]),
         final_distance=np.array([o.last_distance for o in outcome]),
+        episode_goal=[o.goal for o in outcome],
         detector_counts=counts,
     )

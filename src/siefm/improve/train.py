@@ -23,8 +23,7 @@ from tqdm.auto import tqdm
 
 from siefm.checkpoint import CheckpointError, check_fits_env, load_checkpoint, replace_dir, save_checkpoint
 from siefm.config import ImproveConfig, from_dict, to_dict
-from siefm.envs.pointmass import GOAL_DIM, STATE_DIM, PointMassConfig
-from siefm.improve.fleet import LocalFleet
+from siefm.improve.fleet import Fleet, TabletopFleet, make_fleet
 from siefm.improve.practice_data import write_practice
 from siefm.improve.reinforce import reinforce_loss
 from siefm.improve.reward import RewardModel
@@ -47,6 +46,7 @@ def improve(sft_run: Path, out: Path, config: ImproveConfig) -> Path:
         )
     sft_run = Path(sft_run).resolve()
     inputs = _load_inputs(sft_run, config)  # fails before anything is written, so --out stays reusable
+    config = config.resolve(inputs[1]["env"]["id"])
     out.mkdir(parents=True, exist_ok=True)
     run_config = {"command": "improve", "sft_run": str(sft_run), "improve": to_dict(config)}
     (out / "config.json").write_text(json.dumps(run_config, indent=2))
@@ -66,7 +66,8 @@ def resume_improve(run_dir: Path) -> Path:
             f"{run_dir} is not a Stage 2 run directory (its config.json is not from `siefm improve`)."
         )
     config = from_dict(ImproveConfig, saved["improve"])
-    return _run(run_dir, config, *_load_inputs(Path(saved["sft_run"]), config))
+    inputs = _load_inputs(Path(saved["sft_run"]), config)
+    return _run(run_dir, config.resolve(inputs[1]["env"]["id"]), *inputs)
 
 
 def _load_inputs(sft_run: Path, config: ImproveConfig) -> tuple[EFM, dict[str, Any], RewardModel]:
@@ -80,10 +81,10 @@ def _load_inputs(sft_run: Path, config: ImproveConfig) -> tuple[EFM, dict[str, A
             )
     policy, policy_meta = load_checkpoint(checkpoints["policy"])
     reward_efm, reward_meta = load_checkpoint(checkpoints["reward"])
-    for name, model in (("policy", policy), ("reward", reward_efm)):
-        check_fits_env(checkpoints[name], model.spec, STATE_DIM, GOAL_DIM)
     if "env" not in policy_meta:
         raise CheckpointError(f"{checkpoints['policy']} does not record the env it was trained on.")
+    for name, model in (("policy", policy), ("reward", reward_efm)):
+        check_fits_env(checkpoints[name], model, policy_meta["env"])
     threshold = config.success_threshold
     if threshold is None:
         if "success_threshold" not in reward_meta:
@@ -99,8 +100,8 @@ def _run(
     out: Path, config: ImproveConfig, policy: EFM, policy_meta: dict[str, Any], reward_model: RewardModel
 ) -> Path:
     threshold = reward_model.success_threshold
-    env_config = PointMassConfig(**policy_meta["env"]["config"])
-    fleet = LocalFleet(config.num_envs, env_config, seed=config.seed)
+    fleet = make_fleet(policy_meta["env"], config)
+    max_episode_steps = config.max_episode_steps or policy_meta["env"]["config"]["max_steps"]
     optimizer = torch.optim.AdamW(policy.policy_parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     counters = {"iterations": 0, "env_steps": 0, "updates": 0, "wall_seconds": 0.0}
@@ -132,7 +133,7 @@ def _run(
             policy,
             reward_model,
             num_samples=config.samples_per_iteration,
-            max_episode_steps=config.max_episode_steps or env_config.max_steps,
+            max_episode_steps=max_episode_steps,
             gamma=config.gamma,
             end_on_true_success=config.end_on_true_success,
             generator=generator,
@@ -151,6 +152,7 @@ def _run(
             "improve/loss": loss,
             **batch.metrics(),
             "time/env_steps_per_second": batch.num_samples / collect_seconds,
+            **({"rollout/board_resets": fleet.board_resets} if isinstance(fleet, TabletopFleet) else {}),
             "time/iteration_seconds": seconds,
         }
         logger.log(metrics, step=counters["env_steps"])
@@ -164,6 +166,7 @@ def _run(
         _save_state(out, policy, optimizer, generator, fleet, counters, improved_metadata())
     bar.close()
     logger.close()
+    fleet.close()
     return save_checkpoint(out / POLICY_DIR, policy, improved_metadata())
 
 
@@ -194,7 +197,7 @@ def _save_state(
     policy: EFM,
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
-    fleet: LocalFleet,
+    fleet: Fleet,
     counters: dict[str, Any],
     metadata: dict[str, Any],
 ) -> None:
@@ -214,7 +217,7 @@ def _save_state(
 
 
 def _load_state(
-    out: Path, policy: EFM, optimizer: torch.optim.Optimizer, generator: torch.Generator, fleet: LocalFleet
+    out: Path, policy: EFM, optimizer: torch.optim.Optimizer, generator: torch.Generator, fleet: Fleet
 ) -> dict[str, Any]:
     state_dir = out / STATE_DIR
     if not state_dir.is_dir():  # killed between the two renames of `replace_dir`: the previous copy is whole

@@ -1,23 +1,26 @@
-"""The embodied foundation model (EFM) for vector observations: encoder -> two towers -> two heads.
+"""The embodied foundation model (EFM) for vector observations: encoders -> two towers -> two heads.
 
 One module holds both outputs the paper trains in Stage 1: the action distribution (BC) and the
 categorical steps-to-go prediction, whose expectation is the distance d(o, g) (PAPER.md §3). As in the
-published PointMass notebook the two outputs use separate MLP towers over the same z-scored input
-(position, velocity, goal), so Stage 2 can update the policy while a frozen copy supplies rewards.
-Normalisation statistics are buffers, so they are saved and loaded with the weights.
+published PointMass notebook the two outputs use separate MLP towers over the same input, so Stage 2 can
+update the policy while a frozen copy supplies rewards. The input is the z-scored state followed by the
+goal: a z-scored goal vector (PointMass), or an instruction encoded by the learned word-token encoder
+(tabletop), shared by both towers. Normalisation statistics and the vocabulary travel with the weights.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from siefm.config import ModelConfig
 from siefm.models.bins import UniformBins, steps_to_go_bins
 from siefm.models.heads import ActionDistribution, GaussianActionHead, TokenActionHead
+from siefm.models.text import TextEncoder, WordTokenizer
 
 Stats = Mapping[str, Mapping[str, torch.Tensor]]  # feature ("state", "goal", "action") -> mean/std/min/max
 
@@ -27,8 +30,12 @@ class ModelSpec:
     """Sizes the data fixes for the model: checked against an env before a checkpoint is used on it."""
 
     state_dim: int
-    goal_dim: int
+    goal_dim: int  # vector goals: their size; instruction goals: words per instruction (max_words)
     action_dim: int
+    vocabulary: tuple[str, ...] = ()  # instruction goals: the tokenizer's words, index = token id
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "vocabulary", tuple(self.vocabulary))  # a JSON list after loading
 
 
 @dataclass
@@ -45,14 +52,27 @@ def mlp(in_dim: int, hidden_dim: int, num_layers: int) -> nn.Sequential:
 
 
 class EFM(nn.Module):
-    """Goal-conditioned policy + steps-to-go model. Observations are {"state": (B, S)}, goals (B, G)."""
+    """Goal-conditioned policy + steps-to-go model. Observations are {"state": (B, S)}; goals are (B, G)
+    float vectors or (B, max_words) int64 word ids (`goal_input` makes either from raw goals)."""
 
     def __init__(self, config: ModelConfig, spec: ModelSpec, stats: Stats):
         super().__init__()
+        if None in (config.goal_encoder, config.action_head, config.steps_to_go_bins, config.steps_to_go_max):
+            raise ValueError("the EFM needs a resolved ModelConfig: call config.resolve(env_id) first.")
         self.config, self.spec = config, spec
-        self.register_buffer("input_mean", torch.cat([stats["state"]["mean"], stats["goal"]["mean"]]))
-        self.register_buffer("input_std", torch.cat([stats["state"]["std"], stats["goal"]["std"]]))
-        in_dim = spec.state_dim + spec.goal_dim
+        self.tokenizer: WordTokenizer | None = None
+        if config.goal_encoder == "words":
+            if not spec.vocabulary:
+                raise ValueError("an EFM with instruction goals needs ModelSpec.vocabulary.")
+            self.tokenizer = WordTokenizer(spec.vocabulary, spec.goal_dim)
+            self.text_encoder = TextEncoder(len(self.tokenizer), config.text_dim)
+            self.register_buffer("input_mean", stats["state"]["mean"].clone())
+            self.register_buffer("input_std", stats["state"]["std"].clone())
+            in_dim = spec.state_dim + config.text_dim
+        else:
+            self.register_buffer("input_mean", torch.cat([stats["state"]["mean"], stats["goal"]["mean"]]))
+            self.register_buffer("input_std", torch.cat([stats["state"]["std"], stats["goal"]["std"]]))
+            in_dim = spec.state_dim + spec.goal_dim
         self.policy_tower = mlp(in_dim, config.hidden_dim, config.num_layers)
         if config.action_head == "gaussian":
             self.action_head: nn.Module = GaussianActionHead(
@@ -69,7 +89,16 @@ class EFM(nn.Module):
     def steps_to_go_bins(self) -> UniformBins:
         return steps_to_go_bins(self.config.steps_to_go_bins, self.config.steps_to_go_max)
 
+    def goal_input(self, goals: np.ndarray | Sequence[str]) -> torch.Tensor:
+        """The model's goal tensor from raw goals: float vectors (B, G), or instruction texts -> word ids."""
+        if self.tokenizer is not None:
+            return self.tokenizer.encode([str(text) for text in goals])
+        return torch.as_tensor(np.asarray(goals), dtype=torch.float32)
+
     def _inputs(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
+        if self.tokenizer is not None:
+            state = (obs["state"] - self.input_mean) / self.input_std
+            return torch.cat([state, self.text_encoder(goal)], dim=-1)
         return (torch.cat([obs["state"], goal], dim=-1) - self.input_mean) / self.input_std
 
     def action_distribution(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> ActionDistribution:
@@ -105,6 +134,9 @@ class EFM(nn.Module):
         return self.steps_to_go_bins.expectation(self.steps_to_go_logits(obs, goal))
 
     def policy_parameters(self) -> Iterator[nn.Parameter]:
-        """What Stage 2 trains: the action tower and head (the policy never uses its steps-to-go tower)."""
+        """What Stage 2 trains: the goal encoder, the action tower and head (not the steps-to-go tower, which
+        the policy never uses)."""
+        if self.tokenizer is not None:
+            yield from self.text_encoder.parameters()
         yield from self.policy_tower.parameters()
         yield from self.action_head.parameters()

@@ -22,7 +22,7 @@ import mujoco
 import numpy as np
 
 from siefm.envs.tabletop.scene import BLOCK_HEIGHT, BLOCK_SETS, BOARD_X, BOARD_Y, PUSHER_HEIGHT, build_model
-from siefm.envs.tabletop.tasks import FAMILIES, Task, on_board, sample_task
+from siefm.envs.tabletop.tasks import FAMILIES, NOVEL_FAMILY, Task, on_board, sample_task
 
 MIN_BLOCK_CENTRE_DISTANCE = 0.065
 MIN_PUSHER_DISTANCE = 0.06
@@ -45,7 +45,7 @@ class TabletopConfig:
     """(height, width) of rendered frames in 'pixels' mode."""
     families: tuple[str, ...] | None = None
     """Task families to draw from, uniformly; None: every family the block set allows (one block allows
-    only block2absolutelocation and block2relativelocation)."""
+    only block2absolutelocation and block2relativelocation; the 'banana' set only banana2location)."""
     max_steps: int = 200
     """Time limit of an episode in control steps (10 Hz)."""
     substeps: int = 5
@@ -58,6 +58,8 @@ class TabletopConfig:
         """The families reset draws from."""
         if self.families is not None:
             return self.families
+        if self.block_set == "banana":
+            return (NOVEL_FAMILY,)
         if len(BLOCK_SETS[self.block_set]) == 1:
             return tuple(f for f in FAMILIES if f not in TWO_BLOCK_FAMILIES)
         return FAMILIES
@@ -72,10 +74,12 @@ class TabletopConfig:
                 f"TabletopConfig.observation = {self.observation!r}: choose 'state' or 'pixels'."
             )
         if self.families is not None:
-            unknown = set(self.families) - set(FAMILIES)
+            known = (*FAMILIES, NOVEL_FAMILY) if self.block_set == "banana" else FAMILIES
+            unknown = set(self.families) - set(known)
             if not self.families or unknown:
                 raise ValueError(
-                    f"TabletopConfig.families has unknown or no entries {sorted(unknown)}; use {FAMILIES}."
+                    f"TabletopConfig.families has unknown or no entries {sorted(unknown)} for block set "
+                    f"{self.block_set!r}; use {known}."
                 )
             if len(BLOCK_SETS[self.block_set]) == 1 and set(self.families) & set(TWO_BLOCK_FAMILIES):
                 raise ValueError(
@@ -156,6 +160,22 @@ class TabletopEnv(gym.Env):
             raise RuntimeError(f"no layout of {len(self.blocks)} blocks admitted a {family} task.")
         self._steps = 0
         self._previous_frame = None
+        obs, _, info = self._outputs()
+        return obs, info
+
+    def new_task(self, family: str | None = None) -> tuple[dict, dict] | None:
+        """Draws a new instruction on the board as it is, without moving anything (reset-free practice).
+
+        Returns the observation and info like `reset`, or None when the layout admits no task of `family`.
+        """
+        families = self.config.task_families
+        family = family or families[self.np_random.integers(len(families))]
+        if family not in families:
+            raise ValueError(f"family {family!r} is not one of this env's families {families}.")
+        task = sample_task(self.np_random, family, self.block_positions(), self.blocks)
+        if task is None:
+            return None
+        self.task, self._steps = task, 0
         obs, _, info = self._outputs()
         return obs, info
 

@@ -30,7 +30,7 @@ COLOURS = {
     "yellow": "0.9 0.8 0.15 1",
 }
 SHAPES = ("moon", "cube", "star", "pentagon")
-MOON_SHIFT = 0.0149
+NOVEL_SHAPES = ("banana",)  # never in demonstrations: the novel-object experiment
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,19 @@ BLOCK_SETS = {
     ),
     "4": (Block("red", "moon"), Block("blue", "cube"), Block("green", "star"), Block("yellow", "pentagon")),
     "1": (Block("red", "cube"),),
+    # The novel-object board (choice): the standard set with the yellow pentagon swapped for a banana, so
+    # the state layout (and a state-based checkpoint) still fits; the reference's BananaTable has the banana
+    # alone.
+    "banana": (
+        Block("red", "moon"),
+        Block("red", "pentagon"),
+        Block("blue", "moon"),
+        Block("blue", "cube"),
+        Block("green", "cube"),
+        Block("green", "star"),
+        Block("yellow", "star"),
+        Block("yellow", "banana"),
+    ),
 }
 
 
@@ -98,20 +111,29 @@ def _block_geoms(block: Block) -> str:
     elif block.shape == "star":
         parts = [f'<geom type="mesh" mesh="star_core" {common}/>']
         parts += [f'<geom type="mesh" mesh="star_point{i}" {common}/>' for i in range(5)]
+    elif block.shape == "banana":  # about 8 cm long and 2 cm wide, gently curved
+        parts = _arc(0.05, math.radians(40), (0.009, 0.012), 5, common)
     else:  # moon: five boxes along a 120-degree arc of radius 2 cm, concave side towards +x; the boxes are
         # thick enough that the pusher cannot nest in the hollow
-        parts = []
-        for angle in np.linspace(-math.pi / 3, math.pi / 3, 5):
-            # Shifted by MOON_SHIFT so the centre of mass, which the env reports as the block's position,
-            # is the body origin.
-            x, y = -0.02 * math.cos(angle) + MOON_SHIFT, 0.02 * math.sin(angle)
-            yaw = math.degrees(angle)
-            parts.append(
-                f'<geom type="box" size="0.009 0.009 {half}" pos="{x:.4f} {y:.4f} 0" '
-                f'euler="0 0 {-yaw:.2f}" {common}/>'
-            )
+        parts = _arc(0.02, math.pi / 3, (0.009, 0.009), 5, common)
     mass = BLOCK_MASS / len(parts)
     return "\n      ".join(p.replace("{mass}", f"{mass:.6f}") for p in parts)
+
+
+def _arc(
+    radius: float, half_angle: float, half_size: tuple[float, float], count: int, common: str
+) -> list[str]:
+    """Boxes along an arc around the origin, concave side towards +x, shifted so the centre of mass (which
+    the env reports as the block's position) is the body origin."""
+    angles = np.linspace(-half_angle, half_angle, count)
+    shift = radius * float(np.cos(angles).mean())
+    half = BLOCK_HEIGHT / 2
+    return [
+        f'<geom type="box" size="{half_size[0]} {half_size[1]} {half}" '
+        f'pos="{-radius * math.cos(a) + shift:.4f} {radius * math.sin(a):.4f} 0" '
+        f'euler="0 0 {-math.degrees(a):.2f}" {common}/>'
+        for a in angles
+    ]
 
 
 def scene_xml(blocks: tuple[Block, ...], image_size: tuple[int, int] = (96, 96)) -> str:

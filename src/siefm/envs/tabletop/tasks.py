@@ -21,6 +21,7 @@ FAMILIES = (
     "block2blockrelativelocation",
     "separate",
 )
+NOVEL_FAMILY = "banana2location"  # the novel-object experiment's instructions; never in demonstrations
 VERBS = ("push", "move", "slide", "put")
 _X0, _X1 = BOARD_X
 _XC, _YC = (_X0 + _X1) / 2, 0.0
@@ -44,6 +45,18 @@ DIRECTIONS = {  # unit offsets in (x, y); "up" is towards the robot base (-x)
     "up and to the right": (-1, 1),
     "down and to the left": (1, -1),
     "down and to the right": (1, 1),
+}
+# BananaTable's nine locations (TABLETOP.md), each on the anchor of the matching absolute location.
+BANANA_LOCATIONS = {
+    "left": "left side",
+    "top left": "top left corner",
+    "top center": "top center",
+    "top right": "top right corner",
+    "right": "right side",
+    "bottom right": "bottom right corner",
+    "bottom": "bottom center",
+    "bottom left": "bottom left corner",
+    "center": "center of the board",
 }
 RELATIVE_TO_BLOCK = {
     "to the left of": (0, -1),
@@ -101,6 +114,8 @@ def sample_task(
     """A random task of `family` valid for this layout, or None if the layout admits none."""
     n = len(blocks)
     verb = VERBS[rng.integers(len(VERBS))]
+    if family == NOVEL_FAMILY:
+        return _banana_task(rng, positions, blocks)
     order = rng.permutation(n)
     for i in order:
         a = positions[i]
@@ -154,6 +169,25 @@ def sample_task(
                 rest = "the rest of the blocks" if n > 2 else f"the {block_name(int(1 - i), blocks)}"
                 return Task(family, f"pull the {name} apart from {rest}", i, tuple(target), tolerance=0.025)
     return None
+
+
+def _banana_task(rng: np.random.Generator, positions: np.ndarray, blocks: tuple[Block, ...]) -> Task | None:
+    """ "push the banana to the <location> of the table", success as block2absolutelocation's."""
+    bananas = [i for i, b in enumerate(blocks) if b.shape == "banana"]
+    if not bananas:
+        return None
+    i = bananas[0]
+    names = [
+        k
+        for k, anchor in BANANA_LOCATIONS.items()
+        if np.linalg.norm(positions[i] - ABSOLUTE_LOCATIONS[anchor]) >= _abs_tolerance(anchor)
+    ]
+    if not names:
+        return None
+    k = names[rng.integers(len(names))]
+    anchor = BANANA_LOCATIONS[k]
+    instruction = f"push the banana to the {k} of the table"
+    return Task(NOVEL_FAMILY, instruction, i, ABSOLUTE_LOCATIONS[anchor], tolerance=_abs_tolerance(anchor))
 
 
 def _abs_tolerance(location: str) -> float:

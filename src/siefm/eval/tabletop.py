@@ -1,0 +1,186 @@
+"""Tabletop evaluation with the reference protocol (TABLETOP.md): per-family true success, videos.
+
+Every policy is run on the same seeded episodes: episode k of family f uses seed `seed + f * 10_000 + k`.
+Episodes end on the environment's own success criterion or at the time limit (200 steps); `mean_steps`
+counts a failure as the limit. All boards of a family step together, so an EFM acts on one batch per step.
+Videos (GIF) show the instruction, the step, and, given a reward model, d(o, g) and the reward on each frame.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from tqdm.auto import tqdm
+
+from siefm.envs.tabletop import TabletopConfig, TabletopEnv
+from siefm.envs.tabletop.oracle import PushOracle
+from siefm.eval.evaluate import wilson_interval
+from siefm.improve.reward import RewardModel
+from siefm.models.efm import EFM
+
+FAMILY_SEED_STRIDE = 10_000
+VIDEO_SIZE = (216, 288)  # rendered (height, width) of video frames
+CAPTION_HEIGHT = 46
+CAPTION_WIDTH = 48  # characters per caption line
+
+# Acts for a batch of boards: (states (B, S), instructions (B,), boards) -> actions (B, 2).
+BatchPolicy = Callable[[np.ndarray, Sequence[str], Sequence[TabletopEnv]], np.ndarray]
+
+
+@dataclass
+class FamilyResult:
+    success: np.ndarray  # (E,) bool
+    length: np.ndarray  # (E,) steps to success, or the time limit
+
+    def summary(self) -> dict[str, object]:
+        """The `results.json` form (DESIGN.md schema)."""
+        wins, episodes = int(self.success.sum()), len(self.success)
+        return {
+            "success_rate": wins / episodes,
+            "success_ci95": list(wilson_interval(wins, episodes)),
+            "mean_steps": float(self.length.mean()),
+            "episodes": episodes,
+        }
+
+
+def efm_batch_policy(model: EFM, deterministic: bool = False, seed: int = 0) -> BatchPolicy:
+    """An EFM acting on a batch of boards from their states and instructions (seeded sampling)."""
+    generator = torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def act(states: np.ndarray, instructions: Sequence[str], boards: Sequence[TabletopEnv]) -> np.ndarray:
+        obs = {"state": torch.from_numpy(states)}
+        action, _ = model.act(
+            obs, model.goal_input(instructions), deterministic=deterministic, generator=generator
+        )
+        return action.numpy().astype(np.float64)
+
+    return act
+
+
+def oracle_batch_policy() -> BatchPolicy:
+    """The scripted push oracle (no noise), one state machine per board."""
+    oracles: dict[int, PushOracle] = {}
+
+    def act(states: np.ndarray, instructions: Sequence[str], boards: Sequence[TabletopEnv]) -> np.ndarray:
+        return np.stack([oracles.setdefault(id(board), PushOracle()).act(board) for board in boards])
+
+    return act
+
+
+def evaluate_tabletop(
+    policy: BatchPolicy,
+    env_config: TabletopConfig,
+    families: Sequence[str],
+    episodes: int,
+    seed: int,
+    max_steps: int = 200,
+    reward_model: RewardModel | None = None,
+    video_dir: Path | None = None,
+    videos_per_family: int = 2,
+) -> dict[str, FamilyResult]:
+    """Runs `episodes` seeded episodes of each family; writes the first `videos_per_family` as GIFs."""
+    env_config = replace(env_config, observation="state", image_size=VIDEO_SIZE)
+    boards = [TabletopEnv(env_config) for _ in range(episodes)]
+    results = {}
+    for f, family in enumerate(tqdm(families, desc="evaluation", unit="family")):
+        seeds = [seed + f * FAMILY_SEED_STRIDE + k for k in range(episodes)]
+        filmed = min(videos_per_family, episodes) if video_dir is not None else 0
+        results[family] = _run_family(
+            policy, boards, family, seeds, max_steps, reward_model, filmed, video_dir
+        )
+    for board in boards:
+        board.close()
+    return results
+
+
+def _run_family(
+    policy: BatchPolicy,
+    boards: list[TabletopEnv],
+    family: str,
+    seeds: list[int],
+    max_steps: int,
+    reward_model: RewardModel | None,
+    filmed: int,
+    video_dir: Path | None,
+) -> FamilyResult:
+    observations = [
+        board.reset(seed=s, options={"family": family})[0] for board, s in zip(boards, seeds, strict=True)
+    ]
+    instructions = [obs["instruction"] for obs in observations]
+    success = np.zeros(len(boards), dtype=bool)
+    length = np.full(len(boards), max_steps)
+    distance = _distances(reward_model, observations, instructions)
+    frames: list[list[np.ndarray]] = [[] for _ in range(filmed)]
+    for k in range(filmed):
+        frames[k].append(_annotate(boards[k]._frame(), instructions[k], 0, distance, None, k))
+    for t in range(1, max_steps + 1):
+        active = np.flatnonzero(~success)
+        if active.size == 0:
+            break
+        states = np.stack([observations[i]["state"] for i in active])
+        actions = policy(states, [instructions[i] for i in active], [boards[i] for i in active])
+        for i, action in zip(active, actions, strict=True):
+            observations[i], _, terminated, _, _ = boards[i].step(action)
+            if terminated:
+                success[i], length[i] = True, t
+        previous = distance
+        distance = _distances(reward_model, observations, instructions)
+        for k in range(filmed):
+            if k in active:
+                reward = None if distance is None else previous[k] - distance[k]
+                frames[k].append(_annotate(boards[k]._frame(), instructions[k], t, distance, reward, k))
+    if video_dir is not None:
+        video_dir.mkdir(parents=True, exist_ok=True)
+        for k in range(filmed):
+            outcome = "success" if success[k] else "failure"
+            iio.imwrite(
+                video_dir / f"{family}-{k:02d}-{outcome}.gif", np.stack(frames[k]), duration=100, loop=0
+            )
+    return FamilyResult(success, length)
+
+
+@torch.no_grad()
+def _distances(
+    reward_model: RewardModel | None, observations: list[dict], instructions: list[str]
+) -> np.ndarray | None:
+    if reward_model is None:
+        return None
+    obs = {"state": torch.from_numpy(np.stack([o["state"] for o in observations]))}
+    return reward_model.distance(obs, reward_model.model.goal_input(instructions)).numpy()
+
+
+def _annotate(
+    frame: np.ndarray, instruction: str, step: int, distance: np.ndarray | None, reward: float | None, k: int
+) -> np.ndarray:
+    """The frame under a caption: the instruction, then the step, d(o, g) and the last reward."""
+    height, width, _ = frame.shape
+    image = Image.new("RGB", (width, height + CAPTION_HEIGHT), (0, 0, 0))
+    image.paste(Image.fromarray(frame), (0, CAPTION_HEIGHT))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=11)
+    draw.multiline_text(
+        (3, 2), textwrap.fill(instruction, CAPTION_WIDTH), fill=(255, 255, 255), font=font, spacing=2
+    )
+    status = f"t={step}"
+    if distance is not None:
+        status += f"  d={distance[k]:.1f}"
+    if reward is not None:
+        status += f"  r={reward:+.2f}"
+    draw.text((3, 30), status, fill=(255, 220, 120), font=font)
+    return np.asarray(image)
+
+
+def pooled(results: dict[str, FamilyResult]) -> FamilyResult:
+    """All families' episodes as one result."""
+    return FamilyResult(
+        np.concatenate([r.success for r in results.values()]),
+        np.concatenate([r.length for r in results.values()]),
+    )
