@@ -84,7 +84,8 @@ def main(args: Args) -> None:
     states, goals = frames.columns["observation.state"], frames.columns["goal"]
     env_config = args.config.collect.env
     ev = args.config.eval
-    optimal = evaluate(straight_line_policy, env_config, ev.num_episodes(POINTMASS_ID), ev.seed, ev.max_steps)
+    episodes = ev.num_episodes(POINTMASS_ID)
+    optimal = evaluate(straight_line_policy, env_config, episodes, ev.seed, ev.max_steps)
     sft_runs: dict[str, Path] = {}  # variants that share a Stage 1 config share its run
     results = {}
     for name, config in variants(args.config).items():
@@ -96,7 +97,7 @@ def main(args: Args) -> None:
         for stage, path in (("bc", sft_runs[key] / "checkpoints" / "policy"), ("improved", improved)):
             model, _ = load_checkpoint(path)
             row[stage] = evaluate(
-                efm_policy(model, ev.deterministic, ev.seed), env_config, ev.num_episodes(POINTMASS_ID), ev.seed, ev.max_steps
+                efm_policy(model, ev.deterministic, ev.seed), env_config, episodes, ev.seed, ev.max_steps
             ).summary()
             row[stage]["action_spread"] = gaussian_spread(model, states, goals)
         records = read_metrics(args.out / f"improve-{name}" / "metrics.jsonl")
