@@ -217,15 +217,20 @@ def test_improve_resume_from_the_command_line(
                 "--improve.end-on-true-success",
             ],
         ),
-        ("eval", ["--checkpoint", "--out", "--eval.episodes", "--eval.deterministic"]),
-        ("demo", ["pointmass", "--out", "--collect.num-episodes", "--sft.steps", "--improve.num-iterations"]),
+        (
+            "eval",
+            ["--checkpoint", "--out", "--reward", "--eval.episodes", "--eval.families", "--eval.videos"],
+        ),
+        ("demo", ["pointmass", "tabletop"]),
+        ("demo pointmass", ["--out", "--collect.num-episodes", "--sft.steps", "--improve.num-iterations"]),
+        ("demo tabletop", ["--out", "--dataset", "--collect.num-episodes", "--improve.practice-mode"]),
     ],
 )
 def test_help_of_each_subcommand(
     command: str, options: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COLUMNS", "120")
-    code, out, _ = run_cli([command, "--help"], capsys)
+    code, out, _ = run_cli([*command.split(), "--help"], capsys)
     assert code == 0
     for option in options:
         assert option in out, option

@@ -557,3 +557,14 @@ def test_improve_config_is_what_resume_uses(straight_run: Path) -> None:
     saved = json.loads((straight_run / "config.json").read_text())
     assert saved["command"] == "improve"
     assert from_dict(ImproveConfig, saved["improve"]) == FOUR.resolve("siefm/PointMass-v0")
+
+
+def test_the_practice_budget_stops_stage2(sft_run: Path, tmp_path: Path) -> None:
+    config = dataclasses.replace(TINY_IMPROVE, num_iterations=5, max_practice_episodes=40)
+    path = improve(sft_run, tmp_path / "rl", config)
+    records = read_metrics(tmp_path / "rl" / "metrics.jsonl")
+    # 16 robots play >= 16 episodes per iteration: the budget is spent before the fifth iteration, and
+    # no iteration starts after it is.
+    played = [r["improve/episodes"] for r in records]
+    assert 1 < len(played) < 5 and played[-2] < 40 <= played[-1]
+    assert load_checkpoint(path)[1]["improve"]["episodes"] == records[-1]["improve/episodes"]

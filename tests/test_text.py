@@ -37,13 +37,36 @@ def test_every_tabletop_instruction_is_in_the_vocabulary() -> None:
         assert (ids != 0).sum() == len(words(instruction))  # fits in max_length
 
 
-def test_encoder_ignores_padding_and_separates_instructions() -> None:
+def test_encoder_tells_instructions_and_word_order_apart() -> None:
     torch.manual_seed(0)
     tokenizer = WordTokenizer(tabletop_vocabulary(), max_length=12)
-    encoder = TextEncoder(len(tokenizer), dim=16)
-    ids = tokenizer.encode(["push the red moon up", "push the blue cube down"])
-    out = encoder(ids)
-    assert out.shape == (2, 16)
-    longer = WordTokenizer(tabletop_vocabulary(), max_length=20).encode(["push the red moon up"])
-    assert_close(encoder(longer)[0], out[0])  # more padding, same encoding
-    assert not np.allclose(out[0].detach().numpy(), out[1].detach().numpy())
+    encoder = TextEncoder(len(tokenizer), max_length=12, dim=16)
+    texts = [
+        "push the red moon to the blue cube",
+        "push the blue cube to the red moon",
+        "push the red moon up",
+    ]
+    out = encoder(tokenizer.encode(texts)).detach().numpy()
+    assert out.shape == (3, 16)
+    # A bag of words would give the first two the same code: the encoder must know which block moves.
+    assert not np.allclose(out[0], out[1]) and not np.allclose(out[0], out[2])
+
+
+def test_padding_contributes_nothing() -> None:
+    torch.manual_seed(0)
+    encoder = TextEncoder(10, max_length=4, dim=8)
+    ids = torch.tensor([[2, 3, 0, 0]])
+    first_layer = encoder.project[0]
+    expected = torch.relu(
+        first_layer(
+            torch.cat(
+                [
+                    encoder.embedding.weight[2],
+                    encoder.embedding.weight[3],
+                    torch.zeros(2 * encoder.embedding.embedding_dim),
+                ]
+            )
+        )
+    )
+    assert_close(encoder(ids)[0], expected)
+    assert torch.count_nonzero(encoder.embedding(torch.tensor([0]))) == 0

@@ -26,6 +26,7 @@ import tyro
 from siefm.config import CollectConfig, EvalConfig, ImproveConfig, SFTConfig
 from siefm.data.collect_tabletop import TabletopCollectConfig
 from siefm.demo import DemoConfig
+from siefm.tabletop_demo import TabletopDemoConfig
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,9 @@ class Improve:
     """Run directory of `siefm sft` (its checkpoints/policy starts the policy, checkpoints/reward scores)."""
     out: Path | None = None
     """Run directory to create; the improved policy goes to OUT/checkpoints/policy."""
+    policy: Path | None = None
+    """Start from this policy checkpoint instead of SFT_RUN/checkpoints/policy, e.g. an improved policy
+    practising the novel object (--improve.block-set banana); rewards still come from SFT_RUN."""
     resume: Path | None = None
     """Continue the interrupted Stage 2 run in this directory from its last completed iteration (the saved
     config is used; other options are ignored)."""
@@ -88,15 +92,30 @@ class Eval:
 
 
 @dataclass(frozen=True)
-class Demo:
-    """Run the whole recipe on an embedded default configuration: collect -> Stage 1 -> Stage 2 -> eval, then
-    write results.json, trajectories.png and learning_curve.png and print a summary table."""
+class PointMassDemo:
+    """Run the whole recipe on PointMass with embedded defaults (a few minutes): collect -> Stage 1 ->
+    Stage 2 -> eval; writes results.json, trajectories.png and learning_curve.png and prints a summary."""
 
-    domain: tyro.conf.Positional[Literal["pointmass"]]
-    """Which domain to run."""
     out: Path = Path("runs/demo-pointmass")
     """Output directory (dataset/, sft/, improve/ and the report files)."""
     config: Annotated[DemoConfig, tyro.conf.arg(name="")] = field(default_factory=DemoConfig)
+
+
+@dataclass(frozen=True)
+class TabletopDemo:
+    """Run the whole recipe on the tabletop from state observations: oracle demonstrations -> Stage 1 (all
+    families) -> Stage 2 (block2block practice) -> 5 families x 50 episodes for Stage 1, Stage 2 and the
+    oracle; writes results.json, success_by_family.png, learning_curve.png and annotated videos."""
+
+    out: Path = Path("runs/demo-tabletop")
+    """Output directory (dataset/, sft/, improve/, videos/ and the report files)."""
+    config: Annotated[TabletopDemoConfig, tyro.conf.arg(name="")] = field(default_factory=TabletopDemoConfig)
+
+
+Demo = tyro.conf.OmitSubcommandPrefixes[
+    Annotated[PointMassDemo, tyro.conf.subcommand("pointmass")]
+    | Annotated[TabletopDemo, tyro.conf.subcommand("tabletop")]
+]
 
 
 Command = (
@@ -104,11 +123,11 @@ Command = (
     | Annotated[SFT, tyro.conf.subcommand("sft")]
     | Annotated[Improve, tyro.conf.subcommand("improve")]
     | Annotated[Eval, tyro.conf.subcommand("eval")]
-    | Annotated[Demo, tyro.conf.subcommand("demo")]
+    | Annotated[Demo, tyro.conf.subcommand("demo", description="Run the whole recipe on one domain.")]
 )
 
 
-def run(command: Collect | SFT | Improve | Eval | Demo) -> None:
+def run(command: Collect | SFT | Improve | Eval | PointMassDemo | TabletopDemo) -> None:
     """Executes a parsed command (importing the heavy stages only when needed)."""
     if isinstance(command, Collect):
         if command.env == "tabletop":
@@ -133,13 +152,19 @@ def run(command: Collect | SFT | Improve | Eval | Demo) -> None:
         elif command.sft_run is None or command.out is None:
             raise ValueError("siefm improve needs --sft-run and --out for a new run, or --resume RUN_DIR.")
         else:
-            path = improve(command.sft_run, command.out, command.improve)
+            path = improve(command.sft_run, command.out, command.improve, command.policy)
         print(f"improved policy in {path}")
     elif isinstance(command, Eval):
         from siefm.eval.report import evaluate_checkpoint
 
         results = evaluate_checkpoint(command.checkpoint, command.out, command.eval, command.reward)
         print(json.dumps(results, indent=2))
+    elif isinstance(command, TabletopDemo):
+        from siefm.tabletop_demo import run_tabletop_demo
+
+        results = run_tabletop_demo(command.out, command.config)
+        print(format_table(results))
+        print(f"\nreport: {command.out / 'results.json'}, {command.out / 'success_by_family.png'}, videos/")
     else:
         from siefm.demo import run_demo
 
@@ -151,24 +176,26 @@ def run(command: Collect | SFT | Improve | Eval | Demo) -> None:
         )
 
 
+def _row(name: str, r: dict) -> tuple[str, str, str, str]:
+    low, high = r["success_ci95"]
+    return name, f"{r['success_rate']:.1%}", f"[{low:.1%}, {high:.1%}]", f"{r['mean_steps']:.1f}"
+
+
 def format_table(results: dict) -> str:
     """The demo's short summary table."""
     rows = [("policy", "true success", "95% CI", "mean steps")]
+    tabletop = "per_family" in results["bc"]
     for key, name in (
         ("demonstrator", "demonstrator"),
         ("bc", "Stage 1 (BC)"),
         ("improved", "Stage 2"),
-        ("optimal", "straight line"),
+        ("optimal", "scripted oracle" if tabletop else "straight line"),
     ):
-        r = results[key]
-        rows.append(
-            (
-                name,
-                f"{r['success_rate']:.1%}",
-                f"[{r['success_ci95'][0]:.1%}, {r['success_ci95'][1]:.1%}]",
-                f"{r['mean_steps']:.1f}",
-            )
-        )
+        if key in results:
+            rows.append(_row(name, results[key]))
+    if tabletop:  # the practised family on its own
+        for key, name in (("bc", "Stage 1 (BC)"), ("improved", "Stage 2"), ("optimal", "scripted oracle")):
+            rows.append(_row(f"{name}, block2block", results[key]["per_family"]["block2block"]))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     imp, rm = results["improve"], results["reward_model"]

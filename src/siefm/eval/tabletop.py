@@ -1,6 +1,7 @@
 """Tabletop evaluation with the reference protocol (TABLETOP.md): per-family true success, videos.
 
-Every policy is run on the same seeded episodes: episode k of family f uses seed `seed + f * 10_000 + k`.
+Every policy is run on the same seeded episodes: episode k of a family uses seed `seed + 10_000 f + k`, f
+the family's place in `ALL_FAMILIES`, so its episodes do not depend on which other families are evaluated.
 Episodes end on the environment's own success criterion or at the time limit (200 steps); `mean_steps`
 counts a failure as the limit. All boards of a family step together, so an EFM acts on one batch per step.
 Videos (GIF) show the instruction, the step, and, given a reward model, d(o, g) and the reward on each frame.
@@ -21,11 +22,13 @@ from tqdm.auto import tqdm
 
 from siefm.envs.tabletop import TabletopConfig, TabletopEnv
 from siefm.envs.tabletop.oracle import PushOracle
+from siefm.envs.tabletop.tasks import FAMILIES, NOVEL_FAMILY
 from siefm.eval.evaluate import wilson_interval
 from siefm.improve.reward import RewardModel
 from siefm.models.efm import EFM
 
 FAMILY_SEED_STRIDE = 10_000
+ALL_FAMILIES = (*FAMILIES, NOVEL_FAMILY)
 VIDEO_SIZE = (216, 288)  # rendered (height, width) of video frames
 CAPTION_HEIGHT = 46
 CAPTION_WIDTH = 48  # characters per caption line
@@ -90,8 +93,9 @@ def evaluate_tabletop(
     env_config = replace(env_config, observation="state", image_size=VIDEO_SIZE)
     boards = [TabletopEnv(env_config) for _ in range(episodes)]
     results = {}
-    for f, family in enumerate(tqdm(families, desc="evaluation", unit="family")):
-        seeds = [seed + f * FAMILY_SEED_STRIDE + k for k in range(episodes)]
+    for family in tqdm(families, desc="evaluation", unit="family"):
+        first = seed + ALL_FAMILIES.index(family) * FAMILY_SEED_STRIDE
+        seeds = list(range(first, first + episodes))
         filmed = min(videos_per_family, episodes) if video_dir is not None else 0
         results[family] = _run_family(
             policy, boards, family, seeds, max_steps, reward_model, filmed, video_dir

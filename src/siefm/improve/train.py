@@ -37,18 +37,28 @@ STATE_DIR = "state"  # the latest completed iteration, for --resume
 POLICY_DIR = "checkpoints/policy"  # the improved policy, written at the end
 
 
-def improve(sft_run: Path, out: Path, config: ImproveConfig) -> Path:
-    """Runs Stage 2 from the checkpoints of a Stage 1 run; returns the improved policy checkpoint."""
+def improve(sft_run: Path, out: Path, config: ImproveConfig, policy: Path | None = None) -> Path:
+    """Runs Stage 2 from the checkpoints of a Stage 1 run; returns the improved policy checkpoint.
+
+    The policy starts from `policy` when given (e.g. an improved policy practising a new object), else from
+    the Stage 1 run's policy; rewards always come from the Stage 1 run's frozen reward model.
+    """
     out = Path(out)
     if (out / "config.json").exists():
         raise FileExistsError(
             f"{out} already holds a Stage 2 run; continue it with --resume {out} or pick a new --out."
         )
     sft_run = Path(sft_run).resolve()
-    inputs = _load_inputs(sft_run, config)  # fails before anything is written, so --out stays reusable
+    policy = None if policy is None else Path(policy).resolve()
+    inputs = _load_inputs(sft_run, config, policy)  # fails before anything is written: --out stays reusable
     config = config.resolve(inputs[1]["env"]["id"])
     out.mkdir(parents=True, exist_ok=True)
-    run_config = {"command": "improve", "sft_run": str(sft_run), "improve": to_dict(config)}
+    run_config = {
+        "command": "improve",
+        "sft_run": str(sft_run),
+        "policy": None if policy is None else str(policy),
+        "improve": to_dict(config),
+    }
     (out / "config.json").write_text(json.dumps(run_config, indent=2))
     return _run(out, config, *inputs)
 
@@ -66,13 +76,23 @@ def resume_improve(run_dir: Path) -> Path:
             f"{run_dir} is not a Stage 2 run directory (its config.json is not from `siefm improve`)."
         )
     config = from_dict(ImproveConfig, saved["improve"])
-    inputs = _load_inputs(Path(saved["sft_run"]), config)
+    policy = saved.get("policy")
+    inputs = _load_inputs(Path(saved["sft_run"]), config, None if policy is None else Path(policy))
     return _run(run_dir, config.resolve(inputs[1]["env"]["id"]), *inputs)
 
 
-def _load_inputs(sft_run: Path, config: ImproveConfig) -> tuple[EFM, dict[str, Any], RewardModel]:
-    """The Stage 1 policy (to train), its metadata, and the frozen reward model with its threshold s."""
+def _load_inputs(
+    sft_run: Path, config: ImproveConfig, policy: Path | None = None
+) -> tuple[EFM, dict[str, Any], RewardModel]:
+    """The policy to train (Stage 1's unless `policy` is given), its metadata, and the frozen reward model
+    with its threshold s."""
     checkpoints = {name: sft_run / "checkpoints" / name for name in ("policy", "reward")}
+    if policy is not None:
+        checkpoints["policy"] = policy
+        if not policy.is_dir():
+            raise CheckpointError(
+                f"{policy} is not a checkpoint directory (pass e.g. RUN/checkpoints/policy)."
+            )
     for name, path in checkpoints.items():
         if not path.is_dir():
             raise CheckpointError(
@@ -104,9 +124,9 @@ def _run(
     max_episode_steps = config.max_episode_steps or policy_meta["env"]["config"]["max_steps"]
     optimizer = torch.optim.AdamW(policy.policy_parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
-    counters = {"iterations": 0, "env_steps": 0, "updates": 0, "wall_seconds": 0.0}
+    counters = {"iterations": 0, "env_steps": 0, "updates": 0, "episodes": 0, "wall_seconds": 0.0}
     if (out / STATE_DIR).is_dir() or (out / (STATE_DIR + ".old")).is_dir():
-        counters = _load_state(out, policy, optimizer, generator, fleet)
+        counters = {**counters, **_load_state(out, policy, optimizer, generator, fleet)}
         log.info(
             "resuming Stage 2 at iteration %d (%d env steps)", counters["iterations"], counters["env_steps"]
         )
@@ -114,7 +134,9 @@ def _run(
 
     def improved_metadata() -> dict[str, Any]:
         """The Stage 1 policy's metadata plus what Stage 2 has done so far."""
-        progress = {k: counters[k] for k in ("iterations", "env_steps", "updates", "wall_seconds")}
+        progress = {
+            k: counters[k] for k in ("iterations", "env_steps", "updates", "episodes", "wall_seconds")
+        }
         return {**policy_meta, "stage": "improve", "success_threshold": threshold, "improve": progress}
 
     logger = MetricLogger(out)
@@ -127,6 +149,9 @@ def _run(
         total=config.num_iterations,
     )
     for iteration in bar:
+        if config.max_practice_episodes is not None and counters["episodes"] >= config.max_practice_episodes:
+            log.info("Stage 2: the practice budget of %d episodes is spent", config.max_practice_episodes)
+            break
         start = time.perf_counter()
         batch = collect_practice(
             fleet,
@@ -144,11 +169,13 @@ def _run(
         counters["iterations"] = iteration + 1
         counters["env_steps"] += batch.num_samples
         counters["updates"] += config.num_updates
+        counters["episodes"] += len(batch.episode_length)
         counters["wall_seconds"] += seconds
         metrics = {
             "improve/iteration": iteration + 1,
             "improve/env_steps": counters["env_steps"],
             "improve/updates": counters["updates"],
+            "improve/episodes": counters["episodes"],
             "improve/loss": loss,
             **batch.metrics(),
             "time/env_steps_per_second": batch.num_samples / collect_seconds,

@@ -20,6 +20,7 @@ from torch import nn
 from siefm.config import ModelConfig
 from siefm.models.bins import UniformBins, steps_to_go_bins
 from siefm.models.heads import ActionDistribution, GaussianActionHead, TokenActionHead
+from siefm.models.objects import ObjectSelector
 from siefm.models.text import TextEncoder, WordTokenizer
 
 Stats = Mapping[str, Mapping[str, torch.Tensor]]  # feature ("state", "goal", "action") -> mean/std/min/max
@@ -57,18 +58,31 @@ class EFM(nn.Module):
 
     def __init__(self, config: ModelConfig, spec: ModelSpec, stats: Stats):
         super().__init__()
-        if None in (config.goal_encoder, config.action_head, config.steps_to_go_bins, config.steps_to_go_max):
+        required = (config.goal_encoder, config.state_encoder, config.steps_to_go_sees, config.action_head)
+        if None in (*required, config.steps_to_go_bins, config.steps_to_go_max):
             raise ValueError("the EFM needs a resolved ModelConfig: call config.resolve(env_id) first.")
         self.config, self.spec = config, spec
         self.tokenizer: WordTokenizer | None = None
+        self.selector: ObjectSelector | None = None
         if config.goal_encoder == "words":
             if not spec.vocabulary:
                 raise ValueError("an EFM with instruction goals needs ModelSpec.vocabulary.")
             self.tokenizer = WordTokenizer(spec.vocabulary, spec.goal_dim)
-            self.text_encoder = TextEncoder(len(self.tokenizer), config.text_dim)
+            self.text_encoder = TextEncoder(len(self.tokenizer), spec.goal_dim, config.text_dim)
             self.register_buffer("input_mean", stats["state"]["mean"].clone())
             self.register_buffer("input_std", stats["state"]["std"].clone())
             in_dim = spec.state_dim + config.text_dim
+            if config.state_encoder == "objects":
+                num_objects, leftover = divmod(spec.state_dim - config.object_prefix_dim, config.object_dim)
+                if leftover or num_objects < 1:
+                    raise ValueError(
+                        f"a state of size {spec.state_dim} is not {config.object_prefix_dim} numbers plus "
+                        f"rows of {config.object_dim}: use --sft.model.state-encoder flat for this data."
+                    )
+                self.selector = ObjectSelector(
+                    num_objects, config.object_prefix_dim, config.object_dim, config.text_dim
+                )
+                in_dim += self.selector.out_dim
         else:
             self.register_buffer("input_mean", torch.cat([stats["state"]["mean"], stats["goal"]["mean"]]))
             self.register_buffer("input_std", torch.cat([stats["state"]["std"], stats["goal"]["std"]]))
@@ -82,7 +96,10 @@ class EFM(nn.Module):
             self.action_head = TokenActionHead(
                 config.hidden_dim, spec.action_dim, stats["action"], config.action_bins
             )
-        self.steps_to_go_tower = mlp(in_dim, config.hidden_dim, config.num_layers)
+        steps_in_dim = in_dim
+        if self.selector is not None and config.steps_to_go_sees == "selected":
+            steps_in_dim = config.text_dim + self.selector.out_dim
+        self.steps_to_go_tower = mlp(steps_in_dim, config.hidden_dim, config.num_layers)
         self.steps_to_go_head = nn.Linear(config.hidden_dim, config.steps_to_go_bins)
 
     @property
@@ -95,17 +112,24 @@ class EFM(nn.Module):
             return self.tokenizer.encode([str(text) for text in goals])
         return torch.as_tensor(np.asarray(goals), dtype=torch.float32)
 
-    def _inputs(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
+    def _inputs(
+        self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor, selected_only: bool = False
+    ) -> torch.Tensor:
         if self.tokenizer is not None:
             state = (obs["state"] - self.input_mean) / self.input_std
-            return torch.cat([state, self.text_encoder(goal)], dim=-1)
+            text = self.text_encoder(goal)
+            if self.selector is None:
+                return torch.cat([state, text], dim=-1)
+            selected = self.selector(obs["state"], text)
+            return torch.cat([text, selected] if selected_only else [state, text, selected], dim=-1)
         return (torch.cat([obs["state"], goal], dim=-1) - self.input_mean) / self.input_std
 
     def action_distribution(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> ActionDistribution:
         return self.action_head(self.policy_tower(self._inputs(obs, goal)))
 
     def steps_to_go_logits(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
-        return self.steps_to_go_head(self.steps_to_go_tower(self._inputs(obs, goal)))
+        selected_only = self.selector is not None and self.config.steps_to_go_sees == "selected"
+        return self.steps_to_go_head(self.steps_to_go_tower(self._inputs(obs, goal, selected_only)))
 
     def forward(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> EFMOutput:
         return EFMOutput(self.action_distribution(obs, goal), self.steps_to_go_logits(obs, goal))
@@ -138,5 +162,7 @@ class EFM(nn.Module):
         the policy never uses)."""
         if self.tokenizer is not None:
             yield from self.text_encoder.parameters()
+            if self.selector is not None:
+                yield from self.selector.parameters()
         yield from self.policy_tower.parameters()
         yield from self.action_head.parameters()

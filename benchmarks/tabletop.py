@@ -1,0 +1,172 @@
+"""Tabletop benchmark (issue 3): the paper's LanguageTable shape on block2block, from state observations.
+
+    siefm collect --env tabletop --out data/tabletop-120k --tabletop.num-episodes 120000   # ~27 min
+    python benchmarks/tabletop.py --dataset data/tabletop-120k --out runs/bench-tabletop
+
+What it runs, all on the same dataset and seeds:
+- Stage 1 on the nested 10% and 80% subsets (same step count and model);
+- Stage 2 from the 10% run, practising block2block in episodic and in reset-free mode, each capped at
+  `--practice-fraction` of the dataset's block2block demonstrations (the paper's budget is ~1-2%);
+- the novel-object experiment: the episodic Stage 2 policy practises "push the banana to ..." on the banana
+  board (rewards from the same frozen Stage 1 reward model, which never saw a banana);
+- evaluation of every policy and the scripted oracle with the reference protocol (5 families x 50 episodes,
+  <= 200 steps), a larger block2block evaluation, and banana evaluations before and after practice.
+Writes OUT/results.json (also the DESIGN.md keys: `bc` = 10% Stage 1, `improved` = episodic Stage 2,
+`optimal` = oracle) and OUT/success_by_family.png.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tyro
+
+from siefm.checkpoint import load_checkpoint
+from siefm.config import EvalConfig, ImproveConfig, SFTConfig
+from siefm.data.dataset import read_dataset
+from siefm.demo import machine_info, pooled_detector_scores, practice_summary
+from siefm.eval.plots import plot_family_success, plot_learning_curve
+from siefm.eval.report import evaluate_tabletop_policies, tabletop_summaries
+from siefm.improve.reward import RewardModel
+from siefm.improve.train import improve
+from siefm.logging import read_metrics
+from siefm.sft import train_sft
+from siefm.tabletop_demo import dataset_summary, episodes_per_family
+
+
+@dataclass(frozen=True)
+class Args:
+    dataset: Path
+    """A tabletop dataset from `siefm collect --env tabletop` (the full dataset)."""
+    out: Path = Path("runs/bench-tabletop")
+    small_fraction: float = 0.1
+    large_fraction: float = 0.8
+    sft: SFTConfig = field(default_factory=lambda: SFTConfig(steps=30_000, eval_every=1_000))
+    improve: ImproveConfig = field(default_factory=lambda: ImproveConfig(num_iterations=1_000))
+    practice_fraction: float = 0.018
+    """Practice budget as a fraction of the dataset's block2block demonstrations; the last iteration may
+    pass it by its own episodes, so 1.8% keeps the total within the issue's 2%."""
+    modes: tuple[str, ...] = ("episodic", "reset-free")
+    banana_iterations: int = 30
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    block2block_episodes: int = 200
+    """Episodes of the separate, larger block2block evaluation."""
+    banana_episodes: int = 100
+
+
+def run_stage2(
+    args: Args, sft_run: Path, name: str, config: ImproveConfig, policy: Path | None = None
+) -> dict:
+    started = time.perf_counter()
+    path = improve(sft_run, args.out / name, config, policy)
+    records = read_metrics(args.out / name / "metrics.jsonl")
+    meta = load_checkpoint(path)[1]
+    return {
+        "checkpoint": str(path),
+        **meta["improve"],
+        **pooled_detector_scores(records),
+        **practice_summary(records),
+        "first_practice_true_success": records[0]["rollout/true_success"],
+        "success_threshold": meta["success_threshold"],
+        "wall_seconds_total": time.perf_counter() - started,
+    }
+
+
+def main(args: Args) -> dict:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args.out.mkdir(parents=True, exist_ok=True)
+    dataset = read_dataset(args.dataset)
+    block2block_demos = episodes_per_family(dataset)["block2block"]
+    budget = int(args.practice_fraction * block2block_demos)
+    results: dict = {
+        "command": " ".join(["python", *sys.argv]),
+        "args": json.loads(json.dumps(dataclasses.asdict(args), default=str)),
+    }
+    results["dataset"] = dataset_summary(dataset, args.dataset)
+    sft_runs = {}
+    for label, fraction in (("bc10", args.small_fraction), ("bc80", args.large_fraction)):
+        config = dataclasses.replace(args.sft, data_fraction=fraction)
+        sft_runs[label] = args.out / f"sft-{label}"
+        if not (sft_runs[label] / "sft_summary.json").exists():
+            train_sft(args.dataset, sft_runs[label], config)
+        results[f"sft_{label}"] = json.loads((sft_runs[label] / "sft_summary.json").read_text())
+        results[f"sft_{label}"].pop("val_episode_ids")
+    stage2 = {}
+    for mode in args.modes:
+        config = dataclasses.replace(args.improve, practice_mode=mode, max_practice_episodes=budget)
+        stage2[mode] = run_stage2(args, sft_runs["bc10"], f"improve-{mode}", config)
+        stage2[mode]["practice_fraction_of_block2block_demos"] = stage2[mode]["episodes"] / block2block_demos
+    results["stage2"] = stage2
+    results["practice_budget"] = {"episodes": budget, "block2block_demos": block2block_demos}
+
+    reward_efm, reward_meta = load_checkpoint(sft_runs["bc10"] / "checkpoints" / "reward")
+    reward_model = RewardModel(reward_efm, reward_meta["success_threshold"])
+    env = reward_meta["env"]
+    policies = {
+        "bc10": load_checkpoint(sft_runs["bc10"] / "checkpoints" / "policy")[0],
+        "bc80": load_checkpoint(sft_runs["bc80"] / "checkpoints" / "policy")[0],
+        **{f"improved_{mode}": load_checkpoint(Path(stage2[mode]["checkpoint"]))[0] for mode in args.modes},
+    }
+    protocol = tabletop_summaries(
+        evaluate_tabletop_policies(policies, env, args.eval, args.out / "videos", reward_model)
+    )
+    results["protocol"] = protocol
+    block2block = dataclasses.replace(
+        args.eval, families=("block2block",), episodes=args.block2block_episodes, videos=0
+    )
+    results["block2block"] = tabletop_summaries(
+        evaluate_tabletop_policies(policies, env, block2block, None, reward_model)
+    )
+    # DESIGN.md keys: the 10% Stage 1 policy, the episodic Stage 2 policy and the oracle.
+    results.update(
+        bc=protocol["bc10"], improved=protocol[f"improved_{args.modes[0]}"], optimal=protocol["optimal"]
+    )
+    results["improve"] = stage2[args.modes[0]]
+
+    start = Path(stage2[args.modes[0]]["checkpoint"])
+    banana_eval = dataclasses.replace(args.eval, block_set="banana", episodes=args.banana_episodes, videos=2)
+    before = evaluate_tabletop_policies(
+        {"before": policies[f"improved_{args.modes[0]}"]},
+        env,
+        banana_eval,
+        args.out / "videos-banana",
+        reward_model,
+        oracle=True,
+    )
+    banana_config = dataclasses.replace(
+        args.improve, block_set="banana", num_iterations=args.banana_iterations, families=None
+    )
+    results["banana_practice"] = run_stage2(args, sft_runs["bc10"], "improve-banana", banana_config, start)
+    after_model = load_checkpoint(Path(results["banana_practice"]["checkpoint"]))[0]
+    after = evaluate_tabletop_policies(
+        {"after": after_model}, env, banana_eval, args.out / "videos-banana", reward_model, oracle=False
+    )
+    results["banana"] = tabletop_summaries({**before, **after})
+    results["machine"] = machine_info()
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+
+    labels = {
+        "bc10": "Stage 1, 10%",
+        "bc80": "Stage 1, 80%",
+        f"improved_{args.modes[0]}": "Stage 2 from 10%",
+        "optimal": "scripted oracle",
+    }
+    plot_family_success({labels[k]: protocol[k] for k in labels}, args.out / "success_by_family.png")
+    plot_learning_curve(
+        read_metrics(args.out / f"improve-{args.modes[0]}" / "metrics.jsonl"), args.out / "learning_curve.png"
+    )
+    return results
+
+
+if __name__ == "__main__":
+    out = main(tyro.cli(Args))
+    for name in ("bc10", "bc80", *(f"improved_{m}" for m in ("episodic", "reset-free")), "optimal"):
+        if name in out["block2block"]:
+            r = out["block2block"][name]
+            print(f"{name:22s} block2block {r['success_rate']:.1%} {r['success_ci95']}")

@@ -1,0 +1,173 @@
+"""The tabletop in the two stages: instruction-goal model, object selection, practice fleet, banana board,
+evaluation protocol and videos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from torch.testing import assert_close
+
+from siefm.config import TABLETOP_ID, ImproveConfig, ModelConfig
+from siefm.envs.tabletop import TabletopConfig, TabletopEnv
+from siefm.envs.tabletop.scene import BOARD_X
+from siefm.envs.tabletop.tasks import NOVEL_FAMILY, sample_task
+from siefm.eval.tabletop import evaluate_tabletop, oracle_batch_policy
+from siefm.improve.fleet import TabletopFleet, make_fleet
+from siefm.models.efm import EFM, ModelSpec
+from siefm.models.objects import POSITION_SCALE, ObjectSelector
+from siefm.models.text import WordTokenizer, tabletop_vocabulary
+
+STATE_DIM = 4 + 4 * 8
+
+
+def test_object_selector_returns_the_chosen_rows_known_answer() -> None:
+    selector = ObjectSelector(num_objects=3, prefix_dim=4, object_dim=4, text_dim=2, num_roles=2, key_dim=2)
+    with torch.no_grad():  # keys e0, e1, e2; role 0 queries e2 and role 1 queries e0, both sharply
+        selector.keys.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]]))
+        selector.queries.weight.zero_()
+        selector.queries.bias.copy_(torch.tensor([-100.0, -100.0, 100.0, 0.0]))
+    state = torch.tensor([[0.1, 0.2, 0.0, 0.0, 0.3, 0.1, 1.0, 0.0, 0.5, 0.5, 0.0, 1.0, 0.2, 0.4, 0.6, 0.8]])
+    out = selector(state, torch.zeros(1, 2))
+    a, b = torch.tensor([0.2, 0.4]), torch.tensor([0.3, 0.1])  # object 2 moves, object 0 is the reference
+    pusher = torch.tensor([0.1, 0.2])
+    expected = torch.cat(
+        [
+            torch.tensor([0.6, 0.8, 1.0, 0.0]),  # yaw features of the two roles
+            POSITION_SCALE * torch.cat([a, b]),
+            POSITION_SCALE * torch.cat([a - pusher, b - pusher]),
+            POSITION_SCALE * (a - b),
+        ]
+    )
+    assert out.shape == (1, selector.out_dim)
+    assert_close(out[0], expected, atol=1e-5, rtol=0)
+
+
+def tabletop_model(seed: int = 0) -> EFM:
+    torch.manual_seed(seed)
+    tokenizer = WordTokenizer(tabletop_vocabulary(), max_length=16)
+    spec = ModelSpec(STATE_DIM, 16, 2, tuple(tokenizer.vocabulary))
+    ones = {"state": torch.ones(STATE_DIM), "goal": torch.ones(16), "action": torch.full((2,), 0.05)}
+    stats = {k: {"mean": 0 * v, "std": v, "min": -v, "max": v} for k, v in ones.items()}
+    return EFM(ModelConfig(hidden_dim=32, num_layers=1).resolve(TABLETOP_ID), spec, stats)
+
+
+def test_instruction_goal_model_acts_and_scores_from_raw_instructions() -> None:
+    model = tabletop_model()
+    env = TabletopEnv()
+    obs, _ = env.reset(seed=3)
+    goals = model.goal_input([obs["instruction"], "push the red moon to the blue cube"])
+    assert goals.dtype == torch.int64 and goals.shape == (2, 16)
+    state = torch.from_numpy(np.stack([obs["state"]] * 2))
+    action, log_prob = model.act({"state": state}, goals)
+    assert action.shape == (2, 2) and torch.isfinite(log_prob).all()
+    d = model.steps_to_go({"state": state}, goals)
+    assert ((d >= 0) & (d <= 100)).all()
+    # Stage 2 trains the instruction encoder and object selection with the policy, not the steps-to-go tower.
+    trained = {id(p) for p in model.policy_parameters()}
+    assert {id(p) for p in model.text_encoder.parameters()} <= trained
+    assert {id(p) for p in model.selector.parameters()} <= trained
+    assert not {id(p) for p in model.steps_to_go_tower.parameters()} & trained
+
+
+def test_an_object_state_of_the_wrong_size_is_refused() -> None:
+    config = ModelConfig(hidden_dim=8, num_layers=1).resolve(TABLETOP_ID)
+    spec = ModelSpec(7, 16, 2, ("push",))
+    stats = {k: {"mean": torch.zeros(d), "std": torch.ones(d)} for k, d in (("state", 7), ("goal", 16))}
+    with pytest.raises(ValueError, match="state-encoder flat"):
+        EFM(config, spec, {**stats, "action": {"min": -torch.ones(2), "max": torch.ones(2)}})
+
+
+def positions(fleet: TabletopFleet) -> np.ndarray:
+    return np.stack([env.block_positions() for env in fleet.envs])
+
+
+def test_episodic_fleet_resets_the_board_for_every_instruction() -> None:
+    fleet = TabletopFleet(2, TabletopConfig(), seed=0, families=("block2block",))
+    first = fleet.reset()
+    before = positions(fleet)
+    again = fleet.reset(np.array([1]))
+    assert np.array_equal(positions(fleet)[0], before[0]) and not np.allclose(positions(fleet)[1], before[1])
+    assert again["goal"][0] == first["goal"][0] and fleet.board_resets == 3
+    assert all(env.task.family == "block2block" for env in fleet.envs)
+
+
+def test_reset_free_fleet_gives_new_instructions_on_the_same_board() -> None:
+    fleet = TabletopFleet(
+        2, TabletopConfig(), seed=0, families=("block2block",), reset_free=True, reset_every=5
+    )
+    fleet.reset()
+    for _ in range(3):
+        fleet.step(np.full((2, 2), 0.02))
+    before = positions(fleet)
+    fleet.reset()
+    assert np.array_equal(positions(fleet), before) and fleet.board_resets == 2  # only the first resets
+    for _ in range(5):  # past reset_every: the next instruction comes with a fresh board
+        fleet.step(np.zeros((2, 2)))
+    fleet.reset(np.array([0]))
+    assert fleet.board_resets == 3 and not np.allclose(positions(fleet)[0], before[0])
+
+
+def test_reset_free_fleet_resets_a_board_whose_block_fell_off() -> None:
+    fleet = TabletopFleet(1, TabletopConfig(), seed=1, families=("block2block",), reset_free=True)
+    fleet.reset()
+    env = fleet.envs[0]
+    address = env._block_qpos[0]
+    env.data.qpos[address] = BOARD_X[1] + 0.2  # push block 0 off the far edge
+    assert not env.blocks_on_board()
+    fleet.reset()
+    assert fleet.board_resets == 2 and env.blocks_on_board()
+
+
+def test_only_active_robots_move() -> None:
+    fleet = TabletopFleet(2, TabletopConfig(), seed=0, families=("block2block",))
+    obs = fleet.reset()
+    moved, _ = fleet.step(np.full((2, 2), 0.05), active=np.array([True, False]))
+    assert not np.array_equal(moved["state"][0], obs["state"][0])
+    assert np.array_equal(moved["state"][1], obs["state"][1])
+
+
+def test_make_fleet_follows_the_practice_config() -> None:
+    env = {"id": TABLETOP_ID, "config": {"block_set": "8"}}
+    fleet = make_fleet(env, ImproveConfig(num_envs=2, practice_mode="reset-free").resolve(TABLETOP_ID))
+    assert fleet.reset_free and fleet.families == ("block2block",)
+    banana = make_fleet(env, ImproveConfig(num_envs=1, block_set="banana").resolve(TABLETOP_ID))
+    obs = banana.reset()
+    assert banana.families == (NOVEL_FAMILY,) and "banana" in obs["goal"][0]
+
+
+def test_banana_board_and_instructions() -> None:
+    env = TabletopEnv(TabletopConfig(block_set="banana"))
+    obs, info = env.reset(seed=0)
+    assert info["task_family"] == NOVEL_FAMILY and obs["state"].shape == (STATE_DIM,)
+    assert obs["instruction"].startswith("push the banana to the ") and obs["instruction"].endswith(
+        " of the table"
+    )
+    assert env.blocks[info["task_block"]].shape == "banana"
+    # The standard board has no banana, so no banana task fits it.
+    standard = TabletopEnv()
+    standard.reset(seed=0)
+    rng = np.random.default_rng(0)
+    assert sample_task(rng, NOVEL_FAMILY, standard.block_positions(), standard.blocks) is None
+    with pytest.raises(ValueError, match="families"):
+        TabletopConfig(families=(NOVEL_FAMILY,))
+
+
+def test_oracle_evaluation_and_annotated_videos(tmp_path: Path) -> None:
+    results = evaluate_tabletop(
+        oracle_batch_policy(), TabletopConfig(), ["block2block", "separate"], 4, seed=5, video_dir=tmp_path
+    )
+    assert set(results) == {"block2block", "separate"}
+    summary = results["separate"].summary()
+    assert summary["episodes"] == 4 and summary["success_rate"] >= 0.75
+    assert (results["separate"].length[results["separate"].success] < 200).all()
+    videos = sorted(tmp_path.glob("*.gif"))
+    assert len(videos) == 4  # the first two episodes of each family
+    frames = iio.imread(videos[0])
+    assert frames.ndim == 4 and frames.shape[0] >= 2  # the first frame plus one per step
+    # Same seeds, same episodes: a second run gives identical results.
+    again = evaluate_tabletop(oracle_batch_policy(), TabletopConfig(), ["separate"], 4, seed=5)
+    assert np.array_equal(again["separate"].length, results["separate"].length)
