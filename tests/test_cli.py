@@ -411,3 +411,33 @@ def test_tabletop_through_both_stages_from_the_command_line(
     ]
     code, _, err = run_cli([*argv, "--tabletop.env.observation", "pixels", "--overwrite"], capsys)
     assert_clean_error(code, err, "state observations")
+
+
+def test_demo_tabletop_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    argv = ["demo", "tabletop", "--out", out, "--collect.num-episodes", "12", "--collect.num-workers", "1"]
+    argv += ["--sft.steps", "40", "--sft.eval-every", "20", "--sft.model.hidden-dim", "16"]
+    argv += ["--improve.num-iterations", "1", "--improve.num-envs", "3", "--improve.num-updates", "2"]
+    argv += ["--improve.minibatch-size", "16", "--improve.max-episode-steps", "10"]
+    argv += ["--eval.episodes", "2", "--eval.max-steps", "5", "--eval.videos", "1"]
+    code, printed, err = run_cli(argv, capsys)
+    assert code == 0, err
+    assert "Stage 1 (BC), block2block" in printed and "scripted oracle" in printed
+    results = json.loads((out / "results.json").read_text())
+    for key in ("env", "dataset", "bc", "improved", "optimal", "improve", "sft", "reward_model", "machine"):
+        assert key in results, key
+    for key in ("bc", "improved", "optimal"):
+        assert set(results[key]) >= {"success_rate", "success_ci95", "mean_steps", "episodes", "per_family"}
+        assert len(results[key]["per_family"]) == 5 and results[key]["episodes"] == 10
+    assert {
+        "env_steps",
+        "iterations",
+        "updates",
+        "wall_seconds",
+        "detector_precision",
+        "detector_recall",
+    } <= set(results["improve"])
+    assert results["improve"]["practice_episodes"] == results["improve"]["episodes"] >= 3
+    assert {"voc", "steps_mae"} <= set(results["reward_model"])
+    assert (out / "success_by_family.png").stat().st_size > 0 and (out / "learning_curve.png").exists()
+    assert len(list((out / "videos" / "improved").glob("*.gif"))) == 5

@@ -106,6 +106,8 @@ class ModelConfig:
     step 0..140, see docs/method.md, because the notebook's nominal 50 bins over 0..140 lump the last 3
     steps into one class, which blinds the success detector to the final approach; tabletop: the paper's
     50)."""
+    steps_to_go_dropout: float = 0.0
+    """Dropout after each hidden layer of the steps-to-go tower during Stage 1 (choice: 0)."""
     steps_to_go_max: float | None = None
     """Steps covered by the steps-to-go bins, 0..max; longer labels fall in the last bin. None: the domain
     default (PointMass 140, tabletop 100)."""
@@ -125,6 +127,7 @@ class ModelConfig:
             "'gaussian' or 'tokenized'",
         )
         _require(self.min_scale > 0, self, "min_scale", "> 0")
+        _require(0 <= self.steps_to_go_dropout < 1, self, "steps_to_go_dropout", "in [0, 1)")
         _require(self.steps_to_go_max is None or self.steps_to_go_max > 0, self, "steps_to_go_max", "> 0")
 
     def resolve(self, env_id: str) -> ModelConfig:

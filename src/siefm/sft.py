@@ -113,7 +113,8 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
         loss.backward()
         optimizer.step()
         if step % config.eval_every == 0 or step == config.steps:
-            val_metrics = validation_losses(model, val_frames)
+            val_metrics = validation_losses(model.eval(), val_frames)
+            model.train()
             for name, key in (("policy", "bc_loss"), ("reward", "steps_to_go_loss")):
                 if val_metrics[key] < best[name]:  # each checkpoint is the best on its own validation loss
                     best[name] = val_metrics[key]

@@ -45,10 +45,12 @@ class EFMOutput:
     steps_to_go_logits: torch.Tensor  # (B, K)
 
 
-def mlp(in_dim: int, hidden_dim: int, num_layers: int) -> nn.Sequential:
+def mlp(in_dim: int, hidden_dim: int, num_layers: int, dropout: float = 0.0) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(num_layers):
         layers += [nn.Linear(in_dim if i == 0 else hidden_dim, hidden_dim), nn.ReLU()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
 
 
@@ -99,7 +101,9 @@ class EFM(nn.Module):
         steps_in_dim = in_dim
         if self.selector is not None and config.steps_to_go_sees == "selected":
             steps_in_dim = config.text_dim + self.selector.out_dim
-        self.steps_to_go_tower = mlp(steps_in_dim, config.hidden_dim, config.num_layers)
+        self.steps_to_go_tower = mlp(
+            steps_in_dim, config.hidden_dim, config.num_layers, config.steps_to_go_dropout
+        )
         self.steps_to_go_head = nn.Linear(config.hidden_dim, config.steps_to_go_bins)
 
     @property
