@@ -74,7 +74,7 @@ def tabletop_report(
     out: Path, dataset_dir: Path, sft_run: Path, improved: Path, ev: EvalConfig
 ) -> dict[str, Any]:
     """Evaluates the Stage 1 and improved policies beside the oracle; diagnoses the reward model; plots."""
-    bc_model, _ = load_checkpoint(sft_run / "checkpoints" / "policy")
+    bc_model, bc_meta = load_checkpoint(sft_run / "checkpoints" / "policy")
     reward_efm, reward_meta = load_checkpoint(sft_run / "checkpoints" / "reward")
     improved_model, improved_meta = load_checkpoint(improved)
     reward_model = RewardModel(reward_efm, reward_meta["success_threshold"])
@@ -105,7 +105,7 @@ def tabletop_report(
             "wall_seconds": sft_summary["wall_seconds"],
             "steps": sft_summary["steps"],
             "steps_per_second": read_metrics(sft_run / "metrics.jsonl")[-1]["time/sft_steps_per_second"],
-            "train_episodes": len(dataset.episode_bounds) - len(sft_summary["val_episode_ids"]),
+            "train_episodes": bc_meta["train_episodes"],
         },
         "reward_model": {
             **reward_model_diagnostics(reward_efm, val),

@@ -91,7 +91,7 @@ def evaluate_tabletop(
 ) -> dict[str, FamilyResult]:
     """Runs `episodes` seeded episodes of each family; writes the first `videos_per_family` as GIFs."""
     env_config = replace(env_config, observation="state", image_size=VIDEO_SIZE)
-    boards = [TabletopEnv(env_config) for _ in range(episodes)]
+    boards = [TabletopEnv(env_config, render_mode="rgb_array") for _ in range(episodes)]  # renders lazily
     results = {}
     for family in tqdm(families, desc="evaluation", unit="family"):
         first = seed + ALL_FAMILIES.index(family) * FAMILY_SEED_STRIDE
@@ -124,7 +124,7 @@ def _run_family(
     distance = _distances(reward_model, observations, instructions)
     frames: list[list[np.ndarray]] = [[] for _ in range(filmed)]
     for k in range(filmed):
-        frames[k].append(_annotate(boards[k]._frame(), instructions[k], 0, distance, None, k))
+        frames[k].append(_annotate(boards[k].render(), instructions[k], 0, distance, None, k))
     for t in range(1, max_steps + 1):
         active = np.flatnonzero(~success)
         if active.size == 0:
@@ -140,7 +140,7 @@ def _run_family(
         for k in range(filmed):
             if k in active:
                 reward = None if distance is None else previous[k] - distance[k]
-                frames[k].append(_annotate(boards[k]._frame(), instructions[k], t, distance, reward, k))
+                frames[k].append(_annotate(boards[k].render(), instructions[k], t, distance, reward, k))
     if video_dir is not None:
         video_dir.mkdir(parents=True, exist_ok=True)
         for k in range(filmed):
