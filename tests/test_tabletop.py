@@ -1,4 +1,4 @@
-"""Contract and known-answer tests of the tabletop env (work in progress towards issue 3)."""
+"""Contract and known-answer tests of the tabletop env, its tasks, oracle and demonstration collection."""
 
 from __future__ import annotations
 
