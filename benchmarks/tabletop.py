@@ -80,6 +80,7 @@ def run_stage2(
 
 def main(args: Args) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     dataset = read_dataset(args.dataset)
     block2block_demos = episodes_per_family(dataset)["block2block"]
@@ -149,6 +150,7 @@ def main(args: Args) -> dict:
     )
     results["banana"] = tabletop_summaries({**before, **after})
     results["machine"] = machine_info()
+    results["wall_seconds"] = time.perf_counter() - started
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
 
     labels = {

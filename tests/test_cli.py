@@ -268,7 +268,7 @@ def test_missing_checkpoint_dir(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 def test_improve_with_a_missing_sft_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(["improve", "--sft-run", tmp_path / "nope", "--out", tmp_path / "rl"], capsys)
-    assert_clean_error(code, err, "no checkpoints/policy")
+    assert_clean_error(code, err, "checkpoints/policy is not a checkpoint directory")
 
 
 def test_improve_into_an_existing_run(
@@ -375,6 +375,11 @@ def test_tabletop_through_both_stages_from_the_command_line(
         100.0,
     )
     assert "push" in reward["spec"]["vocabulary"]
+    code, _, err = run_cli(
+        ["improve", "--sft-run", sft, "--out", rl, "--improve.families", "block2blok"], capsys
+    )
+    assert_clean_error(code, err, "block2blok")
+    assert not (rl / "config.json").exists()  # refused before anything was written: --out stays usable
     practice = ["--improve.num-iterations", "1", "--improve.num-envs", "3", "--improve.num-updates", "2"]
     practice += ["--improve.minibatch-size", "16", "--improve.max-episode-steps", "12"]
     code, _, err = run_cli(

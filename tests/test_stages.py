@@ -235,7 +235,7 @@ def test_improve_refuses_an_existing_run_and_a_missing_sft_run(
 ) -> None:
     with pytest.raises(FileExistsError, match="--resume"):
         improve(sft_run, improve_run["out"], TINY_IMPROVE)
-    with pytest.raises(ValueError, match="no checkpoints/policy"):
+    with pytest.raises(ValueError, match="checkpoints/policy is not a checkpoint directory"):
         improve(tmp_path / "nowhere", tmp_path / "out", TINY_IMPROVE)
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         resume_improve(tmp_path / "nowhere")

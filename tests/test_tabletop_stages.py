@@ -3,6 +3,7 @@ evaluation protocol and videos."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -11,12 +12,13 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from siefm.checkpoint import load_checkpoint, save_checkpoint
 from siefm.config import TABLETOP_ID, ImproveConfig, ModelConfig
 from siefm.envs.tabletop import TabletopConfig, TabletopEnv
 from siefm.envs.tabletop.scene import BOARD_X
 from siefm.envs.tabletop.tasks import NOVEL_FAMILY, sample_task
-from siefm.eval.tabletop import evaluate_tabletop, oracle_batch_policy
-from siefm.improve.fleet import TabletopFleet, make_fleet
+from siefm.eval.tabletop import efm_batch_policy, evaluate_tabletop, oracle_batch_policy
+from siefm.improve.fleet import TabletopFleet, make_fleet, practice_env
 from siefm.models.efm import EFM, ModelSpec
 from siefm.models.objects import POSITION_SCALE, ObjectSelector
 from siefm.models.text import WordTokenizer, tabletop_vocabulary
@@ -130,13 +132,34 @@ def test_only_active_robots_move() -> None:
     assert np.array_equal(moved["state"][1], obs["state"][1])
 
 
+def fleet_for(env: dict, **options) -> TabletopFleet:
+    config = ImproveConfig(**options).resolve(TABLETOP_ID)
+    return make_fleet(practice_env(env, config), config)
+
+
 def test_make_fleet_follows_the_practice_config() -> None:
     env = {"id": TABLETOP_ID, "config": {"block_set": "8"}}
-    fleet = make_fleet(env, ImproveConfig(num_envs=2, practice_mode="reset-free").resolve(TABLETOP_ID))
+    fleet = fleet_for(env, num_envs=2, practice_mode="reset-free")
     assert fleet.reset_free and fleet.families == ("block2block",)
-    banana = make_fleet(env, ImproveConfig(num_envs=1, block_set="banana").resolve(TABLETOP_ID))
+    banana = fleet_for(env, num_envs=1, block_set="banana")
     obs = banana.reset()
     assert banana.families == (NOVEL_FAMILY,) and "banana" in obs["goal"][0]
+    assert fleet_for(env, num_envs=1, families=("separate", "block2block")).families == (
+        "separate",
+        "block2block",
+    )
+
+
+def test_practice_env_refuses_families_the_board_cannot_draw() -> None:
+    env = {"id": TABLETOP_ID, "config": {"block_set": "8"}}
+    with pytest.raises(ValueError, match="unknown or no entries"):
+        practice_env(env, ImproveConfig(families=("block2blok",)).resolve(TABLETOP_ID))
+    with pytest.raises(ValueError, match="need two blocks"):
+        practice_env({"id": TABLETOP_ID, "config": {"block_set": "1"}}, ImproveConfig().resolve(TABLETOP_ID))
+    with pytest.raises(ValueError, match="unknown or no entries"):
+        practice_env(env, ImproveConfig(families=(NOVEL_FAMILY,)).resolve(TABLETOP_ID))  # no banana on '8'
+    board = practice_env(env, ImproveConfig(block_set="banana").resolve(TABLETOP_ID))["config"]
+    assert (board["block_set"], tuple(board["families"])) == ("banana", (NOVEL_FAMILY,))
 
 
 def test_banana_board_and_instructions() -> None:
@@ -171,3 +194,36 @@ def test_oracle_evaluation_and_annotated_videos(tmp_path: Path) -> None:
     # Same seeds, same episodes: a second run gives identical results.
     again = evaluate_tabletop(oracle_batch_policy(), TabletopConfig(), ["separate"], 4, seed=5)
     assert np.array_equal(again["separate"].length, results["separate"].length)
+
+
+def test_instruction_goal_checkpoints_round_trip(tmp_path: Path) -> None:
+    model = tabletop_model(seed=1)
+    path = save_checkpoint(tmp_path / "ckpt", model, {"env": {"id": TABLETOP_ID, "config": {}}})
+    loaded, _ = load_checkpoint(path)
+    assert loaded.spec == model.spec and loaded.config == model.config
+    goals = model.goal_input(["push the red moon to the blue cube"])
+    state = {"state": torch.rand(1, STATE_DIM)}
+    assert_close(loaded.steps_to_go(state, goals), model.eval().steps_to_go(state, goals))
+    assert_close(
+        loaded.log_prob(state, goals, torch.zeros(1, 2)), model.log_prob(state, goals, torch.zeros(1, 2))
+    )
+
+
+def test_a_checkpoint_written_before_the_newer_model_fields_still_loads(tmp_path: Path) -> None:
+    model = tabletop_model()
+    path = save_checkpoint(tmp_path / "ckpt", model, {"env": {"id": TABLETOP_ID, "config": {}}})
+    info = json.loads((path / "checkpoint.json").read_text())
+    for name in ("state_encoder", "steps_to_go_sees", "steps_to_go_dropout"):
+        del info["model_config"][name]  # fields added after the first tabletop checkpoints
+    (path / "checkpoint.json").write_text(json.dumps(info))
+    loaded, _ = load_checkpoint(path)
+    assert loaded.config.state_encoder == "objects" and loaded.config.steps_to_go_sees == "selected"
+
+
+def test_a_family_gets_the_same_episodes_whatever_else_is_evaluated() -> None:
+    policy = efm_batch_policy(tabletop_model())
+    alone = evaluate_tabletop(policy, TabletopConfig(), ["separate"], 2, seed=3, max_steps=6)
+    both = evaluate_tabletop(policy, TabletopConfig(), ["block2block", "separate"], 2, seed=3, max_steps=6)
+    # The sampled policy's random stream is seeded per family: the final states must agree exactly.
+    assert np.array_equal(alone["separate"].length, both["separate"].length)
+    assert np.array_equal(alone["separate"].final_positions, both["separate"].final_positions)

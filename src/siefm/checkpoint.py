@@ -57,10 +57,13 @@ def load_checkpoint(path: Path) -> tuple[EFM, dict[str, Any]]:
     info = read_checkpoint_info(path)
     try:
         config = from_dict(ModelConfig, info["model_config"])
+        env_id = info["metadata"].get("env", {}).get("id")
+        if env_id is not None:  # fields added since the checkpoint was written take their domain default
+            config = config.resolve(env_id)
         spec = ModelSpec(**info["spec"])
+        model = EFM(config, spec, _placeholder_stats(spec))  # buffers are overwritten by the saved ones
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path / METADATA} has an invalid model description ({error}).") from error
-    model = EFM(config, spec, _placeholder_stats(spec))  # buffers are overwritten by the saved ones
     try:
         state = load_file(str(path / WEIGHTS))
     except (SafetensorError, OSError) as error:

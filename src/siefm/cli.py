@@ -87,7 +87,8 @@ class Eval:
     """Directory for results.json and trajectories.png (PointMass) or videos/ (tabletop)."""
     reward: Path | None = None
     """Tabletop: a reward checkpoint (SFT_RUN/checkpoints/reward) for d(o, g) in the videos; default: the
-    policy checkpoint's own steps-to-go head."""
+    policy checkpoint's own steps-to-go head (for a Stage 2 policy an approximation: Stage 2 trains the
+    instruction encoder and object selection it shares)."""
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
@@ -193,9 +194,10 @@ def format_table(results: dict) -> str:
     ):
         if key in results:
             rows.append(_row(name, results[key]))
-    if tabletop:  # the practised family on its own
+    for family in results["improve"].get("families", []) if tabletop else []:  # the practised families
         for key, name in (("bc", "Stage 1 (BC)"), ("improved", "Stage 2"), ("optimal", "scripted oracle")):
-            rows.append(_row(f"{name}, block2block", results[key]["per_family"]["block2block"]))
+            if family in results[key]["per_family"]:
+                rows.append(_row(f"{name}, {family}", results[key]["per_family"][family]))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     imp, rm = results["improve"], results["reward_model"]

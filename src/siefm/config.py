@@ -75,10 +75,11 @@ class ModelConfig:
     num_layers: int = 3
     """Hidden layers per tower (the notebook: 3 x 256, ReLU)."""
     goal_encoder: Literal["vector", "words"] | None = None
-    """'vector': the z-scored goal vector (PointMass); 'words': the instruction's word tokens -> a learned
-    embedding, averaged, then a ReLU layer (tabletop). None: the domain default."""
+    """'vector': the z-scored goal vector (PointMass); 'words': the instruction's word tokens -> learned
+    32-d embeddings kept at their positions, concatenated, then a ReLU layer (tabletop). None: the domain
+    default."""
     text_dim: int = 64
-    """Width of the word embeddings and of the instruction encoding ('words' goals)."""
+    """Width of the instruction encoding ('words' goals)."""
     max_words: int = 16
     """Instructions are cut to this many words ('words' goals; the tabletop's longest has 13)."""
     state_encoder: Literal["flat", "objects"] | None = None

@@ -29,23 +29,27 @@ def evaluate_checkpoint(
     """Evaluates the policy at `checkpoint` and writes `out/results.json` with the domain's figures.
 
     `reward` (a Stage 1 reward checkpoint) supplies d(o, g) for the tabletop videos; without it they show
-    the policy checkpoint's own steps-to-go head.
+    the policy checkpoint's own steps-to-go head, which for a Stage 2 policy only approximates the reward
+    model (Stage 2 trains the instruction encoder and object selection it shares).
     """
     model, metadata = load_checkpoint(Path(checkpoint))
     if "env" not in metadata:
         raise CheckpointError(
             f"{checkpoint} does not record the env it was trained on; it cannot be evaluated."
         )
-    check_fits_env(Path(checkpoint), model, metadata["env"])
+    env = metadata["env"]
+    if env["id"] != POINTMASS_ID:  # the board evaluated on, which --eval.block-set may change
+        env = {"id": env["id"], "config": dataclasses.asdict(tabletop_board(env, config))}
+    check_fits_env(Path(checkpoint), model, env)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"env": metadata["env"], "checkpoint": str(Path(checkpoint).resolve())}
+    results: dict[str, Any] = {"env": env, "checkpoint": str(Path(checkpoint).resolve())}
     if metadata["env"]["id"] == POINTMASS_ID:
         results.update(_pointmass(model, metadata, out, config, str(checkpoint)))
     else:
         if reward is not None:
             reward_efm, reward_meta = load_checkpoint(Path(reward))
-            check_fits_env(Path(reward), reward_efm, metadata["env"])
+            check_fits_env(Path(reward), reward_efm, env)
         else:
             reward_efm, reward_meta = model, metadata
         reward_model = RewardModel(reward_efm, reward_meta.get("success_threshold", 0.0))
@@ -77,11 +81,9 @@ def _pointmass(
 
 
 def tabletop_board(env: dict[str, Any], config: EvalConfig) -> TabletopConfig:
-    """The evaluation board: the checkpoint's, or another object set when `config.block_set` says so."""
-    env_config = TabletopConfig(**env["config"])
-    if config.block_set is not None:
-        env_config = dataclasses.replace(env_config, block_set=config.block_set, families=None)
-    return env_config
+    """The evaluation board: the checkpoint's, or another object set when `config.block_set` says so,
+    drawing the evaluated families (validated here)."""
+    return TabletopConfig(**env["config"]).with_board(config.block_set, config.families)
 
 
 def evaluate_tabletop_policies(
@@ -94,17 +96,16 @@ def evaluate_tabletop_policies(
 ) -> dict[str, dict[str, FamilyResult]]:
     """Each policy (and the oracle, as "optimal") on the same seeded episodes of every family."""
     env_config = tabletop_board(env, config)
-    families = config.families or env_config.task_families
     kwargs = {
         "env_config": env_config,
-        "families": families,
+        "families": env_config.task_families,
         "episodes": config.num_episodes(env["id"]),
         "seed": config.seed,
         "max_steps": config.max_steps or env_config.max_steps,
     }
     runs = {
         name: evaluate_tabletop(
-            efm_batch_policy(model, config.deterministic, config.seed),
+            efm_batch_policy(model, config.deterministic),
             reward_model=reward_model,
             video_dir=None if video_dir is None else video_dir / name,
             videos_per_family=config.videos,

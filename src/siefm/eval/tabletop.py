@@ -1,7 +1,8 @@
 """Tabletop evaluation with the reference protocol (TABLETOP.md): per-family true success, videos.
 
 Every policy is run on the same seeded episodes: episode k of a family uses seed `seed + 10_000 f + k`, f
-the family's place in `ALL_FAMILIES`, so its episodes do not depend on which other families are evaluated.
+the family's place in `ALL_FAMILIES`, and each family gets a fresh policy seeded with its first seed, so a
+family's results do not depend on which other families are evaluated.
 Episodes end on the environment's own success criterion or at the time limit (200 steps); `mean_steps`
 counts a failure as the limit. All boards of a family step together, so an EFM acts on one batch per step.
 Videos (GIF) show the instruction, the step, and, given a reward model, d(o, g) and the reward on each frame.
@@ -35,12 +36,15 @@ CAPTION_WIDTH = 48  # characters per caption line
 
 # Acts for a batch of boards: (states (B, S), instructions (B,), boards) -> actions (B, 2).
 BatchPolicy = Callable[[np.ndarray, Sequence[str], Sequence[TabletopEnv]], np.ndarray]
+# Makes a fresh, seeded policy for one family's episodes, so no state or random stream crosses families.
+PolicyFactory = Callable[[int], BatchPolicy]
 
 
 @dataclass
 class FamilyResult:
     success: np.ndarray  # (E,) bool
     length: np.ndarray  # (E,) steps to success, or the time limit
+    final_positions: np.ndarray  # (E, blocks, 2) where the blocks ended
 
     def summary(self) -> dict[str, object]:
         """The `results.json` form (DESIGN.md schema)."""
@@ -53,8 +57,12 @@ class FamilyResult:
         }
 
 
-def efm_batch_policy(model: EFM, deterministic: bool = False, seed: int = 0) -> BatchPolicy:
+def efm_batch_policy(model: EFM, deterministic: bool = False) -> PolicyFactory:
     """An EFM acting on a batch of boards from their states and instructions (seeded sampling)."""
+    return lambda seed: _efm_batch_policy(model, deterministic, seed)
+
+
+def _efm_batch_policy(model: EFM, deterministic: bool, seed: int) -> BatchPolicy:
     generator = torch.Generator().manual_seed(seed)
 
     @torch.no_grad()
@@ -68,18 +76,22 @@ def efm_batch_policy(model: EFM, deterministic: bool = False, seed: int = 0) -> 
     return act
 
 
-def oracle_batch_policy() -> BatchPolicy:
-    """The scripted push oracle (no noise), one state machine per board."""
-    oracles: dict[int, PushOracle] = {}
+def oracle_batch_policy() -> PolicyFactory:
+    """The scripted push oracle (no noise): a fresh state machine per board and family."""
 
-    def act(states: np.ndarray, instructions: Sequence[str], boards: Sequence[TabletopEnv]) -> np.ndarray:
-        return np.stack([oracles.setdefault(id(board), PushOracle()).act(board) for board in boards])
+    def make(seed: int) -> BatchPolicy:
+        oracles: dict[int, PushOracle] = {}
 
-    return act
+        def act(states: np.ndarray, instructions: Sequence[str], boards: Sequence[TabletopEnv]) -> np.ndarray:
+            return np.stack([oracles.setdefault(id(board), PushOracle()).act(board) for board in boards])
+
+        return act
+
+    return make
 
 
 def evaluate_tabletop(
-    policy: BatchPolicy,
+    make_policy: PolicyFactory,
     env_config: TabletopConfig,
     families: Sequence[str],
     episodes: int,
@@ -98,7 +110,7 @@ def evaluate_tabletop(
         seeds = list(range(first, first + episodes))
         filmed = min(videos_per_family, episodes) if video_dir is not None else 0
         results[family] = _run_family(
-            policy, boards, family, seeds, max_steps, reward_model, filmed, video_dir
+            make_policy(first), boards, family, seeds, max_steps, reward_model, filmed, video_dir
         )
     for board in boards:
         board.close()
@@ -148,7 +160,7 @@ def _run_family(
             iio.imwrite(
                 video_dir / f"{family}-{k:02d}-{outcome}.gif", np.stack(frames[k]), duration=100, loop=0
             )
-    return FamilyResult(success, length)
+    return FamilyResult(success, length, np.stack([board.block_positions() for board in boards]))
 
 
 @torch.no_grad()
@@ -185,6 +197,8 @@ def _annotate(
 def pooled(results: dict[str, FamilyResult]) -> FamilyResult:
     """All families' episodes as one result."""
     return FamilyResult(
-        np.concatenate([r.success for r in results.values()]),
-        np.concatenate([r.length for r in results.values()]),
+        *(
+            np.concatenate([getattr(r, name) for r in results.values()])
+            for name in ("success", "length", "final_positions")
+        )
     )

@@ -7,6 +7,7 @@ Observations come back as {"state": (N, S), "goal": (N, G) vectors or (N,) instr
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, Protocol
 
 import numpy as np
@@ -28,6 +29,7 @@ class Fleet(Protocol):
         self, actions: np.ndarray, active: np.ndarray | None = None
     ) -> tuple[Observations, np.ndarray]: ...
     def close(self) -> None: ...
+    def metrics(self) -> dict[str, float]: ...
     def rng_state(self) -> dict: ...
     def set_rng_state(self, state: dict) -> None: ...
 
@@ -50,6 +52,9 @@ class LocalFleet:
 
     def close(self) -> None:
         """Nothing to release in-process; kept so a distributed fleet can share the interface."""
+
+    def metrics(self) -> dict[str, float]:
+        return {}
 
     def rng_state(self) -> dict:
         return self.world.rng.bit_generator.state
@@ -127,6 +132,9 @@ class TabletopFleet:
         for env in self.envs:
             env.close()
 
+    def metrics(self) -> dict[str, float]:
+        return {"rollout/board_resets": self.board_resets}
+
     def rng_state(self) -> dict:
         return self.rng.bit_generator.state
 
@@ -135,22 +143,33 @@ class TabletopFleet:
         self.rng.bit_generator.state = state
 
 
+def practice_env(env: dict[str, Any], config: ImproveConfig) -> dict[str, Any]:
+    """The env Stage 2 practises on, as recorded in metadata: the checkpoint's env, on another board and
+    with the practised families where `config` says so (checked here, before a run starts)."""
+    if env["id"] != TABLETOP_ID:
+        if config.block_set is not None or config.families:
+            raise ValueError(
+                f"--improve.block-set and --improve.families apply to the tabletop, not {env['id']}."
+            )
+        return env
+    board = TabletopConfig(**env["config"]).with_board(config.block_set, config.families)
+    return {"id": TABLETOP_ID, "config": asdict(board)}
+
+
 def make_fleet(env: dict[str, Any], config: ImproveConfig) -> LocalFleet | TabletopFleet:
-    """The fleet for the env a checkpoint was trained on (`env` as recorded in its metadata)."""
+    """The fleet for `env` (from `practice_env`)."""
     if env["id"] == POINTMASS_ID:
         return LocalFleet(config.num_envs, PointMassConfig(**env["config"]), seed=config.seed)
     if env["id"] == TABLETOP_ID:
-        env_config = TabletopConfig(**env["config"])
-        if config.block_set is not None:
-            env_config = TabletopConfig(**{**env["config"], "block_set": config.block_set, "families": None})
+        board = TabletopConfig(**env["config"]).with_board(None, env["config"].get("families"))
         return TabletopFleet(
             config.num_envs,
-            env_config,
+            board,
             config.seed,
-            config.families or env_config.task_families,
+            board.task_families,
             reset_free=config.practice_mode == "reset-free",
             reset_every=config.reset_every,
         )
     raise ValueError(
-        f"no practice fleet for the env {env['id']!r}; Stage 2 supports {POINTMASS_ID}, {TABLETOP_ID}."
+        f"no practice fleet for the env {env['id']!r}; Stage 2 supports {POINTMASS_ID} and {TABLETOP_ID}."
     )

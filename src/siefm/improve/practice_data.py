@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from siefm.config import POINTMASS_ID, TABLETOP_ID
 from siefm.data.dataset import write_dataset
 from siefm.improve.rollout import PracticeBatch
 
 FPS = 10
+ROBOT_TYPES = {POINTMASS_ID: "pointmass", TABLETOP_ID: "tabletop-pusher"}  # as the demonstrations'
 
 
 def practice_episodes(
@@ -60,7 +62,13 @@ def write_practice(
     extra = {"env": env, "practice": {"policy_version": policy_version, "success_threshold": threshold}}
     tasks = [str(goal) for goal in batch.episode_goal] if _text_goals(batch) else None
     return write_dataset(
-        root, episodes, fps=FPS, tasks=tasks, robot_type=env["id"], extra_info=extra, overwrite=True
+        root,
+        episodes,
+        fps=FPS,
+        tasks=tasks,
+        robot_type=ROBOT_TYPES[env["id"]],
+        extra_info=extra,
+        overwrite=True,
     )
 
 

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from siefm.checkpoint import CheckpointError, check_fits_env, load_checkpoint, replace_dir, save_checkpoint
 from siefm.config import ImproveConfig, from_dict, to_dict
-from siefm.improve.fleet import Fleet, TabletopFleet, make_fleet
+from siefm.improve.fleet import Fleet, make_fleet, practice_env
 from siefm.improve.practice_data import write_practice
 from siefm.improve.reinforce import reinforce_loss
 from siefm.improve.reward import RewardModel
@@ -50,8 +50,8 @@ def improve(sft_run: Path, out: Path, config: ImproveConfig, policy: Path | None
         )
     sft_run = Path(sft_run).resolve()
     policy = None if policy is None else Path(policy).resolve()
-    inputs = _load_inputs(sft_run, config, policy)  # fails before anything is written: --out stays reusable
-    config = config.resolve(inputs[1]["env"]["id"])
+    # Everything is checked before anything is written, so a failed start leaves --out reusable.
+    config, inputs = _load_inputs(sft_run, config, policy)
     out.mkdir(parents=True, exist_ok=True)
     run_config = {
         "command": "improve",
@@ -61,6 +61,9 @@ def improve(sft_run: Path, out: Path, config: ImproveConfig, policy: Path | None
     }
     (out / "config.json").write_text(json.dumps(run_config, indent=2))
     return _run(out, config, *inputs)
+
+
+Inputs = tuple[EFM, dict[str, Any], RewardModel, dict[str, Any]]
 
 
 def resume_improve(run_dir: Path) -> Path:
@@ -75,36 +78,35 @@ def resume_improve(run_dir: Path) -> Path:
         raise ValueError(
             f"{run_dir} is not a Stage 2 run directory (its config.json is not from `siefm improve`)."
         )
-    config = from_dict(ImproveConfig, saved["improve"])
     policy = saved.get("policy")
-    inputs = _load_inputs(Path(saved["sft_run"]), config, None if policy is None else Path(policy))
-    return _run(run_dir, config.resolve(inputs[1]["env"]["id"]), *inputs)
+    config, inputs = _load_inputs(
+        Path(saved["sft_run"]), from_dict(ImproveConfig, saved["improve"]), policy and Path(policy)
+    )
+    return _run(run_dir, config, *inputs)
 
 
 def _load_inputs(
     sft_run: Path, config: ImproveConfig, policy: Path | None = None
-) -> tuple[EFM, dict[str, Any], RewardModel]:
-    """The policy to train (Stage 1's unless `policy` is given), its metadata, and the frozen reward model
-    with its threshold s."""
+) -> tuple[ImproveConfig, Inputs]:
+    """The config resolved for the domain, and the run's inputs: the policy to train (Stage 1's unless
+    `policy` is given), its metadata, the frozen reward model with its threshold s, and the practice env."""
     checkpoints = {name: sft_run / "checkpoints" / name for name in ("policy", "reward")}
     if policy is not None:
         checkpoints["policy"] = policy
-        if not policy.is_dir():
-            raise CheckpointError(
-                f"{policy} is not a checkpoint directory (pass e.g. RUN/checkpoints/policy)."
-            )
-    for name, path in checkpoints.items():
+    for path in checkpoints.values():
         if not path.is_dir():
             raise CheckpointError(
-                f"{sft_run} has no checkpoints/{name}: "
-                "pass the --out directory of a finished `siefm sft` run."
+                f"{path} is not a checkpoint directory: pass the --out directory of a finished `siefm sft` "
+                "run as --sft-run (and RUN/checkpoints/policy as --policy)."
             )
-    policy, policy_meta = load_checkpoint(checkpoints["policy"])
+    policy_efm, policy_meta = load_checkpoint(checkpoints["policy"])
     reward_efm, reward_meta = load_checkpoint(checkpoints["reward"])
     if "env" not in policy_meta:
         raise CheckpointError(f"{checkpoints['policy']} does not record the env it was trained on.")
-    for name, model in (("policy", policy), ("reward", reward_efm)):
-        check_fits_env(checkpoints[name], model, policy_meta["env"])
+    config = config.resolve(policy_meta["env"]["id"])
+    env = practice_env(policy_meta["env"], config)
+    for name, model in (("policy", policy_efm), ("reward", reward_efm)):
+        check_fits_env(checkpoints[name], model, env)
     threshold = config.success_threshold
     if threshold is None:
         if "success_threshold" not in reward_meta:
@@ -113,15 +115,20 @@ def _load_inputs(
                 "rerun `siefm sft` or pass --improve.success-threshold."
             )
         threshold = reward_meta["success_threshold"]
-    return policy, policy_meta, RewardModel(reward_efm, threshold)
+    return config, (policy_efm, policy_meta, RewardModel(reward_efm, threshold), env)
 
 
 def _run(
-    out: Path, config: ImproveConfig, policy: EFM, policy_meta: dict[str, Any], reward_model: RewardModel
+    out: Path,
+    config: ImproveConfig,
+    policy: EFM,
+    policy_meta: dict[str, Any],
+    reward_model: RewardModel,
+    env: dict[str, Any],
 ) -> Path:
     threshold = reward_model.success_threshold
-    fleet = make_fleet(policy_meta["env"], config)
-    max_episode_steps = config.max_episode_steps or policy_meta["env"]["config"]["max_steps"]
+    fleet = make_fleet(env, config)
+    max_episode_steps = config.max_episode_steps or env["config"]["max_steps"]
     optimizer = torch.optim.AdamW(policy.policy_parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     counters = {"iterations": 0, "env_steps": 0, "updates": 0, "episodes": 0, "wall_seconds": 0.0}
@@ -137,7 +144,13 @@ def _run(
         progress = {
             k: counters[k] for k in ("iterations", "env_steps", "updates", "episodes", "wall_seconds")
         }
-        return {**policy_meta, "stage": "improve", "success_threshold": threshold, "improve": progress}
+        return {
+            **policy_meta,
+            "stage": "improve",
+            "success_threshold": threshold,
+            "improve": progress,
+            "practice_env": env,
+        }
 
     logger = MetricLogger(out)
     log.info("Stage 2: success threshold s = %.3f steps, %d iterations", threshold, config.num_iterations)
@@ -179,7 +192,7 @@ def _run(
             "improve/loss": loss,
             **batch.metrics(),
             "time/env_steps_per_second": batch.num_samples / collect_seconds,
-            **({"rollout/board_resets": fleet.board_resets} if isinstance(fleet, TabletopFleet) else {}),
+            **fleet.metrics(),
             "time/iteration_seconds": seconds,
         }
         logger.log(metrics, step=counters["env_steps"])
@@ -189,7 +202,7 @@ def _run(
         )
         if config.save_practice:
             practice_dir = out / "practice" / f"iteration-{iteration + 1:04d}"
-            write_practice(practice_dir, batch, iteration, threshold, policy_meta["env"])
+            write_practice(practice_dir, batch, iteration, threshold, env)
         _save_state(out, policy, optimizer, generator, fleet, counters, improved_metadata())
     bar.close()
     logger.close()

@@ -14,6 +14,7 @@ drawn, and the layout is redrawn if no task of the chosen family fits it.
 
 from __future__ import annotations
 
+import dataclasses
 import string
 from dataclasses import dataclass
 
@@ -52,6 +53,16 @@ class TabletopConfig:
     """Physics substeps per control step (timestep 0.02 s, so 5 gives 10 Hz control)."""
     max_action: float = 0.1
     """Per-axis bound of the 2-D delta action, in metres."""
+
+    def with_board(self, block_set: str | None, families: tuple[str, ...] | None = None) -> TabletopConfig:
+        """This config on another object set (None: the same) drawing from `families` (None: the set's own),
+        validated."""
+        return dataclasses.replace(
+            self,
+            block_set=block_set or self.block_set,
+            families=None if families is None else tuple(families),
+            image_size=tuple(self.image_size),
+        )
 
     @property
     def task_families(self) -> tuple[str, ...]:
