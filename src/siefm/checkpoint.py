@@ -61,7 +61,7 @@ def load_checkpoint(path: Path) -> tuple[EFM, dict[str, Any]]:
         if env_id is not None:  # fields added since the checkpoint was written take their domain default
             config = config.resolve(env_id)
         spec = ModelSpec(**info["spec"])
-        model = EFM(config, spec, _placeholder_stats(spec))  # buffers are overwritten by the saved ones
+        model = EFM(config, spec, placeholder_stats(spec))  # buffers are overwritten by the saved ones
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path / METADATA} has an invalid model description ({error}).") from error
     try:
@@ -130,7 +130,7 @@ def replace_dir(src: Path, dst: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _placeholder_stats(spec: ModelSpec) -> dict[str, dict[str, torch.Tensor]]:
+def placeholder_stats(spec: ModelSpec) -> dict[str, dict[str, torch.Tensor]]:
     def stats(dim: int) -> dict[str, torch.Tensor]:
         return {
             "mean": torch.zeros(dim),

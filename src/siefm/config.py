@@ -253,11 +253,21 @@ class ImproveConfig:
     block_set: str | None = None
     """Tabletop: practise with another object set, e.g. 'banana' (the novel-object experiment). None: the
     Stage 1 data's set."""
+    fleet: Literal["local", "ray"] = "local"
+    """'local': every robot in this process; 'ray': the robots spread over `actors` Ray actors, each with
+    its own copy of the policy and the reward model (needs `pip install 'siefm[ray]'`)."""
+    actors: int = 2
+    """Ray fleet: actors (one CPU each); the `num_envs` robots are split among them."""
+    ray_address: str | None = None
+    """Ray fleet: the address of an existing cluster; None starts a local instance on loopback."""
+    actor_timeout_s: float = 300.0
+    """Ray fleet: an actor that has not returned its share of an iteration within this many seconds is
+    replaced, and its share asked of the replacement."""
     seed: int = 0
     """Seeds the fleet and action sampling."""
 
     def __post_init__(self) -> None:
-        for name in ("num_iterations", "minibatch_size", "num_envs", "reset_every"):
+        for name in ("num_iterations", "minibatch_size", "num_envs", "reset_every", "actors"):
             _require(getattr(self, name) >= 1, self, name, ">= 1")
         _require(self.num_updates is None or self.num_updates >= 1, self, "num_updates", ">= 1")
         _require(
@@ -282,6 +292,8 @@ class ImproveConfig:
         _require(
             self.success_threshold is None or self.success_threshold >= 0, self, "success_threshold", ">= 0"
         )
+        _require(self.fleet in ("local", "ray"), self, "fleet", "'local' or 'ray'")
+        _require(self.actor_timeout_s > 0, self, "actor_timeout_s", "> 0")
 
     def resolve(self, env_id: str) -> ImproveConfig:
         """This config with the None fields set to `env_id`'s domain defaults (the novel-object board

@@ -10,7 +10,7 @@ the buffer is complete and its Monte-Carlo returns need no bootstrapping.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -59,6 +59,25 @@ class PracticeBatch:
     @property
     def num_samples(self) -> int:
         return self.state.shape[0]
+
+    @classmethod
+    def concat(cls, batches: list[PracticeBatch]) -> PracticeBatch:
+        """One batch of several (e.g. from the fleet's actors); episode ids are renumbered to stay unique."""
+        offsets = np.cumsum([0] + [len(b.episode_length) for b in batches[:-1]])
+        merged: dict[str, Any] = {}
+        for name in cls.__dataclass_fields__:
+            values = [getattr(b, name) for b in batches]
+            if name == "episode_id":
+                merged[name] = np.concatenate([v + o for v, o in zip(values, offsets, strict=True)])
+            elif name == "detector_counts":
+                merged[name] = {key: sum(v[key] for v in values) for key in values[0]}
+            elif name == "episode_goal":
+                merged[name] = [goal for v in values for goal in v]
+            elif isinstance(values[0], torch.Tensor):
+                merged[name] = torch.cat(values)
+            else:
+                merged[name] = np.concatenate(values)
+        return cls(**merged)
 
     def metrics(self) -> dict[str, float | int]:
         precision, recall = precision_recall(**self.detector_counts)

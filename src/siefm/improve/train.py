@@ -25,6 +25,7 @@ from siefm.checkpoint import CheckpointError, check_fits_env, load_checkpoint, r
 from siefm.config import ImproveConfig, from_dict, to_dict
 from siefm.improve.fleet import Fleet, make_fleet, practice_env
 from siefm.improve.practice_data import write_practice
+from siefm.improve.ray_fleet import RayFleet
 from siefm.improve.reinforce import reinforce_loss
 from siefm.improve.reward import RewardModel
 from siefm.improve.rollout import PracticeBatch, collect_practice
@@ -127,8 +128,9 @@ def _run(
     env: dict[str, Any],
 ) -> Path:
     threshold = reward_model.success_threshold
-    fleet = make_fleet(env, config)
     max_episode_steps = config.max_episode_steps or env["config"]["max_steps"]
+    ray = config.fleet == "ray"
+    fleet: Fleet | RayFleet = RayFleet(env, config, policy, reward_model) if ray else make_fleet(env, config)
     optimizer = torch.optim.AdamW(policy.policy_parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     counters = {"iterations": 0, "env_steps": 0, "updates": 0, "episodes": 0, "wall_seconds": 0.0}
@@ -166,16 +168,19 @@ def _run(
             log.info("Stage 2: the practice budget of %d episodes is spent", config.max_practice_episodes)
             break
         start = time.perf_counter()
-        batch = collect_practice(
-            fleet,
-            policy,
-            reward_model,
-            num_samples=config.samples_per_iteration,
-            max_episode_steps=max_episode_steps,
-            gamma=config.gamma,
-            end_on_true_success=config.end_on_true_success,
-            generator=generator,
-        )
+        if isinstance(fleet, RayFleet):  # versioned by the number of updates the weights have had
+            batch = fleet.collect(policy, counters["updates"], iteration, max_episode_steps)
+        else:
+            batch = collect_practice(
+                fleet,
+                policy,
+                reward_model,
+                num_samples=config.samples_per_iteration,
+                max_episode_steps=max_episode_steps,
+                gamma=config.gamma,
+                end_on_true_success=config.end_on_true_success,
+                generator=generator,
+            )
         collect_seconds = time.perf_counter() - start
         loss = reinforce_updates(policy, optimizer, batch, config, generator)
         seconds = time.perf_counter() - start

@@ -1,0 +1,211 @@
+"""The practice fleet as Ray actors (the paper's v2 infrastructure): local inference, versioned episodes.
+
+Each actor owns `num_envs / actors` robots, a copy of the policy and the frozen reward model. Per iteration
+the learner broadcasts the current weights once (one object in Ray's store) with their version, and every
+actor plays complete episodes of its share of the N x B samples with the same `collect_practice` as the
+in-process fleet (so success detection, rewards and returns happen on the actor). Batches come back tagged
+with the version that produced them; the learner keeps only the current version's (Stage 2 is strictly
+on-policy) and counts the stale episodes it drops. An actor that dies or does not answer within the
+timeout is replaced and its share is asked of the replacement, so an unfinished episode is never
+half-counted.
+
+Ray is optional (`pip install 'siefm[ray]'`). `ray.init` starts a local instance bound to loopback with a
+bounded object store, or joins an existing cluster given its address.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from siefm.config import ImproveConfig
+from siefm.improve.fleet import make_fleet
+from siefm.improve.reward import RewardModel
+from siefm.improve.rollout import PracticeBatch, collect_practice
+from siefm.models.efm import EFM
+
+log = logging.getLogger("siefm")
+
+OBJECT_STORE_BYTES = 200 * 1024**2
+MAX_ATTEMPTS = 5  # per share and iteration, before Stage 2 gives up
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as error:
+        raise ValueError(
+            "--improve.fleet ray needs Ray: pip install 'siefm[ray]' (or pip install 'ray>=2.40')."
+        ) from error
+    return ray
+
+
+def start_ray(address: str | None) -> Any:
+    """Joins the cluster at `address`, or starts a local instance on loopback with a bounded store."""
+    ray = import_ray()
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        if address is None:
+            ray.init(
+                include_dashboard=False,
+                object_store_memory=OBJECT_STORE_BYTES,
+                _node_ip_address="127.0.0.1",
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+            )
+        else:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    return ray
+
+
+@dataclass(frozen=True)
+class ModelPayload:
+    """What an actor needs to rebuild an EFM: the config, the data's sizes and the weights."""
+
+    config: Any
+    spec: Any
+    state: dict[str, torch.Tensor]
+
+    @classmethod
+    def of(cls, model: EFM) -> ModelPayload:
+        state = {key: value.detach().clone() for key, value in model.state_dict().items()}
+        return cls(model.config, model.spec, state)
+
+    def build(self) -> EFM:
+        from siefm.checkpoint import placeholder_stats
+
+        model = EFM(self.config, self.spec, placeholder_stats(self.spec))
+        model.load_state_dict(self.state)
+        return model.eval()
+
+
+class PracticeWorker:
+    """One actor's robots, policy copy and frozen reward model (the class Ray turns into an actor)."""
+
+    def __init__(
+        self,
+        env: dict[str, Any],
+        config: ImproveConfig,
+        num_envs: int,
+        seed: int,
+        policy: ModelPayload,
+        reward: ModelPayload,
+        threshold: float,
+    ):
+        torch.set_num_threads(1)  # one core per actor
+        self.fleet = make_fleet(env, dataclasses.replace(config, num_envs=num_envs, seed=seed))
+        self.policy = policy.build()
+        self.reward_model = RewardModel(reward.build(), threshold)
+        self.version = -1
+
+    def set_weights(self, state: dict[str, torch.Tensor], version: int) -> int:
+        self.policy.load_state_dict(state)
+        self.version = version
+        return version
+
+    def collect(
+        self, num_samples: int, max_episode_steps: int, gamma: float, end_on_true_success: bool, seed: int
+    ) -> tuple[int, PracticeBatch]:
+        """Complete episodes holding >= num_samples samples, played with the current weights."""
+        batch = collect_practice(
+            self.fleet,
+            self.policy,
+            self.reward_model,
+            num_samples=num_samples,
+            max_episode_steps=max_episode_steps,
+            gamma=gamma,
+            end_on_true_success=end_on_true_success,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        return self.version, batch
+
+
+class RayFleet:
+    """`config.actors` PracticeWorkers as Ray actors; `collect` returns one iteration's merged batch."""
+
+    def __init__(self, env: dict[str, Any], config: ImproveConfig, policy: EFM, reward_model: RewardModel):
+        if config.num_envs < config.actors:
+            raise ValueError(
+                f"--improve.num-envs {config.num_envs} < --improve.actors {config.actors}: "
+                "every actor needs at least one robot."
+            )
+        self.ray = start_ray(config.ray_address)
+        self.env, self.config = env, config
+        self.policy_payload = ModelPayload.of(policy)
+        self.reward_payload = ModelPayload.of(reward_model.model)
+        self.threshold = reward_model.success_threshold
+        self.remote_worker = self.ray.remote(num_cpus=1)(PracticeWorker)
+        self.spawned = self.replaced = self.stale_dropped = 0
+        self.actors = [self.spawn(i) for i in range(config.actors)]
+
+    def spawn(self, index: int) -> Any:
+        """A new actor for slot `index` (a replacement gets fresh boards of its own)."""
+        share = self.config.num_envs // self.config.actors + (
+            index < self.config.num_envs % self.config.actors
+        )
+        self.spawned += 1
+        return self.remote_worker.remote(
+            self.env,
+            self.config,
+            share,
+            self.config.seed * 1000 + self.spawned,
+            self.policy_payload,
+            self.reward_payload,
+            self.threshold,
+        )
+
+    def collect(self, policy: EFM, version: int, iteration: int, max_episode_steps: int) -> PracticeBatch:
+        """One iteration: broadcast `policy` as `version`, collect N x B samples across the actors."""
+        weights = self.ray.put({k: v.detach().clone() for k, v in policy.state_dict().items()})
+        shares = np.array_split(np.arange(self.config.samples_per_iteration), len(self.actors))
+        batches: list[PracticeBatch] = []
+        pending = {i: len(share) for i, share in enumerate(shares)}
+        for _ in range(MAX_ATTEMPTS):
+            calls = {}
+            for i, samples in pending.items():
+                self.actors[i].set_weights.remote(weights, version)  # runs before collect on this actor
+                seed = (self.config.seed * 100_003 + iteration * 1_009 + i) % 2**62
+                calls[i] = self.actors[i].collect.remote(
+                    samples, max_episode_steps, self.config.gamma, self.config.end_on_true_success, seed
+                )
+            for i, call in calls.items():
+                try:
+                    got_version, batch = self.ray.get(call, timeout=self.config.actor_timeout_s)
+                except (self.ray.exceptions.RayError, TimeoutError) as error:  # died or hung: replace it
+                    log.warning("practice actor %d failed (%s); replacing it", i, type(error).__name__)
+                    self.ray.kill(self.actors[i], no_restart=True)
+                    self.actors[i] = self.spawn(i)
+                    self.replaced += 1
+                    continue
+                if got_version != version:  # played with other weights: off-policy, so never used
+                    self.stale_dropped += len(batch.episode_length)
+                    continue
+                batches.append(batch)
+                del pending[i]
+            if not pending:
+                return PracticeBatch.concat(batches)
+        raise RuntimeError(
+            f"practice actors {sorted(pending)} failed {MAX_ATTEMPTS} times running in iteration {iteration}."
+        )
+
+    def metrics(self) -> dict[str, float]:
+        return {"fleet/actors_replaced": self.replaced, "fleet/stale_episodes_dropped": self.stale_dropped}
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor, no_restart=True)
+        self.actors = []
+
+    # Actors are seeded afresh every iteration from (seed, iteration, actor), so a resumed run needs no
+    # saved generator state.
+    def rng_state(self) -> dict:
+        return {}
+
+    def set_rng_state(self, state: dict) -> None:
+        pass
