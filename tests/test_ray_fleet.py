@@ -1,0 +1,123 @@
+"""The Ray practice fleet on PointMass: same results format as the local fleet, faults, stale batches.
+
+Ray runs as a local instance on loopback. Without Ray installed only the install-message test runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY_IMPROVE
+
+from siefm.checkpoint import load_checkpoint
+from siefm.config import POINTMASS_ID, ImproveConfig
+from siefm.data.dataset import read_dataset
+from siefm.improve.ray_fleet import PracticeWorker, RayFleet, import_ray
+from siefm.improve.reward import RewardModel
+from siefm.improve.train import improve
+from siefm.logging import read_metrics
+
+
+def test_without_ray_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` fail
+    with pytest.raises(ValueError, match=r"pip install 'siefm\[ray\]'"):
+        import_ray()
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray = pytest.importorskip("ray")
+    # Ray's workers cannot import this test module: ship its worker classes by value.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield ray
+    ray.shutdown()
+
+
+def make_fleet(sft_run: Path, worker: type = PracticeWorker, **options) -> tuple[RayFleet, object]:
+    policy, meta = load_checkpoint(sft_run / "checkpoints" / "policy")
+    reward, reward_meta = load_checkpoint(sft_run / "checkpoints" / "reward")
+    config = ImproveConfig(
+        fleet="ray", num_envs=4, actors=2, num_updates=2, minibatch_size=32, **options
+    ).resolve(POINTMASS_ID)
+    fleet = RayFleet(meta["env"], config, policy, RewardModel(reward, reward_meta["success_threshold"]))
+    if worker is not PracticeWorker:  # swap in a test worker class for every actor
+        fleet.close()
+        fleet.remote_worker = fleet.ray.remote(num_cpus=1)(worker)
+        fleet.actors = [fleet.spawn(i) for i in range(config.actors)]
+    return fleet, policy
+
+
+def assert_complete_episodes(batch, at_least: int) -> None:
+    assert batch.num_samples >= at_least
+    lengths = np.bincount(batch.episode_id)
+    assert np.array_equal(lengths, batch.episode_length)  # every episode's samples are all there
+
+
+def test_one_actor_learns_like_the_local_fleet(ray_session, sft_run: Path, tmp_path: Path) -> None:
+    config = dataclasses.replace(TINY_IMPROVE, num_iterations=3)
+    improve(sft_run, tmp_path / "local", config)
+    improve(sft_run, tmp_path / "ray", dataclasses.replace(config, fleet="ray", actors=1))
+    local, remote = (read_metrics(tmp_path / name / "metrics.jsonl") for name in ("local", "ray"))
+    assert len(local) == len(remote) == 3
+    assert set(local[-1]) <= set(remote[-1])  # the same metrics, plus the fleet's own
+    # Same policy and learner, other random streams: per-episode lengths and outcomes of all practice
+    # episodes must agree within sampling noise (4 standard errors of the difference).
+    for a, b in zip(*(practice_outcomes(tmp_path / name) for name in ("local", "ray")), strict=True):
+        noise = np.sqrt(a.var() / len(a) + b.var() / len(b))
+        assert abs(a.mean() - b.mean()) <= 4 * noise + 1e-9, (a.mean(), b.mean(), noise)
+    assert remote[-1]["fleet/actors_replaced"] == 0 and remote[-1]["fleet/stale_episodes_dropped"] == 0
+
+
+def practice_outcomes(run: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Every practice episode's length and true success, from the run's practice datasets."""
+    lengths, successes = [], []
+    for path in sorted((run / "practice").iterdir()):
+        data = read_dataset(path)
+        lengths.append(np.diff(data.episode_bounds, axis=1)[:, 0] - 1)
+        ends = data.episode_bounds[:, 1] - 1
+        successes.append(
+            np.maximum.reduceat(data.columns["is_success"].astype(float), data.episode_bounds[:, 0])
+        )
+        assert len(ends) == len(successes[-1])
+    return np.concatenate(lengths).astype(float), np.concatenate(successes)
+
+
+class SlowWorker(PracticeWorker):
+    def collect(self, *args):
+        time.sleep(1.5)
+        return super().collect(*args)
+
+
+def test_a_killed_actor_is_replaced_and_its_share_played_again(ray_session, sft_run: Path) -> None:
+    fleet, policy = make_fleet(sft_run, SlowWorker)
+    victim = fleet.actors[0]
+    killer = threading.Timer(0.5, lambda: ray_session.kill(victim, no_restart=True))
+    killer.start()
+    batch = fleet.collect(policy, version=0, iteration=0, max_episode_steps=140)
+    killer.join()
+    assert fleet.replaced == 1 and fleet.actors[0] != victim
+    assert_complete_episodes(batch, fleet.config.samples_per_iteration)
+    fleet.close()
+
+
+class StaleOnceWorker(PracticeWorker):
+    """Answers its first call as if it still had older weights."""
+
+    def collect(self, *args):
+        version, batch = super().collect(*args)
+        self.calls = getattr(self, "calls", 0) + 1
+        return (version - 1 if self.calls == 1 else version), batch
+
+
+def test_stale_batches_are_dropped_and_counted(ray_session, sft_run: Path) -> None:
+    fleet, policy = make_fleet(sft_run, StaleOnceWorker)
+    batch = fleet.collect(policy, version=7, iteration=0, max_episode_steps=140)
+    assert fleet.stale_dropped > 0  # both actors' first batches, played "with older weights"
+    assert_complete_episodes(batch, fleet.config.samples_per_iteration)
+    fleet.close()
