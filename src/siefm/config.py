@@ -257,7 +257,8 @@ class ImproveConfig:
     """'local': every robot in this process; 'ray': the robots spread over `actors` Ray actors, each with
     its own copy of the policy and the reward model (needs `pip install 'siefm[ray]'`)."""
     actors: int = 2
-    """Ray fleet: actors (one CPU each); the `num_envs` robots are split among them."""
+    """Ray fleet: actors (one CPU each, or an equal share of the CPUs when there are more actors); the
+    `num_envs` robots are split among them."""
     ray_address: str | None = None
     """Ray fleet: the address of an existing cluster; None starts a local instance on loopback."""
     actor_timeout_s: float = 300.0

@@ -140,7 +140,10 @@ class RayFleet:
         self.policy_payload = ModelPayload.of(policy)
         self.reward_payload = ModelPayload.of(reward_model.model)
         self.threshold = reward_model.success_threshold
-        self.remote_worker = self.ray.remote(num_cpus=1)(PracticeWorker)
+        # One CPU per actor, or an equal share when there are more actors than CPUs (else Ray would leave
+        # the extra actors waiting for a CPU forever).
+        cpus = min(1.0, self.ray.cluster_resources().get("CPU", 1.0) / config.actors)
+        self.remote_worker = self.ray.remote(num_cpus=cpus)(PracticeWorker)
         self.spawned = self.replaced = self.stale_dropped = 0
         self.actors = [self.spawn(i) for i in range(config.actors)]
 

@@ -1,0 +1,115 @@
+"""Stage 2 collection speed on the tabletop (state observations): the local fleet against Ray actors.
+
+    python benchmarks/fleet.py --sft-run runs/bench-tabletop/sft-bc10 --out runs/bench-fleet
+
+For each fleet (local; Ray with 1, 2 and 4 actors) it times `--iterations` Stage 2 collections of
+N x B = 1,024 samples of complete block2block episodes with 16 robots, with the same policy and reward
+model, and reports the median env steps/s, and its ratio to the raw simulator rate (one process stepping
+one env with random 3 cm pushes, nothing else). Ray's start-up (ray.init plus spawning the actors) is timed
+separately. Results go to OUT/results.json.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import tyro
+
+from siefm.checkpoint import load_checkpoint
+from siefm.config import TABLETOP_ID, ImproveConfig
+from siefm.demo import machine_info
+from siefm.envs.tabletop import TabletopConfig, TabletopEnv
+from siefm.improve.fleet import make_fleet, practice_env
+from siefm.improve.ray_fleet import RayFleet, import_ray
+from siefm.improve.reward import RewardModel
+from siefm.improve.rollout import collect_practice
+
+
+@dataclass(frozen=True)
+class Args:
+    sft_run: Path
+    """A tabletop Stage 1 run (its policy acts, its reward model ends episodes)."""
+    out: Path = Path("runs/bench-fleet")
+    iterations: int = 5
+    actors: tuple[int, ...] = (1, 2, 4)
+    raw_steps: int = 3000
+
+
+def raw_simulator_rate(steps: int) -> float:
+    env = TabletopEnv(TabletopConfig())
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    for _ in range(steps):
+        env.step(rng.uniform(-0.03, 0.03, 2))
+    return steps / (time.perf_counter() - start)
+
+
+def main(args: Args) -> dict:
+    torch.set_num_threads(1)
+    policy, meta = load_checkpoint(args.sft_run / "checkpoints" / "policy")
+    reward_efm, reward_meta = load_checkpoint(args.sft_run / "checkpoints" / "reward")
+    reward_model = RewardModel(reward_efm, reward_meta["success_threshold"])
+    config = ImproveConfig().resolve(TABLETOP_ID)
+    env = practice_env(meta["env"], config)
+    results: dict = {"raw_env_steps_per_second": raw_simulator_rate(args.raw_steps), "fleets": {}}
+
+    fleet = make_fleet(env, config)
+    rates = []
+    for _ in range(args.iterations):
+        start = time.perf_counter()
+        batch = collect_practice(
+            fleet,
+            policy,
+            reward_model,
+            num_samples=config.samples_per_iteration,
+            max_episode_steps=200,
+            gamma=config.gamma,
+        )
+        rates.append(batch.num_samples / (time.perf_counter() - start))
+    results["fleets"]["local"] = {"env_steps_per_second": float(np.median(rates)), "all": rates}
+
+    ray = import_ray()
+    for actors in args.actors:
+        ray_config = ImproveConfig(fleet="ray", actors=actors).resolve(TABLETOP_ID)
+        start = time.perf_counter()
+        ray_fleet = RayFleet(env, ray_config, policy, reward_model)
+        ray.get([actor.set_weights.remote(policy.state_dict(), -1) for actor in ray_fleet.actors])
+        startup = time.perf_counter() - start
+        rates = []
+        for iteration in range(args.iterations):
+            start = time.perf_counter()
+            batch = ray_fleet.collect(policy, 0, iteration, 200)
+            rates.append(batch.num_samples / (time.perf_counter() - start))
+        ray_fleet.close()
+        results["fleets"][f"ray-{actors}"] = {
+            "env_steps_per_second": float(np.median(rates)),
+            "all": rates,
+            "startup_seconds": startup,
+        }
+        ray.shutdown()  # each configuration starts its own instance, so start-up is measured each time
+    raw = results["raw_env_steps_per_second"]
+    local = results["fleets"]["local"]["env_steps_per_second"]
+    for entry in results["fleets"].values():
+        entry["ratio_to_raw_simulator"] = entry["env_steps_per_second"] / raw
+        entry["ratio_to_local_fleet"] = entry["env_steps_per_second"] / local
+    results["machine"] = machine_info()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    out = main(tyro.cli(Args))
+    print(f"raw simulator: {out['raw_env_steps_per_second']:.0f} env steps/s")
+    for name, entry in out["fleets"].items():
+        startup = f"start-up {entry['startup_seconds']:.1f} s" if "startup_seconds" in entry else ""
+        rate, local, raw = (
+            entry[k] for k in ("env_steps_per_second", "ratio_to_local_fleet", "ratio_to_raw_simulator")
+        )
+        print(f"{name:8s} {rate:7.0f} env steps/s  x{local:.2f} local  x{raw:.2f} raw  {startup}")
