@@ -87,17 +87,9 @@ def report(out: Path, dataset_dir: Path, sft_run: Path, improved: Path, config: 
     records = read_metrics(out / "improve" / "metrics.jsonl")
     sft_summary = json.loads((sft_run / "sft_summary.json").read_text())
     val_ids = np.array(sft_summary["val_episode_ids"])
-    lengths = np.diff(dataset.episode_bounds, axis=1)[:, 0] - 1
     results = {
         "env": {"id": POINTMASS_ID, "config": to_dict(env_config)},
-        "dataset": {
-            "success_rate": 1.0,
-            "success_ci95": list(wilson_interval(len(lengths), len(lengths))),
-            "mean_steps": float(lengths.mean()),
-            "std_steps": float(lengths.std()),
-            "episodes": int(dataset.num_episodes),
-            "frames": int(dataset.num_frames),
-        },
+        "dataset": demonstrations_summary(dataset),
         "demonstrator": demonstrator.summary(),
         **{name: result.summary() for name, result in results_by_name.items()},
         "improve": {
@@ -124,6 +116,19 @@ def report(out: Path, dataset_dir: Path, sft_run: Path, improved: Path, config: 
     )
     draw_figures(out, dataset, results_by_name, records, env_config)
     return results
+
+
+def demonstrations_summary(dataset: Any) -> dict[str, Any]:
+    """A dataset of successful demonstrations as a results.json entry: their lengths and sizes."""
+    lengths = np.diff(dataset.episode_bounds, axis=1)[:, 0] - 1
+    return {
+        "success_rate": 1.0,
+        "success_ci95": list(wilson_interval(len(lengths), len(lengths))),
+        "mean_steps": float(lengths.mean()),
+        "std_steps": float(lengths.std()),
+        "episodes": int(dataset.num_episodes),
+        "frames": int(dataset.num_frames),
+    }
 
 
 def evaluate_demonstrator(env_config: PointMassConfig, collect: CollectConfig, ev: EvalConfig) -> EvalResult:

@@ -22,10 +22,9 @@ from siefm.checkpoint import load_checkpoint
 from siefm.config import EvalConfig, ImproveConfig, SFTConfig, to_dict
 from siefm.data.collect_tabletop import TabletopCollectConfig, collect_tabletop
 from siefm.data.dataset import DatasetError, EpisodeDataset, read_dataset
-from siefm.demo import machine_info, pooled_detector_scores, practice_summary
+from siefm.demo import demonstrations_summary, machine_info, pooled_detector_scores, practice_summary
 from siefm.envs.tabletop.tasks import FAMILIES
 from siefm.eval.diagnostics import reward_model_diagnostics
-from siefm.eval.evaluate import wilson_interval
 from siefm.eval.plots import plot_family_success, plot_learning_curve
 from siefm.eval.report import evaluate_tabletop_policies, tabletop_summaries
 from siefm.improve.reward import RewardModel
@@ -139,14 +138,8 @@ def dataset_summary(dataset: EpisodeDataset, root: Path) -> dict[str, Any]:
     """The demonstrations as a results.json entry (every kept oracle episode succeeded)."""
     if "family_index" not in dataset.columns:
         raise DatasetError(f"{root} is not a tabletop dataset (no family_index column).")
-    lengths = np.diff(dataset.episode_bounds, axis=1)[:, 0] - 1
     return {
-        "success_rate": 1.0,
-        "success_ci95": list(wilson_interval(len(lengths), len(lengths))),
-        "mean_steps": float(lengths.mean()),
-        "std_steps": float(lengths.std()),
-        "episodes": int(dataset.num_episodes),
-        "frames": int(dataset.num_frames),
+        **demonstrations_summary(dataset),
         "episodes_per_family": episodes_per_family(dataset),
         "attempts": dataset.info.get("siefm", {}).get("collect", {}).get("num_episodes"),
         "path": str(Path(root).resolve()),
