@@ -6,6 +6,7 @@ Ray runs as a local instance on loopback. Without Ray installed only the install
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import threading
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import TINY_IMPROVE
 
 from siefm.checkpoint import load_checkpoint
@@ -20,7 +22,7 @@ from siefm.config import POINTMASS_ID, ImproveConfig
 from siefm.data.dataset import read_dataset
 from siefm.improve.ray_fleet import PracticeWorker, RayFleet, import_ray
 from siefm.improve.reward import RewardModel
-from siefm.improve.train import improve
+from siefm.improve.train import improve, resume_improve
 from siefm.logging import read_metrics
 
 
@@ -48,7 +50,7 @@ def make_fleet(sft_run: Path, worker: type = PracticeWorker, **options) -> tuple
     fleet = RayFleet(meta["env"], config, policy, RewardModel(reward, reward_meta["success_threshold"]))
     if worker is not PracticeWorker:  # swap in a test worker class for every actor
         fleet.close()
-        fleet.remote_worker = fleet.ray.remote(num_cpus=1)(worker)
+        fleet.remote_worker = fleet.ray.remote(num_cpus=0.5)(worker)  # as RayFleet does for 2 actors
         fleet.actors = [fleet.spawn(i) for i in range(config.actors)]
     return fleet, policy
 
@@ -121,3 +123,42 @@ def test_stale_batches_are_dropped_and_counted(ray_session, sft_run: Path) -> No
     assert fleet.stale_dropped > 0  # both actors' first batches, played "with older weights"
     assert_complete_episodes(batch, fleet.config.samples_per_iteration)
     fleet.close()
+
+
+class HangingWorker(PracticeWorker):
+    """The test's first two actors hang; their replacements work."""
+
+    def __init__(self, env, config, num_envs, seed, *args):
+        super().__init__(env, config, num_envs, seed, *args)
+        # RayFleet seeds the k-th actor it spawns with seed * 1000 + k; `make_fleet` spawns the test workers
+        # 3rd and 4th, so their replacements are the 5th and 6th.
+        self.hangs = seed % 1000 <= 4
+
+    def collect(self, *args):
+        if self.hangs:
+            time.sleep(30)
+        return super().collect(*args)
+
+
+def test_a_hanging_actor_is_replaced_after_the_timeout(ray_session, sft_run: Path) -> None:
+    fleet, policy = make_fleet(sft_run, HangingWorker, actor_timeout_s=2.0)
+    start = time.perf_counter()
+    batch = fleet.collect(policy, version=0, iteration=0, max_episode_steps=140)
+    # Both actors hang: each is replaced after the 2 s timeout, long before the 30 s hang would end.
+    assert fleet.replaced == 2 and time.perf_counter() - start < 25
+    assert_complete_episodes(batch, fleet.config.samples_per_iteration)
+    fleet.close()
+
+
+def test_a_resumed_ray_run_ends_with_the_same_weights(ray_session, sft_run: Path, tmp_path: Path) -> None:
+    config = dataclasses.replace(TINY_IMPROVE, num_iterations=3, fleet="ray", actors=2)
+    straight = improve(sft_run, tmp_path / "straight", config)
+    interrupted = tmp_path / "interrupted"
+    improve(sft_run, interrupted, dataclasses.replace(config, num_iterations=2))
+    saved = json.loads((interrupted / "config.json").read_text())
+    saved["improve"]["num_iterations"] = 3  # as if the run had been stopped after its second iteration
+    (interrupted / "config.json").write_text(json.dumps(saved))
+    resumed = resume_improve(interrupted)
+    a, b = load_checkpoint(straight)[0].state_dict(), load_checkpoint(resumed)[0].state_dict()
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    assert len(read_metrics(interrupted / "metrics.jsonl")) == 3

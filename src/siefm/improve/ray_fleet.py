@@ -112,7 +112,10 @@ class PracticeWorker:
     def collect(
         self, num_samples: int, max_episode_steps: int, gamma: float, end_on_true_success: bool, seed: int
     ) -> tuple[int, PracticeBatch]:
-        """Complete episodes holding >= num_samples samples, played with the current weights."""
+        """Complete episodes holding >= num_samples samples, played with the current weights.
+
+        `seed` also reseeds the robots' starts, so an iteration replays identically after a resume."""
+        self.fleet.set_rng_state(np.random.default_rng(seed).bit_generator.state)
         batch = collect_practice(
             self.fleet,
             self.policy,
@@ -140,9 +143,10 @@ class RayFleet:
         self.policy_payload = ModelPayload.of(policy)
         self.reward_payload = ModelPayload.of(reward_model.model)
         self.threshold = reward_model.success_threshold
-        # One CPU per actor, or an equal share when there are more actors than CPUs (else Ray would leave
-        # the extra actors waiting for a CPU forever).
-        cpus = min(1.0, self.ray.cluster_resources().get("CPU", 1.0) / config.actors)
+        # Half a CPU's worth of Ray's accounting per actor (an equal share when there are more actors than
+        # CPUs): a full CPU each left a replacement waiting, in testing, for the CPU of the actor it
+        # replaced, which Ray had not released; half leaves room for it.
+        cpus = min(1.0, self.ray.cluster_resources().get("CPU", 1.0) / config.actors) / 2
         self.remote_worker = self.ray.remote(num_cpus=cpus)(PracticeWorker)
         self.spawned = self.replaced = self.stale_dropped = 0
         self.actors = [self.spawn(i) for i in range(config.actors)]
