@@ -1,9 +1,10 @@
 """A small learned text encoder for instructions: word tokens -> embeddings at their positions -> a layer.
 
 The pretrained path (a sentence encoder) is a separate concern; this one needs no weights and suits the
-tabletop's templated instructions, whose words are all known in advance (`tabletop_vocabulary`). Words
-outside the vocabulary map to one shared unknown token, so a new object name (the banana experiment)
-still encodes, as "unknown".
+tabletop's templated instructions. Stage 1 builds the vocabulary from the words of its dataset's
+instructions (`WordTokenizer.from_texts`); `tabletop_vocabulary` lists every word the templates can
+produce. Words outside the vocabulary map to one shared unknown token, so a new object name (the banana
+experiment) still encodes, as "unknown".
 """
 
 from __future__ import annotations
