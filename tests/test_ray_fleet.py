@@ -162,3 +162,15 @@ def test_a_resumed_ray_run_ends_with_the_same_weights(ray_session, sft_run: Path
     a, b = load_checkpoint(straight)[0].state_dict(), load_checkpoint(resumed)[0].state_dict()
     assert all(torch.equal(a[key], b[key]) for key in a)
     assert len(read_metrics(interrupted / "metrics.jsonl")) == 3
+
+
+def test_a_shared_reward_model_actor_scores_like_the_actors_own(ray_session, sft_run: Path) -> None:
+    batches = {}
+    for reward_on in ("actor", "shared"):
+        fleet, policy = make_fleet(sft_run, reward_on=reward_on)
+        batches[reward_on] = fleet.collect(policy, version=0, iteration=4, max_episode_steps=140)
+        fleet.close()
+    a, b = batches["actor"], batches["shared"]
+    # Same seeds, same weights: the same episodes, scored the same wherever d(o, g) is computed.
+    assert torch.equal(a.state, b.state) and torch.equal(a.distance, b.distance)
+    assert torch.equal(a.returns, b.returns) and np.array_equal(a.detected_success, b.detected_success)

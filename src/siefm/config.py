@@ -259,6 +259,10 @@ class ImproveConfig:
     actors: int = 2
     """Ray fleet: actors (one CPU each, or an equal share of the CPUs when there are more actors); the
     `num_envs` robots are split among them."""
+    reward_on: Literal["actor", "shared"] = "actor"
+    """Ray fleet: where d(o, g) is computed: on every practice actor with its own copy of the frozen
+    reward model, or on one shared reward-model actor that scores all of them (the paper's v1 servers;
+    a round trip per step)."""
     ray_address: str | None = None
     """Ray fleet: the address of an existing cluster; None starts a local instance on loopback."""
     actor_timeout_s: float = 300.0
@@ -294,6 +298,7 @@ class ImproveConfig:
             self.success_threshold is None or self.success_threshold >= 0, self, "success_threshold", ">= 0"
         )
         _require(self.fleet in ("local", "ray"), self, "fleet", "'local' or 'ray'")
+        _require(self.reward_on in ("actor", "shared"), self, "reward_on", "'actor' or 'shared'")
         _require(self.actor_timeout_s > 0, self, "actor_timeout_s", "> 0")
 
     def resolve(self, env_id: str) -> ImproveConfig:

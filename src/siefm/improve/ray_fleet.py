@@ -3,7 +3,8 @@
 Each actor owns `num_envs / actors` robots, a copy of the policy and the frozen reward model. Per iteration
 the learner broadcasts the current weights once (one object in Ray's store) with their version, and every
 actor plays complete episodes of its share of the N x B samples with the same `collect_practice` as the
-in-process fleet (so success detection, rewards and returns happen on the actor). Batches come back tagged
+in-process fleet (so success detection, rewards and returns happen on the actor; or, with
+`--improve.reward-on shared`, d(o, g) comes from one shared reward-model actor). Batches come back tagged
 with the version that produced them; the learner keeps only the current version's (Stage 2 is strictly
 on-policy) and counts the stale episodes it drops. An actor that dies or does not answer within the
 timeout is replaced and its share is asked of the replacement, so an unfinished episode is never
@@ -85,6 +86,32 @@ class ModelPayload:
         return model.eval()
 
 
+class RewardServer:
+    """The frozen reward model as one shared actor (`--improve.reward-on shared`): it scores every practice
+    actor's observations, like the paper's v1 steps-to-go servers."""
+
+    def __init__(self, reward: ModelPayload):
+        torch.set_num_threads(1)
+        self.model = reward.build()
+
+    def distance(self, state: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model.steps_to_go({"state": state}, goal)
+
+
+class SharedRewardModel(RewardModel):
+    """A RewardModel whose d(o, g) comes from the shared RewardServer; the local copy only encodes goals."""
+
+    def __init__(self, server: Any, model: EFM, success_threshold: float):
+        super().__init__(model, success_threshold)
+        self.server = server
+
+    def distance(self, obs: dict[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
+        import ray
+
+        return ray.get(self.server.distance.remote(obs["state"], goal))
+
+
 class PracticeWorker:
     """One actor's robots, policy copy and frozen reward model (the class Ray turns into an actor)."""
 
@@ -97,11 +124,15 @@ class PracticeWorker:
         policy: ModelPayload,
         reward: ModelPayload,
         threshold: float,
+        reward_server: Any = None,
     ):
         torch.set_num_threads(1)  # one core per actor
         self.fleet = make_fleet(env, dataclasses.replace(config, num_envs=num_envs, seed=seed))
         self.policy = policy.build()
-        self.reward_model = RewardModel(reward.build(), threshold)
+        if reward_server is None:
+            self.reward_model = RewardModel(reward.build(), threshold)
+        else:
+            self.reward_model = SharedRewardModel(reward_server, reward.build(), threshold)
         self.version = -1
 
     def set_weights(self, state: dict[str, torch.Tensor], version: int) -> int:
@@ -148,6 +179,9 @@ class RayFleet:
         # replaced, which Ray had not released; half leaves room for it.
         cpus = min(1.0, self.ray.cluster_resources().get("CPU", 1.0) / config.actors) / 2
         self.remote_worker = self.ray.remote(num_cpus=cpus)(PracticeWorker)
+        self.reward_server = None
+        if config.reward_on == "shared":
+            self.reward_server = self.ray.remote(num_cpus=cpus)(RewardServer).remote(self.reward_payload)
         self.spawned = self.replaced = self.stale_dropped = 0
         self.actors = [self.spawn(i) for i in range(config.actors)]
 
@@ -165,6 +199,7 @@ class RayFleet:
             self.policy_payload,
             self.reward_payload,
             self.threshold,
+            self.reward_server,
         )
 
     def collect(self, policy: EFM, version: int, iteration: int, max_episode_steps: int) -> PracticeBatch:
@@ -205,9 +240,9 @@ class RayFleet:
         return {"fleet/actors_replaced": self.replaced, "fleet/stale_episodes_dropped": self.stale_dropped}
 
     def close(self) -> None:
-        for actor in self.actors:
+        for actor in [*self.actors, *([self.reward_server] if self.reward_server is not None else [])]:
             self.ray.kill(actor, no_restart=True)
-        self.actors = []
+        self.actors, self.reward_server = [], None
 
     # Actors are seeded afresh every iteration from (seed, iteration, actor), so a resumed run needs no
     # saved generator state.
