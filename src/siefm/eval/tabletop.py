@@ -133,7 +133,8 @@ def _run_family(
     instructions = [obs["instruction"] for obs in observations]
     success = np.zeros(len(boards), dtype=bool)
     length = np.full(len(boards), max_steps)
-    distance = _distances(reward_model, observations, instructions)
+    scorer = reward_model if filmed else None  # d(o, g) is only drawn on the filmed boards' frames
+    distance = _distances(scorer, observations[:filmed], instructions[:filmed])
     frames: list[list[np.ndarray]] = [[] for _ in range(filmed)]
     for k in range(filmed):
         frames[k].append(_annotate(boards[k].render(), instructions[k], 0, distance, None, k))
@@ -148,7 +149,7 @@ def _run_family(
             if terminated:
                 success[i], length[i] = True, t
         previous = distance
-        distance = _distances(reward_model, observations, instructions)
+        distance = _distances(scorer, observations[:filmed], instructions[:filmed])
         for k in range(filmed):
             if k in active:
                 reward = None if distance is None else previous[k] - distance[k]
