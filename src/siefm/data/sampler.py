@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from siefm.data.dataset import EpisodeDataset, subset_episode_ids
-from siefm.models.text import WordTokenizer
 
 
 def steps_to_go_labels(num_frames: int) -> np.ndarray:
@@ -47,21 +46,31 @@ def stage1_split(
 
 @dataclass
 class Frames:
-    """All frames of a dataset as tensors, ready for random minibatches."""
+    """All frames of a dataset as tensors, ready for random minibatches.
+
+    Instruction goals are stored once per LeRobot task in `goal_table` (word ids, or a frozen encoder's
+    token states), and `goal` holds each frame's task index. Pixel models also get `images`: one entry per
+    dataset frame (uint8 frames, or their frozen features), shared by every batch, and `image_ids` (F, 2),
+    each frame's previous and current entry.
+    """
 
     state: torch.Tensor  # (F, S)
-    goal: torch.Tensor  # (F, G) float goal vectors, or (F, max_words) int64 instruction word ids
+    goal: torch.Tensor  # (F, G) float goal vectors, or (F,) int64 task indices into `goal_table`
     action: torch.Tensor  # (F, A)
     steps_to_go: torch.Tensor  # (F,) int64
     has_action: torch.Tensor  # (F,) bool: False on an episode's final frame
+    image_ids: torch.Tensor | None = None  # (F, 2) int64 into `images`
+    images: torch.Tensor | None = None  # (I, H, W, 3) uint8 frames or (I, C, h, w) features; not batched
+    images_are_features: bool = False
+    goal_table: torch.Tensor | None = None  # (tasks, ...) the model's goal input of each task; not batched
 
     @classmethod
-    def from_dataset(cls, dataset: EpisodeDataset, tokenizer: WordTokenizer | None = None) -> Frames:
-        """Frames with the `goal` column as goals, or, given a tokenizer, each episode's instruction (its
-        LeRobot task) as word ids."""
+    def from_dataset(cls, dataset: EpisodeDataset, task_goals: torch.Tensor | None = None) -> Frames:
+        """Frames with the `goal` column as goals, or with `task_goals` (the model's goal input of each
+        LeRobot task, e.g. each instruction's word ids) as the goal table."""
         columns = dataset.columns
-        if tokenizer is not None:
-            goal = tokenizer.encode(dataset.tasks)[torch.as_tensor(columns["task_index"], dtype=torch.int64)]
+        if task_goals is not None:
+            goal = torch.as_tensor(columns["task_index"], dtype=torch.int64)
         else:
             goal = torch.as_tensor(columns["goal"], dtype=torch.float32)
         return cls(
@@ -70,13 +79,28 @@ class Frames:
             action=torch.as_tensor(columns["action"], dtype=torch.float32),
             steps_to_go=torch.as_tensor(columns["steps_to_go"], dtype=torch.int64),
             has_action=~torch.as_tensor(columns["is_terminal"], dtype=torch.bool),
+            goal_table=task_goals,
         )
 
     def __len__(self) -> int:
         return self.state.shape[0]
 
+    def observation(self) -> dict[str, torch.Tensor]:
+        """The model's observation input: the state, and for pixel models both frames (or features)."""
+        obs = {"state": self.state}
+        if self.images is not None and self.image_ids is not None:
+            obs["features" if self.images_are_features else "pixels"] = self.images[self.image_ids]
+        return obs
+
+    def goal_input(self) -> torch.Tensor:
+        """The model's goal input of every frame."""
+        return self.goal if self.goal_table is None else self.goal_table[self.goal]
+
     def batch(self, index: torch.Tensor) -> Frames:
-        return Frames(*(getattr(self, name)[index] for name in self.__dataclass_fields__))
+        batched = ("state", "goal", "action", "steps_to_go", "has_action", "image_ids")
+        picked = {n: None if getattr(self, n) is None else getattr(self, n)[index] for n in batched}
+        shared = ("images", "images_are_features", "goal_table")
+        return Frames(**picked, **{name: getattr(self, name) for name in shared})
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Frames:
         """A batch of frames drawn uniformly (with replacement across batches)."""

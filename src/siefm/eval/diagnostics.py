@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from siefm.data.dataset import EpisodeDataset
-from siefm.data.sampler import Frames
-from siefm.models.efm import EFM
+from siefm.models.efm import EFMBase
+from siefm.sft import eval_batch_size, model_frames
 
 
 def rank_correlation(x: np.ndarray, y: np.ndarray) -> float:
@@ -35,12 +35,13 @@ def _ranks(values: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def reward_model_diagnostics(
-    model: EFM, dataset: EpisodeDataset, max_episodes: int = 500
+    model: EFMBase, dataset: EpisodeDataset, max_episodes: int = 500
 ) -> dict[str, float]:
     """voc, steps_mae and pooled spearman of `model` on (up to `max_episodes` of) `dataset`."""
     subset = dataset.select_episodes(np.arange(min(max_episodes, dataset.num_episodes)))
-    frames = Frames.from_dataset(subset, model.tokenizer)
-    d = np.concatenate([model.steps_to_go({"state": c.state}, c.goal).numpy() for c in frames.chunks(8192)])
+    frames = model_frames(model, subset)
+    chunks = frames.chunks(eval_batch_size(model))
+    d = np.concatenate([model.steps_to_go(c.observation(), c.goal_input()).numpy() for c in chunks])
     truth = frames.steps_to_go.numpy().astype(np.float64)
     per_episode = [rank_correlation(d[a:b], truth[a:b]) for a, b in subset.episode_bounds if b - a > 1]
     return {

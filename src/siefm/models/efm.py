@@ -54,7 +54,58 @@ def mlp(in_dim: int, hidden_dim: int, num_layers: int, dropout: float = 0.0) -> 
     return nn.Sequential(*layers)
 
 
-class EFM(nn.Module):
+class EFMBase(nn.Module):
+    """What every EFM offers Stage 1, Stage 2 and evaluation, given its two outputs' logits (the vector EFM
+    below and `siefm.models.pixel_efm.PixelEFM`)."""
+
+    config: ModelConfig
+    spec: ModelSpec
+
+    def action_distribution(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> ActionDistribution:
+        raise NotImplementedError
+
+    def steps_to_go_logits(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def goal_input(self, goals: np.ndarray | Sequence[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def frozen_inputs(self, obs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """`obs` with frozen encodings precomputed, for reuse across Stage 2 updates."""
+        raise NotImplementedError
+
+    def policy_parameters(self) -> Iterator[nn.Parameter]:
+        raise NotImplementedError
+
+    @property
+    def steps_to_go_bins(self) -> UniformBins:
+        return steps_to_go_bins(self.config.steps_to_go_bins, self.config.steps_to_go_max)
+
+    def act(
+        self,
+        obs: Mapping[str, torch.Tensor],
+        goal: torch.Tensor,
+        *,
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actions (B, A) in env units and their log-probabilities (B,)."""
+        dist = self.action_distribution(obs, goal)
+        action = dist.mode() if deterministic else dist.sample(generator)
+        return action, dist.log_prob(action)
+
+    def log_prob(
+        self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor, action: torch.Tensor
+    ) -> torch.Tensor:
+        """log pi(a | o, g) of env-unit actions (B, A) -> (B,)."""
+        return self.action_distribution(obs, goal).log_prob(action)
+
+    def steps_to_go(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
+        """d(o, g): expected steps-to-go under the categorical prediction, (B,)."""
+        return self.steps_to_go_bins.expectation(self.steps_to_go_logits(obs, goal))
+
+
+class EFM(EFMBase):
     """Goal-conditioned policy + steps-to-go model. Observations are {"state": (B, S)}; goals are (B, G)
     float vectors or (B, max_words) int64 word ids (`goal_input` makes either from raw goals)."""
 
@@ -63,6 +114,11 @@ class EFM(nn.Module):
         required = (config.goal_encoder, config.state_encoder, config.steps_to_go_sees, config.action_head)
         if None in (*required, config.steps_to_go_bins, config.steps_to_go_max):
             raise ValueError("the EFM needs a resolved ModelConfig: call config.resolve(env_id) first.")
+        if config.goal_encoder not in ("vector", "words"):
+            raise ValueError(
+                f"--sft.model.goal-encoder {config.goal_encoder} is for pixel models "
+                "(--sft.model.observation pixels); state models take 'vector' or 'words'."
+            )
         self.config, self.spec = config, spec
         self.tokenizer: WordTokenizer | None = None
         self.selector: ObjectSelector | None = None
@@ -106,10 +162,6 @@ class EFM(nn.Module):
         )
         self.steps_to_go_head = nn.Linear(config.hidden_dim, config.steps_to_go_bins)
 
-    @property
-    def steps_to_go_bins(self) -> UniformBins:
-        return steps_to_go_bins(self.config.steps_to_go_bins, self.config.steps_to_go_max)
-
     def goal_input(self, goals: np.ndarray | Sequence[str]) -> torch.Tensor:
         """The model's goal tensor from raw goals: float vectors (B, G), or instruction texts -> word ids."""
         if self.tokenizer is not None:
@@ -138,28 +190,9 @@ class EFM(nn.Module):
     def forward(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> EFMOutput:
         return EFMOutput(self.action_distribution(obs, goal), self.steps_to_go_logits(obs, goal))
 
-    def act(
-        self,
-        obs: Mapping[str, torch.Tensor],
-        goal: torch.Tensor,
-        *,
-        deterministic: bool = False,
-        generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Actions (B, A) in env units and their log-probabilities (B,)."""
-        dist = self.action_distribution(obs, goal)
-        action = dist.mode() if deterministic else dist.sample(generator)
-        return action, dist.log_prob(action)
-
-    def log_prob(
-        self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor, action: torch.Tensor
-    ) -> torch.Tensor:
-        """log pi(a | o, g) of env-unit actions (B, A) -> (B,)."""
-        return self.action_distribution(obs, goal).log_prob(action)
-
-    def steps_to_go(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
-        """d(o, g): expected steps-to-go under the categorical prediction, (B,)."""
-        return self.steps_to_go_bins.expectation(self.steps_to_go_logits(obs, goal))
+    def frozen_inputs(self, obs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """State observations have nothing frozen to precompute."""
+        return dict(obs)
 
     def policy_parameters(self) -> Iterator[nn.Parameter]:
         """What Stage 2 trains: the goal encoder, the action tower and head (not the steps-to-go tower, which

@@ -154,6 +154,19 @@ class TabletopEnv(gym.Env):
     def blocks_on_board(self) -> bool:
         return all(on_board(position) for position in self.block_positions())
 
+    def show_state(self, state: np.ndarray) -> None:
+        """Poses the board as a `state` observation describes it (pusher, blocks at rest, upright), to
+        render the frame a camera would have seen; the physics is not stepped. Stage 1 renders
+        demonstrations' frames this way, so datasets store states only."""
+        blocks = np.asarray(state[4:], dtype=np.float64).reshape(len(self.blocks), 4)
+        for address, (x, y, cos_yaw, sin_yaw) in zip(self._block_qpos, blocks, strict=True):
+            half = np.arctan2(sin_yaw, cos_yaw) / 2
+            self.data.qpos[address : address + 3] = (x, y, BLOCK_HEIGHT / 2)
+            self.data.qpos[address + 3 : address + 7] = (np.cos(half), 0.0, 0.0, np.sin(half))
+        self.data.mocap_pos[0, :2] = state[:2]
+        self.target = np.asarray(state[2:4], dtype=np.float64).copy()
+        mujoco.mj_forward(self.model, self.data)
+
     # --- gymnasium API -------------------------------------------------------------------------------------
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):

@@ -1,0 +1,37 @@
+"""The policy's camera: square RGB frames of a board's front camera, with the previous frame kept.
+
+Pixel models see the previous and the current frame (PAPER.md §5). A `Camera` has its own renderer at the
+model's size, so it works on any board, whatever that board renders for videos. The first observation of
+an episode repeats its frame as the previous one, as the env's own pixel observations do.
+"""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+
+from siefm.envs.tabletop.env import TabletopEnv
+
+
+class Camera:
+    """Front-camera frames of one board at `size` x `size`."""
+
+    def __init__(self, board: TabletopEnv, size: int):
+        self.board = board
+        self.renderer = mujoco.Renderer(board.model, size, size)
+        self.previous: np.ndarray | None = None
+
+    def frame(self) -> np.ndarray:
+        """(size, size, 3) uint8: the board as it is now."""
+        self.renderer.update_scene(self.board.data, camera="front")
+        return self.renderer.render()
+
+    def observe(self, new_episode: bool = False) -> np.ndarray:
+        """(2, size, size, 3): the previous frame (the current one at an episode's start) and the current."""
+        current = self.frame()
+        previous = current if new_episode or self.previous is None else self.previous
+        self.previous = current
+        return np.stack([previous, current])
+
+    def close(self) -> None:
+        self.renderer.close()

