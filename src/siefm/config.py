@@ -156,7 +156,7 @@ class ModelConfig:
             "'efficientnet-lite0', 'scratch' or 'hf'",
         )
         uses_hf = self.goal_encoder == "hf" or (self.observation == "pixels" and self.vision_encoder == "hf")
-        _require(not uses_hf or bool(self.hf_path), self, "hf_path", "a local model directory for 'hf' encoders")
+        _require(not uses_hf or bool(self.hf_path), self, "hf_path", "a model directory for 'hf' encoders")
         _require(
             self.observation == "state" or self.goal_encoder in (None, "words", "minilm", "hf"),
             self,

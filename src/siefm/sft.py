@@ -154,9 +154,7 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     return out
 
 
-def build_model(
-    config: SFTConfig, train: EpisodeDataset, tokenizer: WordTokenizer | None = None
-) -> EFMBase:
+def build_model(config: SFTConfig, train: EpisodeDataset, tokenizer: WordTokenizer | None = None) -> EFMBase:
     """A fresh EFM sized and normalised for the training episodes (the BC statistics skip final frames).
 
     `config.model` must be resolved; 'words' instructions need the tokenizer of the dataset's tasks.

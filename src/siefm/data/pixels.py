@@ -31,7 +31,6 @@ def render_dataset_frames(dataset: EpisodeDataset, size: int) -> np.ndarray:
     for i in tqdm(range(len(states)), desc="rendering frames", unit="frame", mininterval=1.0):
         board.show_state(states[i])
         frames[i] = camera.frame()
-    camera.close()
     board.close()
     return frames
 

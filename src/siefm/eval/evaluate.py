@@ -15,7 +15,7 @@ import torch
 
 from siefm.envs.pointmass import BatchedPointMass, PointMassConfig
 from siefm.envs.pointmass_demos import run_controller
-from siefm.models.efm import EFM
+from siefm.models.efm import EFMBase
 
 Policy = Callable[[dict[str, np.ndarray]], np.ndarray]
 
@@ -61,7 +61,7 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[f
     return low, high
 
 
-def efm_policy(model: EFM, deterministic: bool = False, seed: int = 0) -> Policy:
+def efm_policy(model: EFMBase, deterministic: bool = False, seed: int = 0) -> Policy:
     """Wraps an EFM as a numpy policy for evaluation (sampling from a seeded generator)."""
     generator = torch.Generator().manual_seed(seed)
 

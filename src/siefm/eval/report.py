@@ -20,7 +20,7 @@ from siefm.eval.evaluate import efm_policy, evaluate
 from siefm.eval.plots import plot_trajectories
 from siefm.eval.tabletop import FamilyResult, efm_batch_policy, evaluate_tabletop, oracle_batch_policy, pooled
 from siefm.improve.reward import RewardModel
-from siefm.models.efm import EFM
+from siefm.models.efm import EFMBase
 
 
 def evaluate_checkpoint(
@@ -63,7 +63,7 @@ def evaluate_checkpoint(
 
 
 def _pointmass(
-    model: EFM, metadata: dict[str, Any], out: Path, config: EvalConfig, name: str
+    model: EFMBase, metadata: dict[str, Any], out: Path, config: EvalConfig, name: str
 ) -> dict[str, Any]:
     env_config = PointMassConfig(**metadata["env"]["config"])
     episodes = config.num_episodes(POINTMASS_ID)
@@ -87,7 +87,7 @@ def tabletop_board(env: dict[str, Any], config: EvalConfig) -> TabletopConfig:
 
 
 def evaluate_tabletop_policies(
-    policies: dict[str, EFM],
+    policies: dict[str, EFMBase],
     env: dict[str, Any],
     config: EvalConfig,
     video_dir: Path | None,

@@ -22,11 +22,12 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
 from siefm.envs.tabletop import TabletopConfig, TabletopEnv
+from siefm.envs.tabletop.camera import Camera
 from siefm.envs.tabletop.oracle import PushOracle
 from siefm.envs.tabletop.tasks import FAMILIES, NOVEL_FAMILY
 from siefm.eval.evaluate import wilson_interval
 from siefm.improve.reward import RewardModel
-from siefm.models.efm import EFM
+from siefm.models.efm import EFMBase
 
 FAMILY_SEED_STRIDE = 10_000
 ALL_FAMILIES = (*FAMILIES, NOVEL_FAMILY)
@@ -57,17 +58,38 @@ class FamilyResult:
         }
 
 
-def efm_batch_policy(model: EFM, deterministic: bool = False) -> PolicyFactory:
+def efm_batch_policy(model: EFMBase, deterministic: bool = False) -> PolicyFactory:
     """An EFM acting on a batch of boards from their states and instructions (seeded sampling)."""
     return lambda seed: _efm_batch_policy(model, deterministic, seed)
 
 
-def _efm_batch_policy(model: EFM, deterministic: bool, seed: int) -> BatchPolicy:
+class BoardCameras:
+    """A pixel model's view of evaluation boards: one camera per board at the model's size, created on
+    first sight (None for state models, which see states only)."""
+
+    def __init__(self, model: EFMBase):
+        pixels = model.config.observation == "pixels"
+        self.size = model.config.image_size if pixels else None
+        self.cameras: dict[int, Camera] = {}
+
+    def observation(self, states: np.ndarray, boards: Sequence[TabletopEnv]) -> dict[str, torch.Tensor]:
+        obs = {"state": torch.from_numpy(states)}
+        if self.size is not None:
+            frames = []
+            for board in boards:
+                camera = self.cameras.setdefault(id(board), Camera(board, self.size))
+                frames.append(camera.observe(new_episode=board.steps == 0))
+            obs["pixels"] = torch.from_numpy(np.stack(frames))
+        return obs
+
+
+def _efm_batch_policy(model: EFMBase, deterministic: bool, seed: int) -> BatchPolicy:
     generator = torch.Generator().manual_seed(seed)
+    cameras = BoardCameras(model)
 
     @torch.no_grad()
     def act(states: np.ndarray, instructions: Sequence[str], boards: Sequence[TabletopEnv]) -> np.ndarray:
-        obs = {"state": torch.from_numpy(states)}
+        obs = cameras.observation(states, boards)
         action, _ = model.act(
             obs, model.goal_input(instructions), deterministic=deterministic, generator=generator
         )
@@ -134,7 +156,9 @@ def _run_family(
     success = np.zeros(len(boards), dtype=bool)
     length = np.full(len(boards), max_steps)
     scorer = reward_model if filmed else None  # d(o, g) is only drawn on the filmed boards' frames
-    distance = _distances(scorer, observations[:filmed], instructions[:filmed])
+    cameras = BoardCameras(reward_model.model) if scorer is not None else None
+    filmed_boards = boards[:filmed]
+    distance = _distances(scorer, cameras, observations[:filmed], instructions[:filmed], filmed_boards)
     frames: list[list[np.ndarray]] = [[] for _ in range(filmed)]
     for k in range(filmed):
         frames[k].append(_annotate(boards[k].render(), instructions[k], 0, distance, None, k))
@@ -149,7 +173,7 @@ def _run_family(
             if terminated:
                 success[i], length[i] = True, t
         previous = distance
-        distance = _distances(scorer, observations[:filmed], instructions[:filmed])
+        distance = _distances(scorer, cameras, observations[:filmed], instructions[:filmed], filmed_boards)
         for k in range(filmed):
             if k in active:
                 reward = None if distance is None else previous[k] - distance[k]
@@ -166,11 +190,15 @@ def _run_family(
 
 @torch.no_grad()
 def _distances(
-    reward_model: RewardModel | None, observations: list[dict], instructions: list[str]
+    reward_model: RewardModel | None,
+    cameras: BoardCameras | None,
+    observations: list[dict],
+    instructions: list[str],
+    boards: Sequence[TabletopEnv],
 ) -> np.ndarray | None:
-    if reward_model is None:
+    if reward_model is None or cameras is None:
         return None
-    obs = {"state": torch.from_numpy(np.stack([o["state"] for o in observations]))}
+    obs = cameras.observation(np.stack([o["state"] for o in observations]), boards)
     return reward_model.distance(obs, reward_model.model.goal_input(instructions)).numpy()
 
 

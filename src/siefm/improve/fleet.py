@@ -2,7 +2,8 @@
 
 A fleet only moves robots; it never ends episodes by itself. Stage 2 decides when an episode is over (the
 learned detector, or a time limit), calls `reset` on just those robots, and carries on with the others.
-Observations come back as {"state": (N, S), "goal": (N, G) vectors or (N,) instruction strings}.
+Observations come back as {"state": (N, S), "goal": (N, G) vectors or (N,) instruction strings}, and, for
+pixel models on the tabletop, "pixels": (N, 2, H, W, 3), each robot's previous and current camera frame.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import numpy as np
 from siefm.config import POINTMASS_ID, TABLETOP_ID, ImproveConfig
 from siefm.envs.pointmass import BatchedPointMass, PointMassConfig
 from siefm.envs.tabletop import TabletopConfig, TabletopEnv
+from siefm.envs.tabletop.camera import Camera
+from siefm.models.efm import EFMBase
 
 Observations = dict[str, np.ndarray]
 
@@ -80,8 +83,12 @@ class TabletopFleet:
         families: tuple[str, ...],
         reset_free: bool = False,
         reset_every: int = 1800,
+        camera_size: int | None = None,
     ):
         self.envs = [TabletopEnv(env_config) for _ in range(num_envs)]
+        # Pixel policies: each board's camera at the model's size (None: state observations only).
+        self.cameras = [Camera(env, camera_size) for env in self.envs] if camera_size else []
+        self._pixels: list[np.ndarray | None] = [None] * num_envs
         self.num_envs = num_envs
         self.families, self.reset_free, self.reset_every = families, reset_free, reset_every
         self.rng = np.random.default_rng(seed)
@@ -109,6 +116,7 @@ class TabletopFleet:
                 self.board_resets += 1
             self._obs[i], info = started
             self._success[i] = info["is_success"]
+            self._observe_pixels(i, new_episode=True)
         return self._gather()
 
     def step(self, actions: np.ndarray, active: np.ndarray | None = None) -> tuple[Observations, np.ndarray]:
@@ -119,14 +127,22 @@ class TabletopFleet:
             self._obs[i], _, _, _, info = self.envs[i].step(actions[i])
             self._success[i] = info["is_success"]
             self._steps_since_reset[i] += 1
+            self._observe_pixels(i)
         return self._gather(), self._success.copy()
+
+    def _observe_pixels(self, i: int, new_episode: bool = False) -> None:
+        if self.cameras:
+            self._pixels[i] = self.cameras[i].observe(new_episode)
 
     def _gather(self) -> Observations:
         assert all(obs is not None for obs in self._obs), "reset() every robot first"
-        return {
+        observations = {
             "state": np.stack([obs["state"] for obs in self._obs]),  # type: ignore[index]
             "goal": np.array([obs["instruction"] for obs in self._obs], dtype=object),  # type: ignore[index]
         }
+        if self.cameras:
+            observations["pixels"] = np.stack(self._pixels)  # type: ignore[arg-type]
+        return observations
 
     def close(self) -> None:
         for env in self.envs:
@@ -143,6 +159,17 @@ class TabletopFleet:
         self.rng.bit_generator.state = state
 
 
+def camera_size(*models: EFMBase) -> int | None:
+    """The camera frames' size the models need (None: state models only); pixel models must agree."""
+    sizes = {model.config.image_size for model in models if model.config.observation == "pixels"}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"the policy and the reward model read frames of different sizes {sorted(sizes)}: "
+            "train both with the same --sft.model.image-size."
+        )
+    return sizes.pop() if sizes else None
+
+
 def practice_env(env: dict[str, Any], config: ImproveConfig) -> dict[str, Any]:
     """The env Stage 2 practises on, as recorded in metadata: the checkpoint's env, on another board and
     with the practised families where `config` says so (checked here, before a run starts)."""
@@ -156,8 +183,10 @@ def practice_env(env: dict[str, Any], config: ImproveConfig) -> dict[str, Any]:
     return {"id": TABLETOP_ID, "config": asdict(board)}
 
 
-def make_fleet(env: dict[str, Any], config: ImproveConfig) -> LocalFleet | TabletopFleet:
-    """The fleet for `env` (from `practice_env`)."""
+def make_fleet(
+    env: dict[str, Any], config: ImproveConfig, camera_size: int | None = None
+) -> LocalFleet | TabletopFleet:
+    """The fleet for `env` (from `practice_env`); `camera_size` adds camera frames for pixel models."""
     if env["id"] == POINTMASS_ID:
         return LocalFleet(config.num_envs, PointMassConfig(**env["config"]), seed=config.seed)
     if env["id"] == TABLETOP_ID:
@@ -169,6 +198,7 @@ def make_fleet(env: dict[str, Any], config: ImproveConfig) -> LocalFleet | Table
             board.task_families,
             reset_free=config.practice_mode == "reset-free",
             reset_every=config.reset_every,
+            camera_size=camera_size,
         )
     raise ValueError(
         f"no practice fleet for the env {env['id']!r}; Stage 2 supports {POINTMASS_ID} and {TABLETOP_ID}."

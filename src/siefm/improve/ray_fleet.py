@@ -26,10 +26,11 @@ import numpy as np
 import torch
 
 from siefm.config import ImproveConfig
-from siefm.improve.fleet import make_fleet
+from siefm.improve.fleet import camera_size, make_fleet
 from siefm.improve.reward import RewardModel
 from siefm.improve.rollout import PracticeBatch, collect_practice
-from siefm.models.efm import EFM
+from siefm.models.build import build_efm
+from siefm.models.efm import EFMBase
 
 log = logging.getLogger("siefm")
 
@@ -74,14 +75,14 @@ class ModelPayload:
     state: dict[str, torch.Tensor]
 
     @classmethod
-    def of(cls, model: EFM) -> ModelPayload:
+    def of(cls, model: EFMBase) -> ModelPayload:
         state = {key: value.detach().clone() for key, value in model.state_dict().items()}
         return cls(model.config, model.spec, state)
 
-    def build(self) -> EFM:
+    def build(self) -> EFMBase:
         from siefm.checkpoint import placeholder_stats
 
-        model = EFM(self.config, self.spec, placeholder_stats(self.spec))
+        model = build_efm(self.config, self.spec, placeholder_stats(self.spec), pretrained=False)
         model.load_state_dict(self.state)
         return model.eval()
 
@@ -94,22 +95,22 @@ class RewardServer:
         torch.set_num_threads(1)
         self.model = reward.build()
 
-    def distance(self, state: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+    def distance(self, obs: dict[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return self.model.steps_to_go({"state": state}, goal)
+            return self.model.steps_to_go(obs, goal)
 
 
 class SharedRewardModel(RewardModel):
     """A RewardModel whose d(o, g) comes from the shared RewardServer; the local copy only encodes goals."""
 
-    def __init__(self, server: Any, model: EFM, success_threshold: float):
+    def __init__(self, server: Any, model: EFMBase, success_threshold: float):
         super().__init__(model, success_threshold)
         self.server = server
 
     def distance(self, obs: dict[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
         import ray
 
-        return ray.get(self.server.distance.remote(obs["state"], goal))
+        return ray.get(self.server.distance.remote(dict(obs), goal))
 
 
 class PracticeWorker:
@@ -127,12 +128,13 @@ class PracticeWorker:
         reward_server: Any = None,
     ):
         torch.set_num_threads(1)  # one core per actor
-        self.fleet = make_fleet(env, dataclasses.replace(config, num_envs=num_envs, seed=seed))
         self.policy = policy.build()
         if reward_server is None:
             self.reward_model = RewardModel(reward.build(), threshold)
         else:
             self.reward_model = SharedRewardModel(reward_server, reward.build(), threshold)
+        share = dataclasses.replace(config, num_envs=num_envs, seed=seed)
+        self.fleet = make_fleet(env, share, camera_size(self.policy, self.reward_model.model))
         self.version = -1
 
     def set_weights(self, state: dict[str, torch.Tensor], version: int) -> int:
@@ -163,7 +165,9 @@ class PracticeWorker:
 class RayFleet:
     """`config.actors` PracticeWorkers as Ray actors; `collect` returns one iteration's merged batch."""
 
-    def __init__(self, env: dict[str, Any], config: ImproveConfig, policy: EFM, reward_model: RewardModel):
+    def __init__(
+        self, env: dict[str, Any], config: ImproveConfig, policy: EFMBase, reward_model: RewardModel
+    ):
         if config.num_envs < config.actors:
             raise ValueError(
                 f"--improve.num-envs {config.num_envs} < --improve.actors {config.actors}: "
@@ -202,7 +206,7 @@ class RayFleet:
             self.reward_server,
         )
 
-    def collect(self, policy: EFM, version: int, iteration: int, max_episode_steps: int) -> PracticeBatch:
+    def collect(self, policy: EFMBase, version: int, iteration: int, max_episode_steps: int) -> PracticeBatch:
         """One iteration: broadcast `policy` as `version`, collect N x B samples across the actors."""
         weights = self.ray.put({k: v.detach().clone() for k, v in policy.state_dict().items()})
         shares = np.array_split(np.arange(self.config.samples_per_iteration), len(self.actors))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from siefm.models.efm import EFM
+from siefm.models.efm import EFMBase
 
 
 def rewards_from_distances(d: torch.Tensor) -> torch.Tensor:
@@ -29,7 +29,7 @@ def detect_success(d: torch.Tensor, threshold: float) -> torch.Tensor:
 class RewardModel:
     """A frozen Stage 1 EFM used only for d(o, g): its parameters never receive gradients."""
 
-    def __init__(self, model: EFM, success_threshold: float):
+    def __init__(self, model: EFMBase, success_threshold: float):
         if success_threshold < 0:
             raise ValueError(f"success_threshold must be >= 0 steps, got {success_threshold}.")
         self.model = model.eval()

@@ -18,7 +18,7 @@ import torch
 from siefm.improve.fleet import Fleet, Observations
 from siefm.improve.reinforce import discounted_returns
 from siefm.improve.reward import RewardModel, precision_recall
-from siefm.models.efm import EFM
+from siefm.models.efm import EFMBase
 
 
 class EpisodeEnd(NamedTuple):
@@ -41,7 +41,7 @@ class PracticeBatch:
     """
 
     state: torch.Tensor  # (M, S)
-    goal: torch.Tensor  # (M, G): the policy's goal input (vectors, or instruction word ids)
+    goal: torch.Tensor  # (M, ...): the policy's goal input (vectors, word ids, or frozen token states)
     action: torch.Tensor  # (M, A)
     returns: torch.Tensor  # (M,)
     rewards: torch.Tensor  # (M,)
@@ -55,10 +55,19 @@ class PracticeBatch:
     final_distance: np.ndarray  # (E,) d at that observation
     episode_goal: list  # (E,) raw goals: vectors, or instruction strings
     detector_counts: dict[str, int]  # frame-level true/false positives and false negatives of d <= s
+    features: torch.Tensor | None = None  # (M, 2, C, h, w) a pixel policy's frozen frame features
 
     @property
     def num_samples(self) -> int:
         return self.state.shape[0]
+
+    def policy_inputs(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The policy's observation input of samples `index`, as it acted on them (frozen features reused,
+        so updates do not run the vision encoder again)."""
+        inputs = {"state": self.state[index]}
+        if self.features is not None:
+            inputs["features"] = self.features[index]
+        return inputs
 
     @classmethod
     def concat(cls, batches: list[PracticeBatch]) -> PracticeBatch:
@@ -73,6 +82,8 @@ class PracticeBatch:
                 merged[name] = {key: sum(v[key] for v in values) for key in values[0]}
             elif name == "episode_goal":
                 merged[name] = [goal for v in values for goal in v]
+            elif values[0] is None:
+                merged[name] = None
             elif isinstance(values[0], torch.Tensor):
                 merged[name] = torch.cat(values)
             else:
@@ -101,15 +112,17 @@ def _first_steps(episode_id: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(first)
 
 
-def _inputs(obs: Observations, model: EFM) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """A model's inputs from fleet observations (each model encodes the raw goals its own way)."""
-    return {"state": torch.from_numpy(obs["state"])}, model.goal_input(obs["goal"])
+def _inputs(obs: Observations, model: EFMBase) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """A model's inputs from fleet observations (each model encodes the raw goals and frames its own way;
+    frozen encodings are computed here once)."""
+    tensors = {key: torch.from_numpy(obs[key]) for key in ("state", "pixels") if key in obs}
+    return model.frozen_inputs(tensors), model.goal_input(obs["goal"])
 
 
 @torch.no_grad()
 def collect_practice(
     fleet: Fleet,
-    policy: EFM,
+    policy: EFMBase,
     reward_model: RewardModel,
     *,
     num_samples: int,
@@ -132,6 +145,8 @@ def collect_practice(
     columns: dict[str, list] = {
         key: [] for key in ("state", "goal", "action", "reward", "d", "next_true", "episode", "valid", "done")
     }
+    if "pixels" in obs and policy.config.observation == "pixels":
+        columns["features"] = []
     ends: dict[int, EpisodeEnd] = {}
     while active.any():
         obs_t, goal_t = _inputs(obs, policy)
@@ -158,9 +173,10 @@ def collect_practice(
             "episode": torch.from_numpy(episode.copy()),
             "valid": torch.from_numpy(active.copy()),
             "done": torch.from_numpy(done),
+            "features": obs_t.get("features"),
         }
-        for key, value in step_record.items():
-            columns[key].append(value)
+        for key in columns:
+            columns[key].append(step_record[key])
         ids = np.flatnonzero(done)
         for i in ids:
             ends[int(episode[i])] = EpisodeEnd(
@@ -212,4 +228,5 @@ def _assemble(
         final_distance=np.array([o.last_distance for o in outcome]),
         episode_goal=[o.goal for o in outcome],
         detector_counts=counts,
+        features=stacked["features"][valid] if "features" in stacked else None,
     )

@@ -23,14 +23,14 @@ from tqdm.auto import tqdm
 
 from siefm.checkpoint import CheckpointError, check_fits_env, load_checkpoint, replace_dir, save_checkpoint
 from siefm.config import ImproveConfig, from_dict, to_dict
-from siefm.improve.fleet import Fleet, make_fleet, practice_env
+from siefm.improve.fleet import Fleet, camera_size, make_fleet, practice_env
 from siefm.improve.practice_data import write_practice
 from siefm.improve.ray_fleet import RayFleet
 from siefm.improve.reinforce import reinforce_loss
 from siefm.improve.reward import RewardModel
 from siefm.improve.rollout import PracticeBatch, collect_practice
 from siefm.logging import MetricLogger, read_metrics
-from siefm.models.efm import EFM
+from siefm.models.efm import EFMBase
 
 log = logging.getLogger("siefm")
 
@@ -64,7 +64,7 @@ def improve(sft_run: Path, out: Path, config: ImproveConfig, policy: Path | None
     return _run(out, config, *inputs)
 
 
-Inputs = tuple[EFM, dict[str, Any], RewardModel, dict[str, Any]]
+Inputs = tuple[EFMBase, dict[str, Any], RewardModel, dict[str, Any]]
 
 
 def resume_improve(run_dir: Path) -> Path:
@@ -122,7 +122,7 @@ def _load_inputs(
 def _run(
     out: Path,
     config: ImproveConfig,
-    policy: EFM,
+    policy: EFMBase,
     policy_meta: dict[str, Any],
     reward_model: RewardModel,
     env: dict[str, Any],
@@ -130,7 +130,10 @@ def _run(
     threshold = reward_model.success_threshold
     max_episode_steps = config.max_episode_steps or env["config"]["max_steps"]
     ray = config.fleet == "ray"
-    fleet: Fleet | RayFleet = RayFleet(env, config, policy, reward_model) if ray else make_fleet(env, config)
+    camera = camera_size(policy, reward_model.model)
+    fleet: Fleet | RayFleet = (
+        RayFleet(env, config, policy, reward_model) if ray else make_fleet(env, config, camera)
+    )
     optimizer = torch.optim.AdamW(policy.policy_parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     counters = {"iterations": 0, "env_steps": 0, "updates": 0, "episodes": 0, "wall_seconds": 0.0}
@@ -216,7 +219,7 @@ def _run(
 
 
 def reinforce_updates(
-    policy: EFM,
+    policy: EFMBase,
     optimizer: torch.optim.Optimizer,
     batch: PracticeBatch,
     config: ImproveConfig,
@@ -226,7 +229,7 @@ def reinforce_updates(
     order = torch.randperm(batch.num_samples, generator=generator)[: config.samples_per_iteration]
     losses = []
     for index in order.view(config.num_updates, config.minibatch_size):
-        log_probs = policy.log_prob({"state": batch.state[index]}, batch.goal[index], batch.action[index])
+        log_probs = policy.log_prob(batch.policy_inputs(index), batch.goal[index], batch.action[index])
         loss = reinforce_loss(
             log_probs, batch.returns[index], torch.ones_like(log_probs, dtype=torch.bool), config.reward_scale
         )
@@ -239,7 +242,7 @@ def reinforce_updates(
 
 def _save_state(
     out: Path,
-    policy: EFM,
+    policy: EFMBase,
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
     fleet: Fleet,
@@ -262,7 +265,7 @@ def _save_state(
 
 
 def _load_state(
-    out: Path, policy: EFM, optimizer: torch.optim.Optimizer, generator: torch.Generator, fleet: Fleet
+    out: Path, policy: EFMBase, optimizer: torch.optim.Optimizer, generator: torch.Generator, fleet: Fleet
 ) -> dict[str, Any]:
     state_dir = out / STATE_DIR
     if not state_dir.is_dir():  # killed between the two renames of `replace_dir`: the previous copy is whole

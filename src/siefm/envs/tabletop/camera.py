@@ -1,13 +1,14 @@
 """The policy's camera: square RGB frames of a board's front camera, with the previous frame kept.
 
-Pixel models see the previous and the current frame (PAPER.md §5). A `Camera` has its own renderer at the
-model's size, so it works on any board, whatever that board renders for videos. The first observation of
-an episode repeats its frame as the previous one, as the env's own pixel observations do.
+Pixel models see the previous and the current frame (PAPER.md §5). A `Camera` renders at the model's size
+with the board's square renderer of that size, so it works on any board, whatever that board renders for
+videos, and several cameras (a policy's, a reward model's) can watch one board, each with its own previous
+frame. The first observation of an episode repeats its frame as the previous one, as the env's own pixel
+observations do.
 """
 
 from __future__ import annotations
 
-import mujoco
 import numpy as np
 
 from siefm.envs.tabletop.env import TabletopEnv
@@ -18,7 +19,7 @@ class Camera:
 
     def __init__(self, board: TabletopEnv, size: int):
         self.board = board
-        self.renderer = mujoco.Renderer(board.model, size, size)
+        self.renderer = board.square_renderer(size)  # closed with the board
         self.previous: np.ndarray | None = None
 
     def frame(self) -> np.ndarray:
@@ -32,6 +33,3 @@ class Camera:
         previous = current if new_episode or self.previous is None else self.previous
         self.previous = current
         return np.stack([previous, current])
-
-    def close(self) -> None:
-        self.renderer.close()

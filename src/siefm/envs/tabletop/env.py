@@ -116,6 +116,7 @@ class TabletopEnv(gym.Env):
         self.data = mujoco.MjData(self.model)
         self._block_qpos = [self.model.jnt_qposadr[self.model.body(b.body).jntadr[0]] for b in self.blocks]
         self._renderer: mujoco.Renderer | None = None
+        self._cameras: dict[int, mujoco.Renderer] = {}  # square renderers of pixel policies, by size
         num_blocks = len(self.blocks)
         self.state_dim = 4 + 4 * num_blocks
         bound = np.float32(self.config.max_action)
@@ -150,6 +151,11 @@ class TabletopEnv(gym.Env):
     @property
     def pusher(self) -> np.ndarray:
         return self.data.mocap_pos[0, :2].copy()
+
+    @property
+    def steps(self) -> int:
+        """Control steps since the current episode started (0 right after reset or new_task)."""
+        return self._steps
 
     def blocks_on_board(self) -> bool:
         return all(on_board(position) for position in self.block_positions())
@@ -232,10 +238,18 @@ class TabletopEnv(gym.Env):
         self._renderer.update_scene(self.data, camera="front")
         return self._renderer.render()
 
+    def square_renderer(self, size: int) -> mujoco.Renderer:
+        """A renderer of `size` x `size` frames on this board, made once and closed with the env (pixel
+        policies' cameras share it; see siefm.envs.tabletop.camera)."""
+        if size not in self._cameras:
+            self._cameras[size] = mujoco.Renderer(self.model, size, size)
+        return self._cameras[size]
+
     def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        for renderer in [self._renderer, *self._cameras.values()]:
+            if renderer is not None:
+                renderer.close()
+        self._renderer, self._cameras = None, {}
 
     # --- helpers -------------------------------------------------------------------------------------------
 
