@@ -302,3 +302,23 @@ def test_pixels_through_both_stages_from_the_command_line(tabletop_data: Path, t
     results = json.loads((ev / "results.json").read_text())
     assert results["policy"]["episodes"] == 2
     assert len(list((ev / "videos" / "policy").glob("block2block-*.gif"))) == 1
+
+
+def test_feature_cache_returns_what_encoding_would_and_encodes_each_frame_once() -> None:
+    from siefm.models.vision import FrameFeatureCache, ScratchCNN
+
+    cache, encoder = FrameFeatureCache(capacity=8), ScratchCNN()
+    calls: list[int] = []
+    encoder.register_forward_hook(lambda module, inputs, output: calls.append(len(inputs[0])))
+    frames = torch.randint(0, 256, (3, SIZE, SIZE, 3), dtype=torch.uint8)
+    repeated = torch.cat([frames, frames[:1]])  # the fourth frame is the first again
+    with torch.no_grad():
+        direct = encoder(repeated)
+    calls.clear()
+    assert_close(cache.encode(encoder, repeated), direct)
+    assert calls == [3]
+    assert_close(cache.encode(encoder, frames[1:]), direct[1:3])
+    assert calls == [3]  # all hits
+    other = ScratchCNN()  # other weights: the same frames are encoded again, with its own result
+    with torch.no_grad():
+        assert_close(cache.encode(other, frames[:1]), other(frames[:1]))

@@ -69,7 +69,7 @@ class BoardCameras:
 
     def __init__(self, model: EFMBase):
         pixels = model.config.observation == "pixels"
-        self.size = model.config.image_size if pixels else None
+        self.model, self.size = model, model.config.image_size if pixels else None
         self.cameras: dict[int, Camera] = {}
 
     def observation(self, states: np.ndarray, boards: Sequence[TabletopEnv]) -> dict[str, torch.Tensor]:
@@ -80,7 +80,7 @@ class BoardCameras:
                 camera = self.cameras.setdefault(id(board), Camera(board, self.size))
                 frames.append(camera.observe(new_episode=board.steps == 0))
             obs["pixels"] = torch.from_numpy(np.stack(frames))
-        return obs
+        return self.model.frozen_inputs(obs)
 
 
 def _efm_batch_policy(model: EFMBase, deterministic: bool, seed: int) -> BatchPolicy:

@@ -29,7 +29,7 @@ from siefm.models.efm import EFMBase, EFMOutput, ModelSpec, Stats, mlp
 from siefm.models.heads import ActionDistribution, GaussianActionHead, TokenActionHead
 from siefm.models.pretrained import MAX_TOKENS, FrozenTextTokens, minilm_path
 from siefm.models.text import TextEncoder, WordTokenizer
-from siefm.models.vision import build_vision_encoder
+from siefm.models.vision import FRAME_FEATURES, build_vision_encoder
 
 FUSION_CHANNELS = 32
 
@@ -117,10 +117,13 @@ class PixelEFM(EFMBase):
 
     @torch.no_grad()
     def frozen_inputs(self, obs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Observations with the frames replaced by their (frozen) features, to reuse across updates."""
+        """Observations with the frames replaced by their (frozen) features, to reuse across updates.
+        Frames already encoded with the same weights come from the process's feature cache."""
         if "features" in obs:
             return dict(obs)
-        return {"state": obs["state"], "features": self.encode_frames(obs["pixels"])}
+        pixels = obs["pixels"]
+        features = FRAME_FEATURES.encode(self.vision, pixels.flatten(0, 1)).unflatten(0, pixels.shape[:2])
+        return {"state": obs["state"], "features": features}
 
     def _trunk(self, tower: FusionTower, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
         features = obs["features"] if "features" in obs else self.encode_frames(obs["pixels"])

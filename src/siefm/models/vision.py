@@ -15,6 +15,8 @@ Pretrained weights are only read from installed packages or local directories, n
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,13 @@ class VisionEncoder(nn.Module):
 
     out_channels: int
     trainable: bool
+
+    def fingerprint(self) -> bytes:
+        """A hash of the weights: equal for encoders that compute the same features."""
+        digest = hashlib.blake2b(type(self).__name__.encode(), digest_size=16)
+        for tensor in self.state_dict().values():
+            digest.update(tensor.detach().cpu().numpy().tobytes())
+        return digest.digest()
 
     def output_size(self, image_size: int) -> int:
         """Side h (= w) of the feature map of a square `image_size` frame."""
@@ -120,10 +129,14 @@ class HFVision(VisionEncoder):
         tower = getattr(model, "vision_model", model)
         config = tower.config
         object.__setattr__(self, "tower", tower.eval().requires_grad_(False))
+        self.path = str(Path(path).resolve())
         self.input_size = int(config.image_size)
         self.out_channels = int(config.hidden_size)
         self.register_buffer("mean", torch.full((1, 3, 1, 1), 0.5))  # CLIP/SigLIP-style [-1, 1] inputs
         self.register_buffer("std", torch.full((1, 3, 1, 1), 0.5))
+
+    def fingerprint(self) -> bytes:
+        return hashlib.blake2b(self.path.encode(), digest_size=16).digest()  # its weights are the directory's
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = (to_unit_images(images) - self.mean) / self.std
@@ -146,3 +159,39 @@ def build_vision_encoder(
         assert hf_path is not None, "ModelConfig validates that 'hf' comes with hf_path"
         return HFVision(hf_path)
     raise ValueError(f"unknown vision encoder {kind!r}: use 'efficientnet-lite0', 'scratch' or 'hf'.")
+
+
+class FrameFeatureCache:
+    """Features of recently encoded frames, keyed by the encoder's weights and the frame's bytes.
+
+    In Stage 2 each frame is seen several times: as a robot's current frame, as its previous frame on the
+    next step, and by the reward model as well as the policy (when both use the same frozen encoder, as
+    the pretrained ones do). Keys are content hashes, so a hit returns exactly what encoding would.
+    """
+
+    def __init__(self, capacity: int = 4096):
+        self.capacity = capacity
+        self.entries: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+
+    @torch.no_grad()
+    def encode(self, encoder: VisionEncoder, frames: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, 3) uint8 -> (B, C, h, w), encoding only the frames not seen with these weights."""
+        prefix = encoder.fingerprint()
+        keys = [prefix + hashlib.blake2b(f.numpy().tobytes(), digest_size=16).digest() for f in frames]
+        first: dict[bytes, int] = {}
+        for i, key in enumerate(keys):
+            first.setdefault(key, i)
+        missing = [i for key, i in first.items() if key not in self.entries]
+        if missing:
+            for i, features in zip(missing, encoder(frames[missing]), strict=True):
+                self.entries[keys[i]] = features
+        out = []
+        for key in keys:
+            self.entries.move_to_end(key)
+            out.append(self.entries[key])
+        while len(self.entries) > self.capacity:
+            self.entries.popitem(last=False)
+        return torch.stack(out)
+
+
+FRAME_FEATURES = FrameFeatureCache()  # one per process, shared by every model in it
