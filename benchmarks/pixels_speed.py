@@ -119,9 +119,9 @@ def main(args: Args) -> dict:
             rates.append(batch.num_samples / (time.perf_counter() - start))
         fleet.close()
         entry["stage2_env_steps_per_second"] = float(np.median(rates))
-        entry["stage2_ratio_to_raw"] = entry["stage2_env_steps_per_second"] / results[
-            "raw_env_steps_per_second_with_camera"
-        ]
+        entry["stage2_ratio_to_raw"] = (
+            entry["stage2_env_steps_per_second"] / results["raw_env_steps_per_second_with_camera"]
+        )
         results["choices"][choice] = entry
         print(choice, json.dumps(entry, indent=2), flush=True)
     results["command"] = "MUJOCO_GL=egl python benchmarks/pixels_speed.py " + " ".join(

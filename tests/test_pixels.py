@@ -322,3 +322,22 @@ def test_feature_cache_returns_what_encoding_would_and_encodes_each_frame_once()
     other = ScratchCNN()  # other weights: the same frames are encoded again, with its own result
     with torch.no_grad():
         assert_close(cache.encode(other, frames[:1]), other(frames[:1]))
+
+
+def test_demo_tabletop_from_pixels_writes_the_report(tabletop_data: Path, tmp_path: Path) -> None:
+    from siefm.cli import main
+
+    out = tmp_path / "demo"
+    argv = ["demo", "tabletop", "--out", str(out), "--dataset", str(tabletop_data), "--obs", "pixels"]
+    argv += ["--sft.model.image-size", str(SIZE), "--sft.model.vision-encoder", "scratch"]
+    argv += ["--sft.model.goal-encoder", "words", "--sft.model.hidden-dim", "16"]
+    argv += ["--sft.steps", "20", "--sft.eval-every", "10", "--sft.batch-size", "16"]
+    argv += ["--improve.num-iterations", "1", "--improve.num-envs", "2", "--improve.num-updates", "2"]
+    argv += ["--improve.minibatch-size", "8", "--improve.max-episode-steps", "6"]
+    argv += ["--eval.families", "block2block", "--eval.episodes", "2", "--eval.max-steps", "4"]
+    assert main([*argv, "--eval.videos", "1"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["model"]["observation"] == "pixels"
+    for key in ("bc", "improved", "optimal"):
+        assert results[key]["episodes"] == 2
+    assert {"voc", "steps_mae"} <= set(results["reward_model"])

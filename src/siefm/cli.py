@@ -104,9 +104,10 @@ class PointMassDemo:
 
 @dataclass(frozen=True)
 class TabletopDemo:
-    """Run the whole recipe on the tabletop from state observations: oracle demonstrations -> Stage 1 (all
-    families) -> Stage 2 (block2block practice) -> 5 families x 50 episodes for Stage 1, Stage 2 and the
-    oracle; writes results.json, success_by_family.png, learning_curve.png and annotated videos."""
+    """Run the whole recipe on the tabletop from state observations (or camera frames, --obs pixels): oracle
+    demonstrations -> Stage 1 (all families) -> Stage 2 (block2block practice) -> 5 families x 50 episodes
+    for Stage 1, Stage 2 and the oracle; writes results.json, success_by_family.png, learning_curve.png and
+    annotated videos."""
 
     out: Path = Path("runs/demo-tabletop")
     """Output directory (dataset/, sft/, improve/, videos/ and the report files)."""

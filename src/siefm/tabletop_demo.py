@@ -1,20 +1,22 @@
-"""The whole recipe on the tabletop from state observations: collect -> Stage 1 -> Stage 2 -> eval -> report.
+"""The whole recipe on the tabletop: collect -> Stage 1 -> Stage 2 -> eval -> report.
 
 `run_tabletop_demo` is what `siefm demo tabletop` calls. Stage 1 learns every task family from the oracle's
 demonstrations; Stage 2 practises block2block, as the paper; the evaluation follows the reference protocol
 (5 families x 50 episodes, <= 200 steps, fixed seeds) for the Stage 1 policy, the improved policy and the
 scripted oracle, with annotated videos. It writes `results.json` (DESIGN.md schema plus `per_family`
-breakdowns), `success_by_family.png`, `learning_curve.png` and `videos/`.
+breakdowns), `success_by_family.png`, `learning_curve.png` and `videos/`. `--obs pixels` runs the same
+recipe with the pixel EFM (pretrained EfficientNet-Lite0 + MiniLM by default; see docs/pixels.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -43,6 +45,15 @@ class TabletopDemoConfig:
     sft: SFTConfig = field(default_factory=lambda: SFTConfig(steps=20_000, eval_every=1_000))
     improve: ImproveConfig = field(default_factory=lambda: ImproveConfig(num_iterations=30))
     eval: EvalConfig = field(default_factory=EvalConfig)
+    obs: Literal["state", "pixels"] = "state"
+    """What the models read: 'state' (block poses) or 'pixels' (camera frames; sets
+    --sft.model.observation pixels, and needs `pip install 'siefm[pretrained]'` for the default pretrained
+    encoders)."""
+
+    @property
+    def stage1(self) -> SFTConfig:
+        """The Stage 1 settings, with the observation `obs` asks for."""
+        return dataclasses.replace(self.sft, model=dataclasses.replace(self.sft.model, observation=self.obs))
 
 
 def run_tabletop_demo(out: Path, config: TabletopDemoConfig) -> dict[str, Any]:
@@ -60,10 +71,11 @@ def run_tabletop_demo(out: Path, config: TabletopDemoConfig) -> dict[str, Any]:
     collect_seconds = time.perf_counter() - start
     for stage in ("sft", "improve", "videos"):  # a demo always runs every stage afresh
         shutil.rmtree(out / stage, ignore_errors=True)
-    sft_run = train_sft(dataset_dir, out / "sft", config.sft)
+    sft_run = train_sft(dataset_dir, out / "sft", config.stage1)
     improved = improve(sft_run, out / "improve", config.improve)
     results = tabletop_report(out, dataset_dir, sft_run, improved, config.eval)
     results["collect"] = {"wall_seconds": collect_seconds, "reused_dataset": config.dataset is not None}
+    results["model"] = json.loads((sft_run / "config.json").read_text())["sft"]["model"]  # resolved
     results["total_wall_seconds"] = time.perf_counter() - start
     (out / "results.json").write_text(json.dumps(results, indent=2))
     return results

@@ -1,0 +1,185 @@
+"""Pixel benchmark (issue 4): both stages from camera frames, and the reward-model pretraining ablation.
+
+    siefm collect --env tabletop --out runs/data-20k --tabletop.num-episodes 20000   # ~3 min
+    MUJOCO_GL=egl python benchmarks/pixels.py --dataset runs/data-20k --out runs/bench-pixels
+
+Per seed, on the nested `--data-fraction` subset of the dataset:
+- Stage 1 twice with the same settings: (a) pretrained encoders (EfficientNet-Lite0 + MiniLM, frozen) and
+  (b) scratch encoders (the scratch CNN + the word-token encoder, trained);
+- Stage 2 (block2block practice) from the same Stage 1 policy, (a)'s, once with (a)'s reward model and
+  once with (b)'s: the paper's ablation swaps only the reward model (PAPER.md §5);
+- block2block evaluation (`--episodes`, <= 200 steps, fixed seeds) of the Stage 1 policy and both Stage 2
+  policies, and of the scripted oracle.
+Success against practice episodes comes from each Stage 2 run's metrics (the true success of the episodes
+practised in each iteration). Writes OUT/results.json (with the DESIGN.md keys: `bc` = (a)'s Stage 1
+policy, `improved` = Stage 2 with the pretrained reward model, `optimal` = oracle, for the first seed) and
+OUT/ablation.png. Stage 1 runs already in OUT are reused, so an interrupted benchmark can be rerun.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import tyro
+
+from siefm.checkpoint import load_checkpoint
+from siefm.config import EvalConfig, ImproveConfig, ModelConfig, SFTConfig
+from siefm.data.dataset import read_dataset
+from siefm.demo import machine_info, pooled_detector_scores, practice_summary
+from siefm.eval.report import evaluate_tabletop_policies, tabletop_summaries
+from siefm.improve.reward import RewardModel
+from siefm.improve.train import improve
+from siefm.logging import read_metrics
+from siefm.sft import train_sft
+from siefm.tabletop_demo import dataset_summary, episodes_per_family
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+ENCODERS = {
+    "pretrained": {"vision_encoder": "efficientnet-lite0", "goal_encoder": "minilm"},
+    "scratch": {"vision_encoder": "scratch", "goal_encoder": "words"},
+}
+
+
+@dataclass(frozen=True)
+class Args:
+    dataset: Path
+    """A tabletop dataset from `siefm collect --env tabletop` (the full dataset)."""
+    out: Path = Path("runs/bench-pixels")
+    data_fraction: float = 0.1
+    seeds: tuple[int, ...] = (0,)
+    sft: SFTConfig = field(
+        default_factory=lambda: SFTConfig(
+            model=ModelConfig(observation="pixels"), steps=10_000, batch_size=128, eval_every=500
+        )
+    )
+    improve: ImproveConfig = field(default_factory=lambda: ImproveConfig(num_iterations=40))
+    episodes: int = 200
+    """block2block evaluation episodes per policy."""
+
+
+def stage1(args: Args, encoder: str, seed: int) -> Path:
+    run = args.out / f"seed{seed}" / f"sft-{encoder}"
+    if not (run / "sft_summary.json").exists():
+        model = dataclasses.replace(args.sft.model, **ENCODERS[encoder])
+        config = dataclasses.replace(args.sft, model=model, data_fraction=args.data_fraction, seed=seed)
+        train_sft(args.dataset, run, config)
+    return run
+
+
+def stage2(args: Args, reward_run: Path, policy: Path, name: str, seed: int) -> dict:
+    started = time.perf_counter()
+    out = args.out / f"seed{seed}" / name
+    config = dataclasses.replace(args.improve, seed=seed)
+    path = improve(reward_run, out, config, policy)
+    records = read_metrics(out / "metrics.jsonl")
+    return {
+        "checkpoint": str(path),
+        **load_checkpoint(path)[1]["improve"],
+        **pooled_detector_scores(records),
+        **practice_summary(records),
+        "curve": {
+            "practice_episodes": np.cumsum([r["rollout/episodes"] for r in records]).tolist(),
+            "true_success": [r["rollout/true_success"] for r in records],
+            "detected_success": [r["rollout/detected_success"] for r in records],
+        },
+        "wall_seconds_total": time.perf_counter() - started,
+    }
+
+
+def run_seed(args: Args, seed: int) -> dict:
+    runs = {encoder: stage1(args, encoder, seed) for encoder in ENCODERS}
+    policy = runs["pretrained"] / "checkpoints" / "policy"
+    result: dict = {
+        f"sft_{encoder}": {
+            k: v
+            for k, v in json.loads((run / "sft_summary.json").read_text()).items()
+            if k != "val_episode_ids"
+        }
+        for encoder, run in runs.items()
+    }
+    result["stage2"] = {
+        f"reward_{encoder}": stage2(args, run, policy, f"improve-reward-{encoder}", seed)
+        for encoder, run in runs.items()
+    }
+    reward_efm, reward_meta = load_checkpoint(runs["pretrained"] / "checkpoints" / "reward")
+    policies = {
+        "bc": load_checkpoint(policy)[0],
+        **{name: load_checkpoint(Path(r["checkpoint"]))[0] for name, r in result["stage2"].items()},
+    }
+    evaluation = EvalConfig(families=("block2block",), episodes=args.episodes, videos=2, seed=12_345 + seed)
+    summaries = evaluate_tabletop_policies(
+        policies,
+        reward_meta["env"],
+        evaluation,
+        args.out / f"seed{seed}" / "videos",
+        RewardModel(reward_efm, reward_meta["success_threshold"]),
+    )
+    result["block2block"] = tabletop_summaries(summaries)
+    return result
+
+
+def plot_ablation(per_seed: dict[int, dict], path: Path) -> None:
+    """True success of practice episodes against practice episodes, per reward model and seed."""
+    figure, axis = plt.subplots(figsize=(6, 4))
+    colours = {"reward_pretrained": "tab:blue", "reward_scratch": "tab:orange"}
+    for seed, result in per_seed.items():
+        for name, run in result["stage2"].items():
+            label = f"{name.replace('reward_', '')} reward model" if seed == min(per_seed) else None
+            curve = run["curve"]
+            axis.plot(curve["practice_episodes"], curve["true_success"], color=colours[name], label=label)
+    axis.set_xlabel("practice episodes")
+    axis.set_ylabel("true success of practice episodes")
+    axis.set_title("Stage 2 from pixels, block2block (same Stage 1 policy)")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main(args: Args) -> dict:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    started = time.perf_counter()
+    args.out.mkdir(parents=True, exist_ok=True)
+    dataset = read_dataset(args.dataset)
+    results: dict = {
+        "command": " ".join(["python", *sys.argv]),
+        "args": json.loads(json.dumps(dataclasses.asdict(args), default=str)),
+        "dataset": dataset_summary(dataset, args.dataset),
+    }
+    per_seed = {seed: run_seed(args, seed) for seed in args.seeds}
+    results["seeds"] = {str(seed): result for seed, result in per_seed.items()}
+    names = ("bc", "reward_pretrained", "reward_scratch", "optimal")
+    rates = {name: [r["block2block"][name]["success_rate"] for r in per_seed.values()] for name in names}
+    results["summary"] = {
+        name: {"mean": float(np.mean(v)), "std": float(np.std(v)), "per_seed": v} for name, v in rates.items()
+    }
+    block2block_demos = episodes_per_family(dataset)["block2block"]
+    results["block2block_demos"] = block2block_demos
+    first = per_seed[args.seeds[0]]
+    results.update(
+        bc=first["block2block"]["bc"],
+        improved=first["block2block"]["reward_pretrained"],
+        optimal=first["block2block"]["optimal"],
+        improve=first["stage2"]["reward_pretrained"],
+    )
+    results["machine"] = machine_info()
+    results["wall_seconds"] = time.perf_counter() - started
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    plot_ablation(per_seed, args.out / "ablation.png")
+    return results
+
+
+if __name__ == "__main__":
+    out = main(tyro.cli(Args))
+    for name, summary in out["summary"].items():
+        print(f"{name:20s} block2block {summary['mean']:.1%} +- {summary['std']:.1%} {summary['per_seed']}")
