@@ -38,16 +38,12 @@ from siefm.eval.report import evaluate_tabletop_policies, tabletop_summaries
 from siefm.improve.reward import RewardModel
 from siefm.improve.train import improve
 from siefm.logging import read_metrics
+from siefm.models.build import ENCODER_PRESETS
 from siefm.sft import train_sft
 from siefm.tabletop_demo import dataset_summary, episodes_per_family
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-
-ENCODERS = {
-    "pretrained": {"vision_encoder": "efficientnet-lite0", "goal_encoder": "minilm"},
-    "scratch": {"vision_encoder": "scratch", "goal_encoder": "words"},
-}
 
 
 @dataclass(frozen=True)
@@ -70,7 +66,7 @@ class Args:
 def stage1(args: Args, encoder: str, seed: int) -> Path:
     run = args.out / f"seed{seed}" / f"sft-{encoder}"
     if not (run / "sft_summary.json").exists():
-        model = dataclasses.replace(args.sft.model, **ENCODERS[encoder])
+        model = dataclasses.replace(args.sft.model, **ENCODER_PRESETS[encoder])
         config = dataclasses.replace(args.sft, model=model, data_fraction=args.data_fraction, seed=seed)
         train_sft(args.dataset, run, config)
     return run
@@ -97,7 +93,7 @@ def stage2(args: Args, reward_run: Path, policy: Path, name: str, seed: int) -> 
 
 
 def run_seed(args: Args, seed: int) -> dict:
-    runs = {encoder: stage1(args, encoder, seed) for encoder in ENCODERS}
+    runs = {encoder: stage1(args, encoder, seed) for encoder in ENCODER_PRESETS}
     policy = runs["pretrained"] / "checkpoints" / "policy"
     result: dict = {
         f"sft_{encoder}": {

@@ -35,12 +35,8 @@ from siefm.envs.tabletop.camera import Camera
 from siefm.improve.fleet import make_fleet, practice_env
 from siefm.improve.reward import RewardModel
 from siefm.improve.rollout import collect_practice
+from siefm.models.build import ENCODER_PRESETS
 from siefm.sft import build_model, model_frames, sft_loss
-
-CHOICES = {
-    "pretrained": {"vision_encoder": "efficientnet-lite0", "goal_encoder": "minilm"},
-    "scratch": {"vision_encoder": "scratch", "goal_encoder": "words"},
-}
 
 
 @dataclass(frozen=True)
@@ -57,7 +53,9 @@ class Args:
 
 
 def model_config(choice: str, image_size: int) -> ModelConfig:
-    return ModelConfig(observation="pixels", image_size=image_size, **CHOICES[choice]).resolve(TABLETOP_ID)
+    return ModelConfig(observation="pixels", image_size=image_size, **ENCODER_PRESETS[choice]).resolve(
+        TABLETOP_ID
+    )
 
 
 def stage1_rate(model, frames, args: Args, use_cache: bool) -> float:
@@ -93,7 +91,7 @@ def main(args: Args) -> dict:
     improve = ImproveConfig().resolve(TABLETOP_ID)
     env = practice_env(dataset.info["siefm"]["env"], improve)
     results: dict = {"raw_env_steps_per_second_with_camera": raw_camera_rate(args.image_size), "choices": {}}
-    for choice in CHOICES:
+    for choice in ENCODER_PRESETS:
         sft = SFTConfig(model=model_config(choice, args.image_size))
         model = build_model(sft, subset, None if choice == "pretrained" else _tokenizer(subset, sft))
         start = time.perf_counter()

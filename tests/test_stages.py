@@ -22,7 +22,7 @@ from torch.testing import assert_close
 
 from siefm import sft as sft_module
 from siefm.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from siefm.config import ImproveConfig, SFTConfig, from_dict, to_dict
+from siefm.config import ImproveConfig, ModelConfig, SFTConfig, from_dict, to_dict
 from siefm.data.dataset import read_dataset
 from siefm.envs.pointmass import PointMassConfig
 from siefm.envs.pointmass_demos import pd_action
@@ -405,6 +405,11 @@ def test_practice_buffer_holds_complete_episodes(models, spy: dict, gamma: float
 
 class StraightLinePolicy:
     """The PD controller aimed at the goal, dressed as an EFM for `collect_practice`."""
+
+    config = ModelConfig()  # state observations
+
+    def frozen_inputs(self, obs):
+        return dict(obs)
 
     def goal_input(self, goals):
         return torch.as_tensor(goals)

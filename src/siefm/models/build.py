@@ -5,6 +5,12 @@ from __future__ import annotations
 from siefm.config import ModelConfig
 from siefm.models.efm import EFM, EFMBase, ModelSpec, Stats
 
+# The pixel EFM's two encoder sets of the pretraining ablation (PAPER.md §6), as ModelConfig fields.
+ENCODER_PRESETS = {
+    "pretrained": {"vision_encoder": "efficientnet-lite0", "goal_encoder": "minilm"},
+    "scratch": {"vision_encoder": "scratch", "goal_encoder": "words"},
+}
+
 
 def build_efm(config: ModelConfig, spec: ModelSpec, stats: Stats, pretrained: bool = True) -> EFMBase:
     """A fresh EFM for a resolved `config`. `pretrained=False` skips reading packaged pretrained weights

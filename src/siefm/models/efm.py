@@ -19,7 +19,7 @@ from torch import nn
 
 from siefm.config import ModelConfig
 from siefm.models.bins import UniformBins, steps_to_go_bins
-from siefm.models.heads import ActionDistribution, GaussianActionHead, TokenActionHead
+from siefm.models.heads import ActionDistribution, action_head
 from siefm.models.objects import ObjectSelector
 from siefm.models.text import TextEncoder, WordTokenizer
 
@@ -146,14 +146,7 @@ class EFM(EFMBase):
             self.register_buffer("input_std", torch.cat([stats["state"]["std"], stats["goal"]["std"]]))
             in_dim = spec.state_dim + spec.goal_dim
         self.policy_tower = mlp(in_dim, config.hidden_dim, config.num_layers)
-        if config.action_head == "gaussian":
-            self.action_head: nn.Module = GaussianActionHead(
-                config.hidden_dim, spec.action_dim, stats["action"], config.min_scale
-            )
-        else:
-            self.action_head = TokenActionHead(
-                config.hidden_dim, spec.action_dim, stats["action"], config.action_bins
-            )
+        self.action_head = action_head(config, spec.action_dim, stats["action"])
         steps_in_dim = in_dim
         if self.selector is not None and config.steps_to_go_sees == "selected":
             steps_in_dim = config.text_dim + self.selector.out_dim

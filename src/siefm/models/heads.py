@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from siefm.config import ModelConfig
 from siefm.models.bins import UniformBins
 
 
@@ -106,3 +107,10 @@ class TokenActionHead(nn.Module):
     def forward(self, features: torch.Tensor) -> TokenActions:
         logits = self.linear(features).unflatten(-1, (-1, self.bins.num_bins))
         return TokenActions(logits, self.bins, self.action_min, self.action_max)
+
+
+def action_head(config: ModelConfig, action_dim: int, stats: dict[str, torch.Tensor]) -> nn.Module:
+    """The action head `config.action_head` names, on the towers' `hidden_dim` features."""
+    if config.action_head == "gaussian":
+        return GaussianActionHead(config.hidden_dim, action_dim, stats, config.min_scale)
+    return TokenActionHead(config.hidden_dim, action_dim, stats, config.action_bins)

@@ -26,7 +26,7 @@ from torch import nn
 
 from siefm.config import ModelConfig
 from siefm.models.efm import EFMBase, EFMOutput, ModelSpec, Stats, mlp
-from siefm.models.heads import ActionDistribution, GaussianActionHead, TokenActionHead
+from siefm.models.heads import ActionDistribution, action_head
 from siefm.models.pretrained import MAX_TOKENS, FrozenTextTokens, minilm_path
 from siefm.models.text import TextEncoder, WordTokenizer
 from siefm.models.vision import FRAME_FEATURES, build_vision_encoder
@@ -92,14 +92,7 @@ class PixelEFM(EFMBase):
         sizes = (self.vision.out_channels, side, config.text_dim, proprio, config.hidden_dim)
         self.policy_tower = FusionTower(*sizes, config.num_layers)
         self.steps_to_go_tower = FusionTower(*sizes, config.num_layers)
-        if config.action_head == "gaussian":
-            self.action_head: nn.Module = GaussianActionHead(
-                config.hidden_dim, spec.action_dim, stats["action"], config.min_scale
-            )
-        else:
-            self.action_head = TokenActionHead(
-                config.hidden_dim, spec.action_dim, stats["action"], config.action_bins
-            )
+        self.action_head = action_head(config, spec.action_dim, stats["action"])
         self.steps_to_go_head = nn.Linear(config.hidden_dim, config.steps_to_go_bins)
 
     def goal_input(self, goals: np.ndarray | Sequence[str]) -> torch.Tensor:
