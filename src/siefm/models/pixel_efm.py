@@ -49,12 +49,21 @@ class TokenProjection(nn.Module):
 class FusionTower(nn.Module):
     """(B, 2, C, h, w) frame features + (B, T) instruction code + (B, P) pusher state -> (B, hidden)."""
 
-    def __init__(self, channels: int, side: int, text_dim: int, proprio_dim: int, hidden: int, layers: int):
+    def __init__(
+        self,
+        channels: int,
+        side: int,
+        text_dim: int,
+        proprio_dim: int,
+        hidden: int,
+        layers: int,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.reduce = nn.Conv2d(2 * channels, FUSION_CHANNELS, 1)
         self.film = nn.Linear(text_dim, 2 * FUSION_CHANNELS)
         self.spatial = nn.Sequential(nn.Conv2d(FUSION_CHANNELS, FUSION_CHANNELS, 3, padding=1), nn.ReLU())
-        self.mlp = mlp(FUSION_CHANNELS * side * side + text_dim + proprio_dim, hidden, layers)
+        self.mlp = mlp(FUSION_CHANNELS * side * side + text_dim + proprio_dim, hidden, layers, dropout)
 
     def forward(self, features: torch.Tensor, text: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
         previous, current = features[:, 0], features[:, 1]
@@ -91,7 +100,7 @@ class PixelEFM(EFMBase):
         self.register_buffer("proprio_std", stats["state"]["std"][:proprio].clone())
         sizes = (self.vision.out_channels, side, config.text_dim, proprio, config.hidden_dim)
         self.policy_tower = FusionTower(*sizes, config.num_layers)
-        self.steps_to_go_tower = FusionTower(*sizes, config.num_layers)
+        self.steps_to_go_tower = FusionTower(*sizes, config.num_layers, config.steps_to_go_dropout)
         self.action_head = action_head(config, spec.action_dim, stats["action"])
         self.steps_to_go_head = nn.Linear(config.hidden_dim, config.steps_to_go_bins)
 
