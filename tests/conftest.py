@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -38,3 +39,18 @@ def sft_run(dataset_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+def assert_same_practice(run: Path, reference: Path) -> None:
+    """The two Stage 2 runs hold the same practice datasets: the same iterations, and in each the same
+    episodes, frame for frame, in the same order (so none is missing or duplicated)."""
+    from siefm.data.dataset import read_dataset
+
+    names = sorted(p.name for p in (run / "practice").iterdir())
+    assert names == sorted(p.name for p in (reference / "practice").iterdir())
+    for name in names:
+        a, b = read_dataset(run / "practice" / name), read_dataset(reference / "practice" / name)
+        assert a.num_episodes == b.num_episodes and a.columns.keys() == b.columns.keys(), name
+        np.testing.assert_array_equal(a.episode_bounds, b.episode_bounds)
+        for column in a.columns:
+            np.testing.assert_array_equal(a.columns[column], b.columns[column], err_msg=f"{name} {column}")

@@ -1,4 +1,5 @@
-"""Tests for siefm.data.dataset: LeRobot v3.0 round trip, metadata, atomic writes, validation, subsets."""
+"""Tests for siefm.data.dataset and siefm.data.stream: LeRobot v3.0 round trip, metadata, atomic writes,
+validation, subsets, and datasets streamed a few episodes at a time."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from siefm.data.dataset import (
     subset_episode_ids,
     write_dataset,
 )
+from siefm.data.stream import DatasetStream, finish_stream
 
 LENGTHS = (3, 5, 1, 4)
 TASKS = ["push the block", "open the drawer", "push the block", "stack"]
@@ -363,3 +365,71 @@ def test_subset_episode_ids_is_deterministic_nested_and_bounded() -> None:
     for fraction in (0.0, -0.1, 1.5, float("nan")):
         with pytest.raises(ValueError, match="fraction"):
             subset_episode_ids(10, fraction)
+
+
+# --- streamed datasets -----------------------------------------------------------------------------------
+
+
+def stream_of(root: Path, episodes: list, flushes: tuple[int, ...], tasks: list[str]) -> DatasetStream:
+    """A stream at `root` that was handed `episodes` in flushes of the given sizes."""
+    stream = DatasetStream(root, fps=10, robot_type="pointmass", extra_info={"env": "pm-v0"})
+    start = 0
+    for size in flushes:
+        stream.append(episodes[start : start + size], tasks[start : start + size])
+        start += size
+    return stream
+
+
+def test_a_finished_stream_reads_back_as_write_dataset_writes(
+    written: tuple[Path, list], tmp_path: Path
+) -> None:
+    whole, episodes = written
+    streamed = stream_of(tmp_path / "streamed", episodes, (1, 2, 1), TASKS).finish()
+    a, b = read_dataset(whole), read_dataset(streamed)
+    # Same frames, standard columns, bounds, tasks, info and stats; only the split into files differs.
+    assert a.columns.keys() == b.columns.keys()
+    for name in a.columns:
+        np.testing.assert_array_equal(a.columns[name], b.columns[name], err_msg=name)
+    np.testing.assert_array_equal(a.episode_bounds, b.episode_bounds)
+    assert a.tasks == b.tasks and a.info == b.info
+    assert json.loads((whole / "meta" / "stats.json").read_text()) == json.loads(
+        (streamed / "meta" / "stats.json").read_text()
+    )
+    files = pq.read_table(streamed / EPISODES_FILE).column("data/file_index").to_pylist()
+    assert files == [0, 1, 1, 2]  # one data file per flush, each holding whole episodes
+    assert not (streamed / "meta" / "stream.json").exists()
+
+
+def test_a_crashed_stream_keeps_every_episode_it_appended(tmp_path: Path) -> None:
+    episodes = make_episodes()
+    root = tmp_path / "ds"
+    stream_of(root, episodes, (2, 1), TASKS)  # the writer "crashes": never finished ...
+    torn = root / "data" / "chunk-000" / "file-002.parquet.tmp"
+    torn.write_bytes(b"PAR1 half a file")  # ... while writing its next file
+    with pytest.raises(DatasetError, match=r"still being streamed.*finish_stream"):
+        read_dataset(root)
+    ds = read_dataset(finish_stream(root))
+    assert ds.num_episodes == 3 and ds.num_frames == sum(LENGTHS[:3]) and not torn.exists()
+    np.testing.assert_array_equal(ds.episode(2)["observation.state"], episodes[2]["observation.state"])
+    assert ds.tasks == ["push the block", "open the drawer"]
+
+
+def test_stream_rejects_bad_use(tmp_path: Path) -> None:
+    episodes = make_episodes()
+    stream = DatasetStream(tmp_path / "ds", fps=10)
+    with pytest.raises(DatasetError, match="no episodes"):
+        stream.finish()
+    stream.append(episodes[:1])
+    with pytest.raises(ValueError, match="first episodes had"):
+        stream.append([{**episodes[1], "extra": np.zeros(LENGTHS[1], dtype=np.float32)}])
+    with pytest.raises(ValueError, match="tasks has 1 entries for 2 episodes"):
+        stream.append(episodes[1:3], ["a"])
+    with pytest.raises(DatasetError, match="not empty; pass overwrite=True"):
+        DatasetStream(tmp_path / "ds", fps=10)
+    fresh = DatasetStream(tmp_path / "ds", fps=10, overwrite=True)  # what a crashed attempt left is gone
+    fresh.append(episodes[3:])
+    assert read_dataset(fresh.finish()).num_episodes == 1
+    with pytest.raises(DatasetError, match="not a dataset being streamed"):
+        finish_stream(tmp_path / "ds")
+    with pytest.raises(ValueError, match="fps"):
+        DatasetStream(tmp_path / "other", fps=0)

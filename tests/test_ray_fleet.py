@@ -1,4 +1,5 @@
-"""The Ray practice fleet on PointMass: same results format as the local fleet, faults, stale batches.
+"""The Ray practice fleet on PointMass: same results format as the local fleet, faults, stale batches,
+practice streamed to disk and a learner crash resumed.
 
 Ray runs as a local instance on loopback. Without Ray installed only the install-message test runs.
 """
@@ -15,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_IMPROVE
+from conftest import TINY_IMPROVE, assert_same_practice
 
 from siefm.checkpoint import load_checkpoint
 from siefm.config import POINTMASS_ID, ImproveConfig
 from siefm.data.dataset import read_dataset
+from siefm.improve.practice_data import PracticeStream
 from siefm.improve.ray_fleet import PracticeWorker, RayFleet, import_ray
 from siefm.improve.reward import RewardModel
 from siefm.improve.train import improve, resume_improve
@@ -150,9 +152,19 @@ def test_a_hanging_actor_is_replaced_after_the_timeout(ray_session, sft_run: Pat
     fleet.close()
 
 
-def test_a_resumed_ray_run_ends_with_the_same_weights(ray_session, sft_run: Path, tmp_path: Path) -> None:
-    config = dataclasses.replace(TINY_IMPROVE, num_iterations=3, fleet="ray", actors=2)
-    straight = improve(sft_run, tmp_path / "straight", config)
+RAY_THREE = dataclasses.replace(TINY_IMPROVE, num_iterations=3, fleet="ray", actors=2)
+
+
+@pytest.fixture(scope="module")
+def ray_straight(ray_session, sft_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The improved policy of a 3-iteration Ray run that was never interrupted."""
+    return improve(sft_run, tmp_path_factory.mktemp("ray") / "straight", RAY_THREE)
+
+
+def test_a_resumed_ray_run_ends_with_the_same_weights(
+    ray_straight: Path, sft_run: Path, tmp_path: Path
+) -> None:
+    config, straight = RAY_THREE, ray_straight
     interrupted = tmp_path / "interrupted"
     improve(sft_run, interrupted, dataclasses.replace(config, num_iterations=2))
     saved = json.loads((interrupted / "config.json").read_text())
@@ -162,6 +174,35 @@ def test_a_resumed_ray_run_ends_with_the_same_weights(ray_session, sft_run: Path
     a, b = load_checkpoint(straight)[0].state_dict(), load_checkpoint(resumed)[0].state_dict()
     assert all(torch.equal(a[key], b[key]) for key in a)
     assert len(read_metrics(interrupted / "metrics.jsonl")) == 3
+
+
+class LearnerCrash(RuntimeError):
+    pass
+
+
+def test_a_learner_crash_mid_iteration_keeps_every_practice_episode_once(
+    ray_straight: Path, sft_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The learner dies in iteration 3 after streaming one actor's share, before the other's.
+    write = PracticeStream.write
+
+    def crashing_write(self: PracticeStream, batch) -> None:
+        if self.policy_version == 2 and self.stream.num_episodes > 0:
+            raise LearnerCrash("killed mid-iteration")
+        write(self, batch)
+
+    monkeypatch.setattr(PracticeStream, "write", crashing_write)
+    out = tmp_path / "run"
+    with pytest.raises(LearnerCrash):
+        improve(sft_run, out, RAY_THREE)
+    monkeypatch.undo()
+    assert json.loads((out / "state" / "trainer.json").read_text())["iterations"] == 2
+    assert len(list((out / "practice" / "iteration-0003" / "data").rglob("*.parquet"))) == 1
+    resumed = resume_improve(out)
+    straight_run = ray_straight.parent.parent
+    assert_same_practice(out, straight_run)
+    a, b = load_checkpoint(ray_straight)[0].state_dict(), load_checkpoint(resumed)[0].state_dict()
+    assert all(torch.equal(a[key], b[key]) for key in a)
 
 
 def test_a_shared_reward_model_actor_scores_like_the_actors_own(ray_session, sft_run: Path) -> None:

@@ -17,19 +17,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_IMPROVE, TINY_MODEL
+from conftest import TINY_IMPROVE, TINY_MODEL, assert_same_practice
 from torch.testing import assert_close
 
 from siefm import sft as sft_module
 from siefm.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from siefm.config import ImproveConfig, ModelConfig, SFTConfig, from_dict, to_dict
-from siefm.data.dataset import read_dataset
+from siefm.data.dataset import DatasetError, read_dataset
+from siefm.data.stream import finish_stream
 from siefm.envs.pointmass import PointMassConfig
 from siefm.envs.pointmass_demos import pd_action
 from siefm.improve import rollout
 from siefm.improve.fleet import LocalFleet
+from siefm.improve.practice_data import PracticeStream, discard_unfinished
 from siefm.improve.reward import RewardModel
-from siefm.improve.rollout import collect_practice
+from siefm.improve.rollout import PracticeBatch, collect_practice
 from siefm.improve.train import improve, reinforce_updates, resume_improve
 from siefm.logging import read_metrics
 from siefm.models.efm import EFM, ModelSpec
@@ -403,16 +405,50 @@ def test_practice_buffer_holds_complete_episodes(models, spy: dict, gamma: float
     }
 
 
+def test_episodes_reach_the_sink_as_they_end_and_are_the_buffers_episodes(models) -> None:
+    policy, reward_model = models
+    streamed: list[PracticeBatch] = []
+    batch = collect_practice(
+        LocalFleet(8, PointMassConfig(), seed=3),
+        policy,
+        reward_model,
+        num_samples=200,
+        max_episode_steps=40,
+        gamma=0.9,
+        generator=torch.Generator().manual_seed(0),
+        episode_sink=streamed.append,
+    )
+    assert all(len(e.episode_length) == 1 for e in streamed)
+    assert len(streamed) == len(batch.episode_length)
+    # Each streamed episode is one of the buffer's, bit for bit, returns included; each buffer episode once.
+    first = {
+        tuple(batch.state[batch.episode_id == k][0].tolist()): k for k in range(len(batch.episode_length))
+    }
+    matched = []
+    for episode in streamed:
+        k = first[tuple(episode.state[0].tolist())]
+        own = torch.from_numpy(batch.episode_id == k)
+        for name in ("state", "goal", "action", "rewards", "returns", "distance"):
+            assert torch.equal(getattr(episode, name), getattr(batch, name)[own]), name
+        assert episode.episode_length[0] == batch.episode_length[k]
+        assert episode.final_distance[0] == batch.final_distance[k]
+        matched.append(k)
+    assert sorted(matched) == list(range(len(batch.episode_length)))
+    assert matched != sorted(matched)  # streamed in the order they ended, not the order they started
+    totals = {key: sum(e.detector_counts[key] for e in streamed) for key in batch.detector_counts}
+    assert totals == batch.detector_counts
+
+
 class StraightLinePolicy:
     """The PD controller aimed at the goal, dressed as an EFM for `collect_practice`."""
 
     config = ModelConfig()  # state observations
 
-    def frozen_inputs(self, obs):
-        return dict(obs)
-
     def goal_input(self, goals):
         return torch.as_tensor(goals)
+
+    def frozen_inputs(self, obs):  # state observations: nothing frozen, as for the state EFM
+        return dict(obs)
 
     def act(self, obs, goal, *, deterministic: bool = False, generator=None):
         state = obs["state"].double().numpy()
@@ -515,6 +551,54 @@ def test_resume_after_sigkill_finishes_the_run(sft_run: Path, straight_run: Path
     assert json.loads((out / "state" / "trainer.json").read_text())["iterations"] == 4
     # Killed and resumed == never interrupted.
     assert without_times(after) == without_times(read_metrics(straight_run / "metrics.jsonl"))
+    assert_same_weights(load_checkpoint(path)[0], load_checkpoint(straight_run / "checkpoints" / "policy")[0])
+    assert_same_practice(out, straight_run)  # iteration 3's finished practice was discarded and replayed
+
+
+def test_resume_discards_the_practice_of_unfinished_iterations_only(tmp_path: Path) -> None:
+    for name in ("iteration-0001", "iteration-0002", "iteration-0003", "iteration-0010", "notes"):
+        (tmp_path / name).mkdir()
+    removed = discard_unfinished(tmp_path, completed_iterations=2)
+    assert [p.name for p in removed] == ["iteration-0003", "iteration-0010"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["iteration-0001", "iteration-0002", "notes"]
+    assert discard_unfinished(tmp_path / "no-practice-yet", 0) == []
+
+
+class LearnerCrash(RuntimeError):
+    pass
+
+
+def test_a_learner_crash_mid_iteration_loses_and_duplicates_no_practice_episode(
+    sft_run: Path, straight_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The learner dies in iteration 3 while streaming its 4th episode: 3 are on disk, its state is at 2.
+    write = PracticeStream.write
+
+    def crashing_write(self: PracticeStream, batch: PracticeBatch) -> None:
+        if self.policy_version == 2 and self.stream.num_episodes == 3:
+            raise LearnerCrash("killed mid-iteration")
+        write(self, batch)
+
+    monkeypatch.setattr(PracticeStream, "write", crashing_write)
+    out = tmp_path / "run"
+    with pytest.raises(LearnerCrash):
+        improve(sft_run, out, FOUR)
+    monkeypatch.undo()
+    assert json.loads((out / "state" / "trainer.json").read_text())["iterations"] == 2
+    streamed = out / "practice" / "iteration-0003"
+    with pytest.raises(DatasetError, match="still being streamed"):
+        read_dataset(streamed)
+    # What the crash left is a dataset of the 3 episodes that had ended: only the 4th, in flight, is lost.
+    partial = read_dataset(finish_stream(shutil.copytree(streamed, tmp_path / "partial")))
+    whole = read_dataset(straight_run / "practice" / "iteration-0003")
+    assert partial.num_episodes == 3
+    end = partial.num_frames
+    for column, values in partial.columns.items():
+        np.testing.assert_array_equal(values, whole.columns[column][:end], err_msg=column)
+
+    path = resume_improve(out)  # discards the 3 streamed episodes and plays iteration 3 again
+
+    assert_same_practice(out, straight_run)
     assert_same_weights(load_checkpoint(path)[0], load_checkpoint(straight_run / "checkpoints" / "policy")[0])
 
 

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 CODEBASE_VERSION = "v3.0"
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 EPISODES_PATH = "meta/episodes/chunk-000/file-000.parquet"
+STREAM_PATH = "meta/stream.json"  # marks a dataset still being written episode by episode (siefm.data.stream)
 CHUNKS_SIZE = 1000  # files per chunk directory, LeRobot's default
 # Per-frame columns of every LeRobot dataset; `index` is the global frame number, timestamp frame_index / fps.
 STANDARD_COLUMNS = {
@@ -267,30 +268,48 @@ def _write_files(
             file_number[i:] += 1
             rows_in_file = 0
         rows_in_file += length
-    chunk_index, file_index = file_number // CHUNKS_SIZE, file_number % CHUNKS_SIZE
     for number in np.unique(file_number):
         in_file = np.flatnonzero(file_number == number)
         start, stop = stops[in_file[0]] - lengths[in_file[0]], stops[in_file[-1]]
-        path = tmp / DATA_PATH.format(chunk_index=chunk_index[in_file[0]], file_index=file_index[in_file[0]])
+        path = tmp / _data_path(number)
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_parquet(_to_table({name: values[start:stop] for name, values in columns.items()}), path)
+    _write_meta(tmp, columns, lengths, file_number, task_per_episode)
 
-    (tmp / EPISODES_PATH).parent.mkdir(parents=True)
+
+def _data_path(file_number: int) -> str:
+    """The data file of a dataset's `file_number`-th file, CHUNKS_SIZE files per chunk directory."""
+    return DATA_PATH.format(chunk_index=file_number // CHUNKS_SIZE, file_index=file_number % CHUNKS_SIZE)
+
+
+def _write_meta(
+    root: Path,
+    columns: Mapping[str, np.ndarray],
+    lengths: np.ndarray,
+    file_number: np.ndarray,
+    task_per_episode: list[str],
+) -> None:
+    """Writes meta/episodes, meta/tasks.parquet and meta/stats.json (not info.json) under `root`, given
+    every frame's columns (standard ones included), the episode lengths and the data file of each episode."""
+    stops = np.cumsum(lengths)
+    task_names = list(dict.fromkeys(task_per_episode))
+    chunk_index, file_index = file_number // CHUNKS_SIZE, file_number % CHUNKS_SIZE
+    (root / EPISODES_PATH).parent.mkdir(parents=True, exist_ok=True)
     episodes_table = {
-        "episode_index": np.arange(len(episodes), dtype=np.int64),
+        "episode_index": np.arange(len(lengths), dtype=np.int64),
         "tasks": pa.array([[t] for t in task_per_episode], pa.list_(pa.string())),
         "length": lengths,
         "data/chunk_index": chunk_index,
         "data/file_index": file_index,
         "dataset_from_index": stops - lengths,
         "dataset_to_index": stops,
-        "meta/episodes/chunk_index": np.zeros(len(episodes), dtype=np.int64),
-        "meta/episodes/file_index": np.zeros(len(episodes), dtype=np.int64),
+        "meta/episodes/chunk_index": np.zeros(len(lengths), dtype=np.int64),
+        "meta/episodes/file_index": np.zeros(len(lengths), dtype=np.int64),
     }
-    _write_parquet(pa.table(episodes_table), tmp / EPISODES_PATH)
-    _write_parquet(_tasks_table(task_names), tmp / "meta" / "tasks.parquet")
+    _write_parquet(pa.table(episodes_table), root / EPISODES_PATH)
+    _write_parquet(_tasks_table(task_names), root / "meta" / "tasks.parquet")
     stats = {name: _stats(values) for name, values in columns.items()}
-    (tmp / "meta" / "stats.json").write_text(json.dumps(stats, indent=4))
+    (root / "meta" / "stats.json").write_text(json.dumps(stats, indent=4))
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
@@ -376,6 +395,11 @@ def read_dataset(root: Path) -> EpisodeDataset:
     if not root.is_dir():
         raise DatasetError(
             f"{root}: no dataset directory here; check the path or write one (`siefm collect`)."
+        )
+    if (root / STREAM_PATH).is_file() and not (root / "meta" / "info.json").is_file():
+        raise DatasetError(
+            f"{root}: this dataset is still being streamed, or its writer stopped before finishing it; "
+            "keep the episodes written so far with siefm.data.stream.finish_stream(root)."
         )
     info = _read_info(root / "meta" / "info.json")
     tasks = _read_tasks(root / "meta" / "tasks.parquet")

@@ -5,18 +5,27 @@ demonstrations (state, goal vector or the instruction as the episode's task, act
 terminal flag) plus what Stage 2 knew: the policy
 version that acted, d(o, g), the detector's verdict, the reward and the return. Like a demonstration, an
 episode of T actions has T + 1 frames; the last holds the observation where it ended and a zero action.
+
+The dataset is streamed (`PracticeStream`): episodes are appended as the fleet hands them over, complete
+and with final returns, and the meta is written when the iteration completes. Streams of iterations that
+did not complete are discarded on resume (`discard_unfinished`), because the resumed run plays them again.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from siefm.config import POINTMASS_ID, TABLETOP_ID
-from siefm.data.dataset import write_dataset
+from siefm.data.stream import DatasetStream
 from siefm.improve.rollout import PracticeBatch
+
+log = logging.getLogger("siefm")
 
 FPS = 10
 ROBOT_TYPES = {POINTMASS_ID: "pointmass", TABLETOP_ID: "tabletop-pusher"}  # as the demonstrations'
@@ -54,22 +63,56 @@ def practice_episodes(
     return episodes
 
 
+def iteration_dir(practice_root: Path, iteration: int) -> Path:
+    """Where iteration `iteration` (counted from 0) writes its practice: `iteration-KKKK`, K from 1."""
+    return Path(practice_root) / f"iteration-{iteration + 1:04d}"
+
+
+class PracticeStream:
+    """One iteration's practice dataset at `root`, written as episodes are handed over (`write`), and made
+    readable by `finish` once the iteration completes. Opening it deletes what an earlier attempt left."""
+
+    def __init__(self, root: Path, policy_version: int, threshold: float, env: dict[str, Any]):
+        extra = {"env": env, "practice": {"policy_version": policy_version, "success_threshold": threshold}}
+        self.stream = DatasetStream(
+            root, fps=FPS, robot_type=ROBOT_TYPES[env["id"]], extra_info=extra, overwrite=True
+        )
+        self.policy_version, self.threshold = policy_version, threshold
+
+    def write(self, batch: PracticeBatch) -> None:
+        """Appends `batch`'s episodes (complete, so their returns are final) as one data file."""
+        tasks = [str(goal) for goal in batch.episode_goal] if _text_goals(batch) else None
+        self.stream.append(practice_episodes(batch, self.policy_version, self.threshold), tasks)
+
+    def finish(self) -> Path:
+        return self.stream.finish()
+
+
 def write_practice(
     root: Path, batch: PracticeBatch, policy_version: int, threshold: float, env: dict[str, Any]
 ) -> Path:
-    """Writes one iteration's practice episodes as a dataset at `root` (replacing a partial earlier one)."""
-    episodes = practice_episodes(batch, policy_version, threshold)
-    extra = {"env": env, "practice": {"policy_version": policy_version, "success_threshold": threshold}}
-    tasks = [str(goal) for goal in batch.episode_goal] if _text_goals(batch) else None
-    return write_dataset(
-        root,
-        episodes,
-        fps=FPS,
-        tasks=tasks,
-        robot_type=ROBOT_TYPES[env["id"]],
-        extra_info=extra,
-        overwrite=True,
-    )
+    """Writes one iteration's practice episodes as a dataset at `root` (replacing an earlier one)."""
+    stream = PracticeStream(root, policy_version, threshold, env)
+    stream.write(batch)
+    return stream.finish()
+
+
+def discard_unfinished(practice_root: Path, completed_iterations: int) -> list[Path]:
+    """Deletes the practice of iterations after the first `completed_iterations`, and returns what it deleted.
+
+    After a crash these hold episodes streamed by an iteration whose updates were never saved (or whose
+    stream was finished but not its state): the resumed run plays that iteration again from the same seeds,
+    so keeping them would count its episodes twice.
+    """
+    removed = []
+    for path in sorted(Path(practice_root).glob("iteration-*")):
+        match = re.fullmatch(r"iteration-(\d+)", path.name)
+        if match and int(match.group(1)) > completed_iterations:
+            shutil.rmtree(path)
+            removed.append(path)
+    if removed:
+        log.info("discarded the practice of unfinished iterations: %s", ", ".join(p.name for p in removed))
+    return removed
 
 
 def _text_goals(batch: PracticeBatch) -> bool:

@@ -8,7 +8,8 @@ in-process fleet (so success detection, rewards and returns happen on the actor;
 with the version that produced them; the learner keeps only the current version's (Stage 2 is strictly
 on-policy) and counts the stale episodes it drops. An actor that dies or does not answer within the
 timeout is replaced and its share is asked of the replacement, so an unfinished episode is never
-half-counted.
+half-counted. An `episode_sink` receives each share's episodes as the learner accepts it, in the order the
+shares are accepted: that is as soon as the learner holds them, and only once they are sure to be used.
 
 Ray is optional (`pip install 'siefm[ray]'`). `ray.init` starts a local instance bound to loopback with a
 bounded object store, or joins an existing cluster given its address.
@@ -28,7 +29,7 @@ import torch
 from siefm.config import ImproveConfig
 from siefm.improve.fleet import camera_size, make_fleet
 from siefm.improve.reward import RewardModel
-from siefm.improve.rollout import PracticeBatch, collect_practice
+from siefm.improve.rollout import EpisodeSink, PracticeBatch, collect_practice
 from siefm.models.build import build_efm
 from siefm.models.efm import EFMBase
 
@@ -206,8 +207,18 @@ class RayFleet:
             self.reward_server,
         )
 
-    def collect(self, policy: EFMBase, version: int, iteration: int, max_episode_steps: int) -> PracticeBatch:
-        """One iteration: broadcast `policy` as `version`, collect N x B samples across the actors."""
+    def collect(
+        self,
+        policy: EFMBase,
+        version: int,
+        iteration: int,
+        max_episode_steps: int,
+        episode_sink: EpisodeSink | None = None,
+    ) -> PracticeBatch:
+        """One iteration: broadcast `policy` as `version`, collect N x B samples across the actors.
+
+        `episode_sink`, if given, is called with each accepted share's batch of complete episodes, in the
+        order of the returned batch; shares from failed or stale attempts never reach it."""
         weights = self.ray.put({k: v.detach().clone() for k, v in policy.state_dict().items()})
         shares = np.array_split(np.arange(self.config.samples_per_iteration), len(self.actors))
         batches: list[PracticeBatch] = []
@@ -234,6 +245,8 @@ class RayFleet:
                     continue
                 batches.append(batch)
                 del pending[i]
+                if episode_sink is not None:
+                    episode_sink(batch)
             if not pending:
                 return PracticeBatch.concat(batches)
         raise RuntimeError(

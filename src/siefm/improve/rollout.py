@@ -4,11 +4,14 @@ The fleet plays whole episodes with the current, sampled policy. Every new obser
 frozen reward model; an episode ends when the detector fires (d <= s), at the time limit, or, if asked, on
 the simulator's true success (the notebook's variant). Robots keep starting new episodes until the
 episodes started so far hold N x B samples; episodes under way then run to their end, so every episode in
-the buffer is complete and its Monte-Carlo returns need no bootstrapping.
+the buffer is complete and its Monte-Carlo returns need no bootstrapping. For the same reason an episode's
+rewards and returns are final the moment it ends: an `episode_sink` receives each one then (to stream it to
+disk), as a one-episode PracticeBatch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -119,6 +122,9 @@ def _inputs(obs: Observations, model: EFMBase) -> tuple[dict[str, torch.Tensor],
     return model.frozen_inputs(tensors), model.goal_input(obs["goal"])
 
 
+EpisodeSink = Callable[["PracticeBatch"], None]  # receives complete episodes as a PracticeBatch
+
+
 @torch.no_grad()
 def collect_practice(
     fleet: Fleet,
@@ -130,8 +136,14 @@ def collect_practice(
     gamma: float,
     end_on_true_success: bool = False,
     generator: torch.Generator | None = None,
+    episode_sink: EpisodeSink | None = None,
 ) -> PracticeBatch:
-    """Plays complete episodes until they hold at least `num_samples` samples; labels rewards and returns."""
+    """Plays complete episodes until they hold at least `num_samples` samples; labels rewards and returns.
+
+    `episode_sink`, if given, is called with each episode as a one-episode batch when it ends (robots that
+    end on the same step in robot order), so it sees the episodes in the order they end; the returned
+    batch holds them in the order they started.
+    """
     num_envs = fleet.num_envs
     obs = fleet.reset()
     d = reward_model.distance(*_inputs(obs, reward_model.model))
@@ -142,6 +154,7 @@ def collect_practice(
     ever_true = np.zeros(num_envs, dtype=bool)
     samples_started = 0
     counts = {"true_positives": 0, "false_positives": 0, "false_negatives": 0}
+    robot_counts = np.zeros((len(counts), num_envs), dtype=np.int64)  # the same, for each robot's episode
     columns: dict[str, list] = {
         key: [] for key in ("state", "goal", "action", "reward", "d", "next_true", "episode", "valid", "done")
     }
@@ -157,9 +170,16 @@ def collect_practice(
         steps += active
         samples_started += int(active.sum())
         ever_true |= true_success & active
-        counts["true_positives"] += int((detected & true_success & active).sum())
-        counts["false_positives"] += int((detected & ~true_success & active).sum())
-        counts["false_negatives"] += int((~detected & true_success & active).sum())
+        frame_counts = np.stack(
+            [
+                detected & true_success & active,
+                detected & ~true_success & active,
+                ~detected & true_success & active,
+            ]
+        )  # (3, N) in the order of `counts`
+        for key, count in zip(counts, frame_counts.sum(axis=1), strict=True):
+            counts[key] += int(count)
+        robot_counts += frame_counts
         ended = (true_success if end_on_true_success else detected) | (steps >= max_episode_steps)
         done = ended & active
         reward = (d - d_next) * torch.from_numpy(active)  # r_t = d_t - d_{t+1}; zero for idle robots
@@ -187,18 +207,32 @@ def collect_practice(
                 float(d_next[i]),
                 np.copy(next_obs["goal"][i]) if next_obs["goal"].dtype != object else next_obs["goal"][i],
             )
+            if episode_sink is not None:
+                end = ends[int(episode[i])]
+                own_counts = {key: int(c) for key, c in zip(counts, robot_counts[:, i], strict=True)}
+                episode_sink(_finished_episode(columns, i, end, own_counts, gamma))
         d = d_next.clone()
         if ids.size and samples_started < num_samples:
             next_obs = fleet.reset(ids)  # new episodes on the robots that finished
             started = {key: value[ids] for key, value in next_obs.items()}
             d[ids] = reward_model.distance(*_inputs(started, reward_model.model))
-            steps[ids], ever_true[ids] = 0, False
+            steps[ids], ever_true[ids], robot_counts[:, ids] = 0, False, 0
             episode[ids] = next_episode + np.arange(ids.size)
             next_episode += ids.size
         else:
             active &= ~done
         obs = next_obs
     return _assemble(columns, ends, counts, gamma)
+
+
+def _finished_episode(
+    columns: dict[str, list], robot: int, end: EpisodeEnd, counts: dict[str, int], gamma: float
+) -> PracticeBatch:
+    """The episode that `robot` has just ended, as a one-episode batch: its last `end.length` steps of the
+    step table, assembled like the whole buffer (so its returns are the buffer's, bit for bit)."""
+    steps = slice(len(columns["valid"]) - end.length, None)
+    own = {key: [step[robot : robot + 1] for step in value[steps]] for key, value in columns.items()}
+    return _assemble(own, {int(own["episode"][0][0]): end}, counts, gamma)
 
 
 def _assemble(

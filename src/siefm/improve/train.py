@@ -2,9 +2,11 @@
 
 Each iteration empties the buffer, lets the fleet practise with the current policy until the buffer holds
 N x B samples of complete episodes (rewards and termination from the frozen reward model), takes N
-REINFORCE steps on minibatches of B drawn without replacement, and discards the buffer. After every
-iteration the whole training state (policy, optimizer, counters, RNGs) is saved, so `resume_improve` can
-continue a run killed at any moment from its last completed iteration.
+REINFORCE steps on minibatches of B drawn without replacement, and discards the buffer. Practice episodes
+stream to `RUN/practice/iteration-KKKK` as the fleet hands them over; that dataset is finished, then the
+whole training state (policy, optimizer, counters, RNGs) is saved, after every iteration. So
+`resume_improve` can continue a run killed at any moment from its last completed iteration: it deletes
+what the unfinished iteration streamed and plays that iteration again, so every episode is on disk once.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from tqdm.auto import tqdm
 from siefm.checkpoint import CheckpointError, check_fits_env, load_checkpoint, replace_dir, save_checkpoint
 from siefm.config import ImproveConfig, from_dict, to_dict
 from siefm.improve.fleet import Fleet, camera_size, make_fleet, practice_env
-from siefm.improve.practice_data import write_practice
+from siefm.improve.practice_data import PracticeStream, discard_unfinished, iteration_dir
 from siefm.improve.ray_fleet import RayFleet
 from siefm.improve.reinforce import reinforce_loss
 from siefm.improve.reward import RewardModel
@@ -143,6 +145,7 @@ def _run(
             "resuming Stage 2 at iteration %d (%d env steps)", counters["iterations"], counters["env_steps"]
         )
     _drop_metrics_after(out / "metrics.jsonl", counters["iterations"])
+    discard_unfinished(out / "practice", counters["iterations"])
 
     def improved_metadata() -> dict[str, Any]:
         """The Stage 1 policy's metadata plus what Stage 2 has done so far."""
@@ -166,56 +169,70 @@ def _run(
         initial=counters["iterations"],
         total=config.num_iterations,
     )
-    for iteration in bar:
-        if config.max_practice_episodes is not None and counters["episodes"] >= config.max_practice_episodes:
-            log.info("Stage 2: the practice budget of %d episodes is spent", config.max_practice_episodes)
-            break
-        start = time.perf_counter()
-        if isinstance(fleet, RayFleet):  # versioned by the number of updates the weights have had
-            batch = fleet.collect(policy, counters["updates"], iteration, max_episode_steps)
-        else:
-            batch = collect_practice(
-                fleet,
-                policy,
-                reward_model,
-                num_samples=config.samples_per_iteration,
-                max_episode_steps=max_episode_steps,
-                gamma=config.gamma,
-                end_on_true_success=config.end_on_true_success,
-                generator=generator,
+    budget = config.max_practice_episodes
+    try:
+        for iteration in bar:
+            if budget is not None and counters["episodes"] >= budget:
+                log.info("Stage 2: the practice budget of %d episodes is spent", budget)
+                break
+            start = time.perf_counter()
+            practice = _practice_stream(out, config, iteration, threshold, env)
+            sink = None if practice is None else practice.write  # gets episodes as the fleet hands them over
+            if isinstance(fleet, RayFleet):  # versioned by the number of updates the weights have had
+                batch = fleet.collect(policy, counters["updates"], iteration, max_episode_steps, sink)
+            else:
+                batch = collect_practice(
+                    fleet,
+                    policy,
+                    reward_model,
+                    num_samples=config.samples_per_iteration,
+                    max_episode_steps=max_episode_steps,
+                    gamma=config.gamma,
+                    end_on_true_success=config.end_on_true_success,
+                    generator=generator,
+                    episode_sink=sink,
+                )
+            collect_seconds = time.perf_counter() - start
+            loss = reinforce_updates(policy, optimizer, batch, config, generator)
+            seconds = time.perf_counter() - start
+            counters["iterations"] = iteration + 1
+            counters["env_steps"] += batch.num_samples
+            counters["updates"] += config.num_updates
+            counters["episodes"] += len(batch.episode_length)
+            counters["wall_seconds"] += seconds
+            metrics = {
+                "improve/iteration": iteration + 1,
+                "improve/env_steps": counters["env_steps"],
+                "improve/updates": counters["updates"],
+                "improve/episodes": counters["episodes"],
+                "improve/loss": loss,
+                **batch.metrics(),
+                "time/env_steps_per_second": batch.num_samples / collect_seconds,
+                **fleet.metrics(),
+                "time/iteration_seconds": seconds,
+            }
+            logger.log(metrics, step=counters["env_steps"])
+            bar.set_postfix(
+                success=f"{metrics['rollout/true_success']:.2f}",
+                length=f"{metrics['rollout/episode_length']:.1f}",
             )
-        collect_seconds = time.perf_counter() - start
-        loss = reinforce_updates(policy, optimizer, batch, config, generator)
-        seconds = time.perf_counter() - start
-        counters["iterations"] = iteration + 1
-        counters["env_steps"] += batch.num_samples
-        counters["updates"] += config.num_updates
-        counters["episodes"] += len(batch.episode_length)
-        counters["wall_seconds"] += seconds
-        metrics = {
-            "improve/iteration": iteration + 1,
-            "improve/env_steps": counters["env_steps"],
-            "improve/updates": counters["updates"],
-            "improve/episodes": counters["episodes"],
-            "improve/loss": loss,
-            **batch.metrics(),
-            "time/env_steps_per_second": batch.num_samples / collect_seconds,
-            **fleet.metrics(),
-            "time/iteration_seconds": seconds,
-        }
-        logger.log(metrics, step=counters["env_steps"])
-        bar.set_postfix(
-            success=f"{metrics['rollout/true_success']:.2f}",
-            length=f"{metrics['rollout/episode_length']:.1f}",
-        )
-        if config.save_practice:
-            practice_dir = out / "practice" / f"iteration-{iteration + 1:04d}"
-            write_practice(practice_dir, batch, iteration, threshold, env)
-        _save_state(out, policy, optimizer, generator, fleet, counters, improved_metadata())
-    bar.close()
-    logger.close()
-    fleet.close()
+            if practice is not None:
+                practice.finish()  # before the state: a crash in between only replays a finished iteration
+            _save_state(out, policy, optimizer, generator, fleet, counters, improved_metadata())
+    finally:  # on a crash too, so Ray actors and renderers do not outlive the run
+        bar.close()
+        logger.close()
+        fleet.close()
     return save_checkpoint(out / POLICY_DIR, policy, improved_metadata())
+
+
+def _practice_stream(
+    out: Path, config: ImproveConfig, iteration: int, threshold: float, env: dict[str, Any]
+) -> PracticeStream | None:
+    """Where an iteration's practice episodes stream to; None with --improve.no-save-practice."""
+    if not config.save_practice:
+        return None
+    return PracticeStream(iteration_dir(out / "practice", iteration), iteration, threshold, env)
 
 
 def reinforce_updates(
