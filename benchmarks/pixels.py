@@ -55,7 +55,7 @@ class Args:
     seeds: tuple[int, ...] = (0,)
     sft: SFTConfig = field(
         default_factory=lambda: SFTConfig(
-            model=ModelConfig(observation="pixels"), steps=10_000, batch_size=128, eval_every=500
+            model=ModelConfig(observation="pixels"), steps=6_000, batch_size=128, eval_every=250
         )
     )
     improve: ImproveConfig = field(default_factory=lambda: ImproveConfig(num_iterations=40))
