@@ -4,10 +4,14 @@
     MUJOCO_GL=egl python benchmarks/pixels.py --dataset runs/data-20k --out runs/bench-pixels
 
 Per seed, on the nested `--data-fraction` subset of the dataset:
-- Stage 1 twice with the same settings: (a) pretrained encoders (EfficientNet-Lite0 + MiniLM, frozen) and
-  (b) scratch encoders (the scratch CNN + the word-token encoder, trained);
-- Stage 2 (block2block practice) from the same Stage 1 policy, (a)'s, once with (a)'s reward model and
-  once with (b)'s: the paper's ablation swaps only the reward model (PAPER.md §5);
+- Stage 1 twice with the same settings (`--sft.*`) for the reward models: (a) pretrained encoders
+  (EfficientNet-Lite0 + MiniLM, frozen) and (b) scratch encoders (the scratch CNN + the word-token
+  encoder, trained). Each reward checkpoint is the best on its own steps-to-go validation loss, which is
+  reached early (by 4,000 steps in both, measured), so these runs are short;
+- Stage 1 for the policy: pretrained encoders trained for `--policy-steps` (its BC validation loss keeps
+  falling long after the steps-to-go loss has turned);
+- Stage 2 (block2block practice) from that one Stage 1 policy, once with (a)'s reward model and once with
+  (b)'s: the paper's ablation swaps only the reward model (PAPER.md §5);
 - block2block evaluation (`--episodes`, <= 200 steps, fixed seeds) of the Stage 1 policy and both Stage 2
   policies, and of the scripted oracle.
 Success against practice episodes comes from each Stage 2 run's metrics (the true success of the episodes
@@ -58,16 +62,20 @@ class Args:
             model=ModelConfig(observation="pixels"), steps=6_000, batch_size=128, eval_every=250
         )
     )
+    policy_steps: int = 24_000
+    """Stage 1 steps of the policy's run (validation every 1,000)."""
     improve: ImproveConfig = field(default_factory=lambda: ImproveConfig(num_iterations=40))
     episodes: int = 200
     """block2block evaluation episodes per policy."""
 
 
-def stage1(args: Args, encoder: str, seed: int) -> Path:
-    run = args.out / f"seed{seed}" / f"sft-{encoder}"
+def stage1(args: Args, encoder: str, seed: int, name: str | None = None, **changes: int) -> Path:
+    run = args.out / f"seed{seed}" / f"sft-{name or encoder}"
     if not (run / "sft_summary.json").exists():
         model = dataclasses.replace(args.sft.model, **ENCODER_PRESETS[encoder])
-        config = dataclasses.replace(args.sft, model=model, data_fraction=args.data_fraction, seed=seed)
+        config = dataclasses.replace(
+            args.sft, model=model, data_fraction=args.data_fraction, seed=seed, **changes
+        )
         train_sft(args.dataset, run, config)
     return run
 
@@ -94,7 +102,8 @@ def stage2(args: Args, reward_run: Path, policy: Path, name: str, seed: int) -> 
 
 def run_seed(args: Args, seed: int) -> dict:
     runs = {encoder: stage1(args, encoder, seed) for encoder in ENCODER_PRESETS}
-    policy = runs["pretrained"] / "checkpoints" / "policy"
+    policy_run = stage1(args, "pretrained", seed, "policy", steps=args.policy_steps, eval_every=1_000)
+    policy = policy_run / "checkpoints" / "policy"
     result: dict = {
         f"sft_{encoder}": {
             k: v
