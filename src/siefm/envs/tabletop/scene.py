@@ -162,6 +162,7 @@ def scene_xml(blocks: tuple[Block, ...], image_size: tuple[int, int] = (96, 96))
           size="{(BOARD_X[1] - BOARD_X[0]) / 2} {(BOARD_Y[1] - BOARD_Y[0]) / 2} 0.0005"
           rgba="0.2 0.2 0.22 1" contype="0" conaffinity="0"/>
     <camera name="front" pos="0.95 0 0.6" xyaxes="0 1 0 -0.722 0 0.692" fovy="55"/>
+    <camera name="policy" pos="0.69 0 0.6" xyaxes="0 1 0 -0.886 0 0.464" fovy="50"/>
     <body name="pusher" mocap="true" pos="{centre_x} {centre_y} {PUSHER_HEIGHT + 0.04}">
       <geom type="cylinder" size="{PUSHER_RADIUS} 0.04" rgba="0.85 0.85 0.85 1" friction="0.5 0.005 0.0001"/>
     </body>
