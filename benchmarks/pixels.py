@@ -4,13 +4,12 @@
     MUJOCO_GL=egl python benchmarks/pixels.py --dataset runs/data-20k --out runs/bench-pixels
 
 Per seed, on the nested `--data-fraction` subset of the dataset:
-- Stage 1 twice with the same settings (`--sft.*`) for the reward models: (a) pretrained encoders
-  (EfficientNet-Lite0 + MiniLM, frozen) and (b) scratch encoders (the scratch CNN + the word-token
-  encoder, trained). Each reward checkpoint is the best on its own steps-to-go validation loss, which is
-  reached early (by 4,000 steps in both, measured), so these runs are short;
-- Stage 1 for the policy: pretrained encoders trained for `--policy-steps` (its BC validation loss keeps
-  falling long after the steps-to-go loss has turned);
-- Stage 2 (block2block practice) from that one Stage 1 policy, once with (a)'s reward model and once with
+- Stage 1 with (a) pretrained encoders (EfficientNet-Lite0 + MiniLM, frozen) for `--policy-steps`, and
+  (b) scratch encoders (the scratch CNN + the word-token encoder, trained) for `--sft.steps`, otherwise
+  the same settings. Each reward checkpoint is the best on its own steps-to-go validation loss, reached
+  early in both (by 4,000 steps, measured), so (b) is shorter; (a) runs longer for its policy, whose BC
+  validation loss keeps falling long after;
+- Stage 2 (block2block practice) from (a)'s Stage 1 policy, once with (a)'s reward model and once with
   (b)'s: the paper's ablation swaps only the reward model (PAPER.md §5);
 - block2block evaluation (`--episodes`, <= 200 steps, fixed seeds) of the Stage 1 policy and both Stage 2
   policies, and of the scripted oracle.
@@ -59,18 +58,18 @@ class Args:
     seeds: tuple[int, ...] = (0,)
     sft: SFTConfig = field(
         default_factory=lambda: SFTConfig(
-            model=ModelConfig(observation="pixels"), steps=6_000, batch_size=128, eval_every=250
+            model=ModelConfig(observation="pixels"), steps=6_000, batch_size=128, eval_every=500
         )
     )
-    policy_steps: int = 24_000
-    """Stage 1 steps of the policy's run (validation every 1,000)."""
+    policy_steps: int = 12_000
+    """Stage 1 steps of the pretrained run, whose policy checkpoint every Stage 2 run starts from."""
     improve: ImproveConfig = field(default_factory=lambda: ImproveConfig(num_iterations=40))
     episodes: int = 200
     """block2block evaluation episodes per policy."""
 
 
-def stage1(args: Args, encoder: str, seed: int, name: str | None = None, **changes: int) -> Path:
-    run = args.out / f"seed{seed}" / f"sft-{name or encoder}"
+def stage1(args: Args, encoder: str, seed: int, **changes: int) -> Path:
+    run = args.out / f"seed{seed}" / f"sft-{encoder}"
     if not (run / "sft_summary.json").exists():
         model = dataclasses.replace(args.sft.model, **ENCODER_PRESETS[encoder])
         config = dataclasses.replace(
@@ -101,9 +100,11 @@ def stage2(args: Args, reward_run: Path, policy: Path, name: str, seed: int) -> 
 
 
 def run_seed(args: Args, seed: int) -> dict:
-    runs = {encoder: stage1(args, encoder, seed) for encoder in ENCODER_PRESETS}
-    policy_run = stage1(args, "pretrained", seed, "policy", steps=args.policy_steps, eval_every=1_000)
-    policy = policy_run / "checkpoints" / "policy"
+    runs = {
+        "pretrained": stage1(args, "pretrained", seed, steps=args.policy_steps),
+        "scratch": stage1(args, "scratch", seed),
+    }
+    policy = runs["pretrained"] / "checkpoints" / "policy"
     result: dict = {
         f"sft_{encoder}": {
             k: v
