@@ -341,3 +341,20 @@ def test_demo_tabletop_from_pixels_writes_the_report(tabletop_data: Path, tmp_pa
     for key in ("bc", "improved", "optimal"):
         assert results[key]["episodes"] == 2
     assert {"voc", "steps_mae"} <= set(results["reward_model"])
+
+
+def test_spatial_softmax_finds_the_peak_known_answer() -> None:
+    from siefm.models.pixel_efm import SpatialSoftmax
+
+    maps = torch.full((1, 2, 5, 5), -1e4)
+    maps[0, 0, 0, 4] = 0.0  # top right: x = 1, y = -1
+    maps[0, 1, 2, 1] = 0.0  # middle row, second column: x = -0.5, y = 0
+    assert_close(SpatialSoftmax(5)(maps), torch.tensor([[1.0, -1.0, -0.5, 0.0]]))
+
+
+def test_keypoint_readout_model_acts_and_round_trips(tmp_path: Path) -> None:
+    model = pixel_model(pixel_config(pixel_readout="keypoints")).eval()
+    obs, instructions = board_observation()
+    goals = model.goal_input(instructions)
+    loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "ckpt", model, BOARD_METADATA))
+    assert_close(loaded.steps_to_go(obs, goals), model.steps_to_go(obs, goals))

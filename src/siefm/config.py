@@ -84,6 +84,10 @@ class ModelConfig:
     3-layer CNN of the same output shape, trained in Stage 1) or 'hf' (a Hugging Face vision or CLIP /
     SigLIP-style model loaded from the local directory `hf_path`, frozen). Stage 2 freezes every vision
     encoder, as the paper."""
+    pixel_readout: Literal["flatten", "keypoints"] = "flatten"
+    """'pixels': how each tower reads its instruction-conditioned feature map: 'flatten' (every cell into
+    the MLP) or 'keypoints' (a spatial softmax: the x, y of 16 learned keypoints, plus each channel's
+    maximum)."""
     hf_path: str | None = None
     """'hf' encoders: a local directory holding a transformers model (config.json + weights); nothing is
     ever downloaded."""
@@ -149,6 +153,9 @@ class ModelConfig:
         )
         _require(self.observation in ("state", "pixels"), self, "observation", "'state' or 'pixels'")
         _require(self.image_size >= 16, self, "image_size", ">= 16")
+        _require(
+            self.pixel_readout in ("flatten", "keypoints"), self, "pixel_readout", "'flatten' or 'keypoints'"
+        )
         _require(
             self.vision_encoder in ("efficientnet-lite0", "scratch", "hf"),
             self,

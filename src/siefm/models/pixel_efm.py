@@ -32,6 +32,7 @@ from siefm.models.text import TextEncoder, WordTokenizer
 from siefm.models.vision import FRAME_FEATURES, build_vision_encoder
 
 FUSION_CHANNELS = 32
+KEYPOINTS = 16
 
 
 class TokenProjection(nn.Module):
@@ -46,6 +47,20 @@ class TokenProjection(nn.Module):
         return self.project(self.per_token(tokens).flatten(1))
 
 
+class SpatialSoftmax(nn.Module):
+    """(B, K, h, w) maps -> (B, 2K): the expected x and y (in [-1, 1]) under each map's softmax, i.e. one
+    keypoint per map (Levine et al. 2016; robomimic's image encoders end this way)."""
+
+    def __init__(self, side: int):
+        super().__init__()
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, side), torch.linspace(-1, 1, side), indexing="ij")
+        self.register_buffer("grid", torch.stack([xs.flatten(), ys.flatten()], dim=1))  # (h * w, 2)
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        attention = torch.softmax(maps.flatten(2), dim=-1)  # (B, K, h * w)
+        return (attention @ self.grid).flatten(1)
+
+
 class FusionTower(nn.Module):
     """(B, 2, C, h, w) frame features + (B, T) instruction code + (B, P) pusher state -> (B, hidden)."""
 
@@ -58,19 +73,30 @@ class FusionTower(nn.Module):
         hidden: int,
         layers: int,
         dropout: float = 0.0,
+        readout: str = "flatten",
     ):
         super().__init__()
         self.reduce = nn.Conv2d(2 * channels, FUSION_CHANNELS, 1)
         self.film = nn.Linear(text_dim, 2 * FUSION_CHANNELS)
         self.spatial = nn.Sequential(nn.Conv2d(FUSION_CHANNELS, FUSION_CHANNELS, 3, padding=1), nn.ReLU())
-        self.mlp = mlp(FUSION_CHANNELS * side * side + text_dim + proprio_dim, hidden, layers, dropout)
+        self.keypoints: nn.Module | None = None
+        if readout == "keypoints":  # keypoint coordinates + each channel's strongest response
+            self.keypoints = nn.Sequential(nn.Conv2d(FUSION_CHANNELS, KEYPOINTS, 1), SpatialSoftmax(side))
+            map_dim = 2 * KEYPOINTS + FUSION_CHANNELS
+        else:
+            map_dim = FUSION_CHANNELS * side * side
+        self.mlp = mlp(map_dim + text_dim + proprio_dim, hidden, layers, dropout)
 
     def forward(self, features: torch.Tensor, text: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
         previous, current = features[:, 0], features[:, 1]
         x = self.reduce(torch.cat([current, current - previous], dim=1))
         scale, shift = self.film(text)[:, :, None, None].chunk(2, dim=1)
         x = self.spatial(torch.relu(x * (1 + scale) + shift))
-        return self.mlp(torch.cat([x.flatten(1), text, proprio], dim=-1))
+        if self.keypoints is not None:
+            read = torch.cat([self.keypoints(x), x.amax(dim=(2, 3))], dim=-1)
+        else:
+            read = x.flatten(1)
+        return self.mlp(torch.cat([read, text, proprio], dim=-1))
 
 
 class PixelEFM(EFMBase):
@@ -99,8 +125,9 @@ class PixelEFM(EFMBase):
         self.register_buffer("proprio_mean", stats["state"]["mean"][:proprio].clone())
         self.register_buffer("proprio_std", stats["state"]["std"][:proprio].clone())
         sizes = (self.vision.out_channels, side, config.text_dim, proprio, config.hidden_dim)
-        self.policy_tower = FusionTower(*sizes, config.num_layers)
-        self.steps_to_go_tower = FusionTower(*sizes, config.num_layers, config.steps_to_go_dropout)
+        readout = config.pixel_readout
+        self.policy_tower = FusionTower(*sizes, config.num_layers, readout=readout)
+        self.steps_to_go_tower = FusionTower(*sizes, config.num_layers, config.steps_to_go_dropout, readout)
         self.action_head = action_head(config, spec.action_dim, stats["action"])
         self.steps_to_go_head = nn.Linear(config.hidden_dim, config.steps_to_go_bins)
 
