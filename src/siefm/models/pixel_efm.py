@@ -9,7 +9,8 @@ Layout (choices for this CPU-sized model):
   transformer's token states, projected per position (siefm.models.pretrained);
 - each tower (action, steps-to-go) has its own fusion trunk: a 1 x 1 convolution whose channels the
   instruction scales and shifts (FiLM, as RT-1 conditions its EfficientNet on language), a 3 x 3
-  convolution, then an MLP over the flattened map, the instruction code and the pusher state;
+  convolution, then an MLP over the map (flattened, or read as keypoints by a spatial softmax), the
+  instruction code and the pusher state;
 - the heads are the tabletop defaults: tokenized actions and 50 steps-to-go bins.
 Observations are {"state": (B, S), "pixels": (B, 2, H, W, 3) uint8}, or "features" (B, 2, C, h, w) in place
 of "pixels": frozen encodings computed once (Stage 1 caches them for the whole dataset, Stage 2 for the
