@@ -56,6 +56,8 @@ def start_ray(address: str | None) -> Any:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         if address is None:
             ray.init(
+                # "local": a new instance even where `ray start` left a cluster (ray.init() would join it)
+                address="local",
                 include_dashboard=False,
                 object_store_memory=OBJECT_STORE_BYTES,
                 _node_ip_address="127.0.0.1",
