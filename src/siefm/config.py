@@ -74,7 +74,8 @@ class ModelConfig:
     observation: Literal["state", "pixels"] = "state"
     """'state': the env's state vector; 'pixels' (tabletop): the previous and current RGB frame of the
     front camera at `image_size`, rendered from the demonstrations' states in Stage 1 and by the boards
-    in Stage 2 and evaluation. The state then stays out of the model's inputs."""
+    in Stage 2 and evaluation. Of the state, the model then reads only the pusher's position and target
+    (the reference's observation), never the block poses."""
     image_size: int = 64
     """'pixels': side of the square camera frames (choice: 64, where the pretrained encoder runs at about
     1,100 frames/s on one core here; at 96 it ran 4x slower)."""

@@ -72,6 +72,9 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
             "write it with `siefm collect`."
         )
     config = dataclasses.replace(config, model=config.model.resolve(env_id))
+    if config.model.hf_path is not None:  # recorded absolute, so later stages find it from anywhere
+        model = dataclasses.replace(config.model, hf_path=str(Path(config.model.hf_path).resolve()))
+        config = dataclasses.replace(config, model=model)
     tokenizer = None
     if config.model.goal_encoder == "words":
         tokenizer = WordTokenizer.from_texts(dataset.tasks, config.model.max_words)

@@ -45,14 +45,23 @@ class TabletopDemoConfig:
     sft: SFTConfig = field(default_factory=lambda: SFTConfig(steps=20_000, eval_every=1_000))
     improve: ImproveConfig = field(default_factory=lambda: ImproveConfig(num_iterations=30))
     eval: EvalConfig = field(default_factory=EvalConfig)
-    obs: Literal["state", "pixels"] = "state"
-    """What the models read: 'state' (block poses) or 'pixels' (camera frames; sets
-    --sft.model.observation pixels, and needs `pip install 'siefm[pretrained]'` for the default pretrained
-    encoders)."""
+    obs: Literal["state", "pixels"] | None = None
+    """What the models read: 'state' (block poses) or 'pixels' (camera frames; the same as
+    --sft.model.observation pixels, and the default pretrained encoders need `pip install
+    'siefm[pretrained]'`). None: --sft.model.observation decides (state by default)."""
+
+    def __post_init__(self) -> None:
+        if self.obs is not None and self.sft.model.observation not in ("state", self.obs):
+            raise ValueError(
+                f"--obs {self.obs} contradicts --sft.model.observation {self.sft.model.observation}: "
+                "give one of them."
+            )
 
     @property
     def stage1(self) -> SFTConfig:
         """The Stage 1 settings, with the observation `obs` asks for."""
+        if self.obs is None:
+            return self.sft
         return dataclasses.replace(self.sft, model=dataclasses.replace(self.sft.model, observation=self.obs))
 
 

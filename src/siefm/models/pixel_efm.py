@@ -143,6 +143,8 @@ class PixelEFM(EFMBase):
     def encode_frames(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 2, H, W, 3) uint8 frames -> (B, 2, C, h, w) feature maps."""
         features = self.vision(pixels.flatten(0, 1))
+        if not self.vision.trainable:  # as Stage 1 caches them, so s is calibrated on the same inputs
+            features = features.half().float()
         return features.unflatten(0, pixels.shape[:2])
 
     @torch.no_grad()
@@ -153,6 +155,8 @@ class PixelEFM(EFMBase):
             return dict(obs)
         pixels = obs["pixels"]
         features = FRAME_FEATURES.encode(self.vision, pixels.flatten(0, 1)).unflatten(0, pixels.shape[:2])
+        if not self.vision.trainable:
+            features = features.half().float()
         return {"state": obs["state"], "features": features}
 
     def _trunk(self, tower: FusionTower, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ Pretrained weights are only read from installed packages or local directories, n
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -132,8 +133,9 @@ class HFVision(VisionEncoder):
         self.path = str(Path(path).resolve())
         self.input_size = int(config.image_size)
         self.out_channels = int(config.hidden_size)
-        self.register_buffer("mean", torch.full((1, 3, 1, 1), 0.5))  # CLIP/SigLIP-style [-1, 1] inputs
-        self.register_buffer("std", torch.full((1, 3, 1, 1), 0.5))
+        mean, std = image_normalisation(Path(path))
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
 
     def fingerprint(self) -> bytes:
         return hashlib.blake2b(self.path.encode(), digest_size=16).digest()  # its weights are the directory's
@@ -145,6 +147,17 @@ class HFVision(VisionEncoder):
         side = int(tokens.shape[1] ** 0.5)
         tokens = tokens[:, tokens.shape[1] - side * side :]  # drop a class token if there is one
         return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, side, side)
+
+
+def image_normalisation(path: Path) -> tuple[list[float], list[float]]:
+    """The per-channel mean and std a local model's image processor uses (preprocessor_config.json; CLIP's
+    differ from SigLIP's), else 0.5 and 0.5, the [-1, 1] scaling of SigLIP and ViT."""
+    config = path / "preprocessor_config.json"
+    if config.is_file():
+        processor = json.loads(config.read_text())
+        if "image_mean" in processor and "image_std" in processor:
+            return list(processor["image_mean"]), list(processor["image_std"])
+    return [0.5] * 3, [0.5] * 3
 
 
 def build_vision_encoder(
@@ -184,7 +197,7 @@ class FrameFeatureCache:
         missing = [i for key, i in first.items() if key not in self.entries]
         if missing:
             for i, features in zip(missing, encoder(frames[missing]), strict=True):
-                self.entries[keys[i]] = features
+                self.entries[keys[i]] = features.clone()  # not a view that keeps its whole batch alive
         out = []
         for key in keys:
             self.entries.move_to_end(key)

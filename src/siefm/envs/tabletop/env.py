@@ -242,6 +242,8 @@ class TabletopEnv(gym.Env):
         """A renderer of `size` x `size` frames on this board, made once and closed with the env (pixel
         policies' cameras share it; see siefm.envs.tabletop.camera)."""
         if size not in self._cameras:
+            visual = self.model.vis.global_  # the offscreen buffer must hold the frame
+            visual.offwidth, visual.offheight = max(visual.offwidth, size), max(visual.offheight, size)
             self._cameras[size] = mujoco.Renderer(self.model, size, size)
         return self._cameras[size]
 
