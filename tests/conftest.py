@@ -18,6 +18,10 @@ TINY_SFT = SFTConfig(model=TINY_MODEL, steps=300, batch_size=128, eval_every=50,
 TINY_IMPROVE = ImproveConfig(num_iterations=2, num_updates=4, minibatch_size=32, num_envs=16, seed=0)
 
 
+class LearnerCrash(RuntimeError):
+    """Raised by tests that kill the Stage 2 learner part-way through an iteration."""
+
+
 @pytest.fixture(scope="session")
 def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """About 57 demonstrations (60 simulated, the short ones dropped), written once per session."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_IMPROVE, assert_same_practice
+from conftest import TINY_IMPROVE, LearnerCrash, assert_same_practice
 
 from siefm.checkpoint import load_checkpoint
 from siefm.config import POINTMASS_ID, ImproveConfig
@@ -175,10 +175,6 @@ def test_a_resumed_ray_run_ends_with_the_same_weights(
     a, b = load_checkpoint(straight)[0].state_dict(), load_checkpoint(resumed)[0].state_dict()
     assert all(torch.equal(a[key], b[key]) for key in a)
     assert len(read_metrics(interrupted / "metrics.jsonl")) == 3
-
-
-class LearnerCrash(RuntimeError):
-    pass
 
 
 def test_a_learner_crash_mid_iteration_keeps_every_practice_episode_once(

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_IMPROVE, TINY_MODEL, assert_same_practice
+from conftest import TINY_IMPROVE, TINY_MODEL, LearnerCrash, assert_same_practice
 from torch.testing import assert_close
 
 from siefm import sft as sft_module
@@ -562,10 +562,6 @@ def test_resume_discards_the_practice_of_unfinished_iterations_only(tmp_path: Pa
     assert [p.name for p in removed] == ["iteration-0003", "iteration-0010"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["iteration-0001", "iteration-0002", "notes"]
     assert discard_unfinished(tmp_path / "no-practice-yet", 0) == []
-
-
-class LearnerCrash(RuntimeError):
-    pass
 
 
 def test_a_learner_crash_mid_iteration_loses_and_duplicates_no_practice_episode(

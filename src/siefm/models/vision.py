@@ -43,11 +43,17 @@ class VisionEncoder(nn.Module):
     trainable: bool
 
     def fingerprint(self) -> bytes:
-        """A hash of the weights: equal for encoders that compute the same features."""
-        digest = hashlib.blake2b(type(self).__name__.encode(), digest_size=16)
-        for tensor in self.state_dict().values():
-            digest.update(tensor.detach().cpu().numpy().tobytes())
-        return digest.digest()
+        """A hash of the weights: equal for encoders that compute the same features. It is called on every
+        Stage 2 step, so it is recomputed only when a weight has changed (torch bumps a tensor's version
+        on every in-place write: optimizer steps, load_state_dict)."""
+        tensors = list(self.state_dict().values())
+        versions = tuple((t.data_ptr(), t._version) for t in tensors)
+        if getattr(self, "_fingerprint_versions", None) != versions:
+            digest = hashlib.blake2b(type(self).__name__.encode(), digest_size=16)
+            for tensor in tensors:
+                digest.update(tensor.detach().cpu().numpy().tobytes())
+            self._fingerprint_versions, self._fingerprint = versions, digest.digest()
+        return self._fingerprint
 
     def output_size(self, image_size: int) -> int:
         """Side h (= w) of the feature map of a square `image_size` frame."""
