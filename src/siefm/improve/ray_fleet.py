@@ -2,14 +2,17 @@
 
 Each actor owns `num_envs / actors` robots, a copy of the policy and the frozen reward model. Per iteration
 the learner broadcasts the current weights once (one object in Ray's store) with their version, and every
-actor plays complete episodes of its share of the N x B samples with the same `collect_practice` as the
+actor plays complete episodes of its share of the N x B samples with the same rollout loop as the
 in-process fleet (so success detection, rewards and returns happen on the actor; or, with
-`--improve.reward-on shared`, d(o, g) comes from one shared reward-model actor). Batches come back tagged
-with the version that produced them; the learner keeps only the current version's (Stage 2 is strictly
-on-policy) and counts the stale episodes it drops. An actor that dies or does not answer within the
-timeout is replaced and its share is asked of the replacement, so an unfinished episode is never
-half-counted. An `episode_sink` receives each share's episodes as the learner accepts it, in the order the
-shares are accepted: that is as soon as the learner holds them, and only once they are sure to be used.
+`--improve.reward-on shared`, d(o, g) comes from one shared reward-model actor).
+
+Actors stream: `PracticeWorker.collect` is a Ray generator that sends each episode, tagged with the
+version that played it, the moment it ends, and the learner hands it to an `episode_sink` (the practice
+dataset on disk) as it arrives, so a learner crash loses only the episodes still being played. The learner
+keeps only the current version's episodes (Stage 2 is strictly on-policy) and counts the stale ones it
+drops. An actor that dies, or sends nothing for `actor_timeout_s`, is replaced: the episodes it finished
+are kept (each is complete, and was played by the current weights), the ones it was playing are lost
+(never half-counted), and the replacement plays the rest of its share on fresh boards.
 
 Ray is optional (`pip install 'siefm[ray]'`). `ray.init` starts a local instance bound to loopback with a
 bounded object store, or joins an existing cluster given its address.
@@ -20,6 +23,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +34,7 @@ import torch
 from siefm.config import ImproveConfig
 from siefm.improve.fleet import camera_size, make_fleet
 from siefm.improve.reward import RewardModel
-from siefm.improve.rollout import EpisodeSink, PracticeBatch, collect_practice
+from siefm.improve.rollout import EpisodeSink, PracticeBatch, practice_episodes
 from siefm.models.build import build_efm
 from siefm.models.efm import EFMBase
 
@@ -147,12 +152,13 @@ class PracticeWorker:
 
     def collect(
         self, num_samples: int, max_episode_steps: int, gamma: float, end_on_true_success: bool, seed: int
-    ) -> tuple[int, PracticeBatch]:
-        """Complete episodes holding >= num_samples samples, played with the current weights.
+    ) -> Iterator[tuple[int, PracticeBatch]]:
+        """Complete episodes holding >= num_samples samples, played with the current weights, each yielded
+        with that version as it ends (a Ray generator streams them to the learner one by one).
 
         `seed` also reseeds the robots' starts, so an iteration replays identically after a resume."""
         self.fleet.set_rng_state(np.random.default_rng(seed).bit_generator.state)
-        batch = collect_practice(
+        episodes = practice_episodes(
             self.fleet,
             self.policy,
             self.reward_model,
@@ -162,7 +168,8 @@ class PracticeWorker:
             end_on_true_success=end_on_true_success,
             generator=torch.Generator().manual_seed(seed),
         )
-        return self.version, batch
+        for episode in episodes:
+            yield self.version, episode
 
 
 class RayFleet:
@@ -219,41 +226,72 @@ class RayFleet:
     ) -> PracticeBatch:
         """One iteration: broadcast `policy` as `version`, collect N x B samples across the actors.
 
-        `episode_sink`, if given, is called with each accepted share's batch of complete episodes, in the
-        order of the returned batch; shares from failed or stale attempts never reach it."""
+        `episode_sink`, if given, gets every kept episode (as a one-episode batch) as soon as it arrives;
+        stale ones never reach it. The returned batch holds the same episodes by actor, each actor's in
+        the order it played them, so it does not depend on which actor answered first."""
         weights = self.ray.put({k: v.detach().clone() for k, v in policy.state_dict().items()})
         shares = np.array_split(np.arange(self.config.samples_per_iteration), len(self.actors))
-        batches: list[PracticeBatch] = []
-        pending = {i: len(share) for i, share in enumerate(shares)}
-        for _ in range(MAX_ATTEMPTS):
-            calls = {}
-            for i, samples in pending.items():
+        kept: list[list[PracticeBatch]] = [[] for _ in shares]
+        missing = {i: len(share) for i, share in enumerate(shares)}  # samples each share still needs
+        for attempt in range(MAX_ATTEMPTS):
+            streams = {}  # an actor's episode stream -> its slot
+            for i, samples in missing.items():
                 self.actors[i].set_weights.remote(weights, version)  # runs before collect on this actor
-                seed = (self.config.seed * 100_003 + iteration * 1_009 + i) % 2**62
-                calls[i] = self.actors[i].collect.remote(
+                # Attempt 0 is what a resumed run replays; a replacement must not replay the episodes its
+                # predecessor already delivered, so later attempts get seeds of their own.
+                entropy = [self.config.seed, iteration, i, attempt]
+                seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
+                stream = self.actors[i].collect.remote(
                     samples, max_episode_steps, self.config.gamma, self.config.end_on_true_success, seed
                 )
-            for i, call in calls.items():
-                try:
-                    got_version, batch = self.ray.get(call, timeout=self.config.actor_timeout_s)
-                except (self.ray.exceptions.RayError, TimeoutError) as error:  # died or hung: replace it
-                    log.warning("practice actor %d failed (%s); replacing it", i, type(error).__name__)
-                    self.ray.kill(self.actors[i], no_restart=True)
-                    self.actors[i] = self.spawn(i)
-                    self.replaced += 1
-                    continue
-                if got_version != version:  # played with other weights: off-policy, so never used
-                    self.stale_dropped += len(batch.episode_length)
-                    continue
-                batches.append(batch)
-                del pending[i]
+                streams[stream] = i
+            for i, episode in self._receive(streams, version):
+                kept[i].append(episode)
                 if episode_sink is not None:
-                    episode_sink(batch)
-            if not pending:
-                return PracticeBatch.concat(batches)
+                    episode_sink(episode)
+            for i in list(missing):
+                missing[i] = len(shares[i]) - sum(episode.num_samples for episode in kept[i])
+                if missing[i] <= 0:
+                    del missing[i]
+            if not missing:
+                return PracticeBatch.concat([episode for share in kept for episode in share])
         raise RuntimeError(
-            f"practice actors {sorted(pending)} failed {MAX_ATTEMPTS} times running in iteration {iteration}."
+            f"practice actors {sorted(missing)} failed {MAX_ATTEMPTS} times running in iteration {iteration}."
         )
+
+    def _receive(self, streams: dict[Any, int], version: int) -> Iterator[tuple[int, PracticeBatch]]:
+        """(slot, episode) for every current-version episode the streams send, as each arrives, until
+        every stream has ended or its actor has failed (and been replaced)."""
+        timeout = self.config.actor_timeout_s
+        deadline = dict.fromkeys(streams, time.monotonic() + timeout)
+        while streams:
+            wait = max(0.0, min(deadline.values()) - time.monotonic())
+            ready, _ = self.ray.wait(list(streams), num_returns=1, timeout=wait)
+            for stream in ready:
+                i = streams[stream]
+                try:
+                    got_version, episode = self.ray.get(next(stream))
+                except StopIteration:  # the share is complete
+                    del streams[stream], deadline[stream]
+                    continue
+                except self.ray.exceptions.RayError as error:  # the actor died
+                    self._replace(i, type(error).__name__)
+                    del streams[stream], deadline[stream]
+                    continue
+                deadline[stream] = time.monotonic() + timeout
+                if got_version != version:  # played with other weights: off-policy, so never used
+                    self.stale_dropped += 1
+                    continue
+                yield i, episode
+            for stream in [s for s, due in deadline.items() if due <= time.monotonic()]:
+                self._replace(streams.pop(stream), f"nothing for {timeout:g} s")
+                del deadline[stream]
+
+    def _replace(self, index: int, why: str) -> None:
+        log.warning("practice actor %d failed (%s); replacing it", index, why)
+        self.ray.kill(self.actors[index], no_restart=True)
+        self.actors[index] = self.spawn(index)
+        self.replaced += 1
 
     def metrics(self) -> dict[str, float]:
         return {"fleet/actors_replaced": self.replaced, "fleet/stale_episodes_dropped": self.stale_dropped}

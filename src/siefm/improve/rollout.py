@@ -11,7 +11,7 @@ disk), as a one-episode PracticeBatch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -125,7 +125,6 @@ def _inputs(obs: Observations, model: EFMBase) -> tuple[dict[str, torch.Tensor],
 EpisodeSink = Callable[["PracticeBatch"], None]  # receives complete episodes as a PracticeBatch
 
 
-@torch.no_grad()
 def collect_practice(
     fleet: Fleet,
     policy: EFMBase,
@@ -144,6 +143,40 @@ def collect_practice(
     end on the same step in robot order), so it sees the episodes in the order they end; the returned
     batch holds them in the order they started.
     """
+    episodes = practice_episodes(
+        fleet,
+        policy,
+        reward_model,
+        num_samples=num_samples,
+        max_episode_steps=max_episode_steps,
+        gamma=gamma,
+        end_on_true_success=end_on_true_success,
+        generator=generator,
+        stream=episode_sink is not None,
+    )
+    while True:
+        try:
+            episode = next(episodes)
+        except StopIteration as finished:
+            return finished.value
+        episode_sink(episode)
+
+
+@torch.no_grad()
+def practice_episodes(
+    fleet: Fleet,
+    policy: EFMBase,
+    reward_model: RewardModel,
+    *,
+    num_samples: int,
+    max_episode_steps: int,
+    gamma: float,
+    end_on_true_success: bool = False,
+    generator: torch.Generator | None = None,
+    stream: bool = True,
+) -> Generator[PracticeBatch, None, PracticeBatch]:
+    """`collect_practice` as a generator (what a Ray actor streams): it yields each episode as a
+    one-episode batch when it ends, if `stream`, and returns the whole buffer."""
     num_envs = fleet.num_envs
     obs = fleet.reset()
     d = reward_model.distance(*_inputs(obs, reward_model.model))
@@ -207,10 +240,10 @@ def collect_practice(
                 float(d_next[i]),
                 np.copy(next_obs["goal"][i]) if next_obs["goal"].dtype != object else next_obs["goal"][i],
             )
-            if episode_sink is not None:
+            if stream:
                 end = ends[int(episode[i])]
                 own_counts = {key: int(c) for key, c in zip(counts, robot_counts[:, i], strict=True)}
-                episode_sink(_finished_episode(columns, i, end, own_counts, gamma))
+                yield _finished_episode(columns, i, end, own_counts, gamma)
         d = d_next.clone()
         if ids.size and samples_started < num_samples:
             next_obs = fleet.reset(ids)  # new episodes on the robots that finished
