@@ -1,12 +1,14 @@
 """Stage 2 collection speed on the tabletop (state observations): the local fleet against Ray actors.
 
-    python benchmarks/fleet.py --sft-run runs/bench-tabletop/sft-bc10 --out runs/bench-fleet
+    siefm sft --dataset DATA --out runs/sft-bc10 --sft.data-fraction 0.1 --sft.steps 30000
+    python benchmarks/fleet.py --sft-run runs/sft-bc10 --out runs/bench-fleet
 
 For each fleet (local; Ray with 1, 2 and 4 actors) it times `--iterations` Stage 2 collections of
 N x B = 1,024 samples of complete block2block episodes with 16 robots, with the same policy and reward
 model, and reports the median env steps/s, and its ratio to the raw simulator rate (one process stepping
 one env with random 3 cm pushes, nothing else). Ray's start-up (ray.init plus spawning the actors) is timed
-separately. Results go to OUT/results.json.
+separately. Ray actors send finished episodes every `stream_interval_s` (default 0.2 s); `ray-2-per-episode`
+is 2 actors sending each episode the moment it ends. Results go to OUT/results.json.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class Args:
     iterations: int = 5
     actors: tuple[int, ...] = (1, 2, 4)
     raw_steps: int = 3000
+    per_episode_actors: tuple[int, ...] = (2,)
+    """Also time these actor counts with stream_interval_s = 0 (a Ray message per episode)."""
 
 
 def raw_simulator_rate(steps: int) -> float:
@@ -75,8 +79,12 @@ def main(args: Args) -> dict:
     results["fleets"]["local"] = {"env_steps_per_second": float(np.median(rates)), "all": rates}
 
     ray = import_ray()
-    for actors in args.actors:
-        ray_config = ImproveConfig(fleet="ray", actors=actors).resolve(TABLETOP_ID)
+    runs = [(actors, ImproveConfig().stream_interval_s) for actors in args.actors]
+    runs += [(actors, 0.0) for actors in args.per_episode_actors]
+    for actors, interval in runs:
+        ray_config = ImproveConfig(fleet="ray", actors=actors, stream_interval_s=interval).resolve(
+            TABLETOP_ID
+        )
         start = time.perf_counter()
         ray_fleet = RayFleet(env, ray_config, policy, reward_model)
         ray.get([actor.set_weights.remote(policy.state_dict(), -1) for actor in ray_fleet.actors])
@@ -87,10 +95,14 @@ def main(args: Args) -> dict:
             batch = ray_fleet.collect(policy, 0, iteration, 200)
             rates.append(batch.num_samples / (time.perf_counter() - start))
         ray_fleet.close()
-        results["fleets"][f"ray-{actors}"] = {
+        name = (
+            f"ray-{actors}" if interval == ImproveConfig().stream_interval_s else f"ray-{actors}-per-episode"
+        )
+        results["fleets"][name] = {
             "env_steps_per_second": float(np.median(rates)),
             "all": rates,
             "startup_seconds": startup,
+            "stream_interval_s": interval,
         }
         ray.shutdown()  # each configuration starts its own instance, so start-up is measured each time
     raw = results["raw_env_steps_per_second"]
@@ -112,4 +124,4 @@ if __name__ == "__main__":
         rate, local, raw = (
             entry[k] for k in ("env_steps_per_second", "ratio_to_local_fleet", "ratio_to_raw_simulator")
         )
-        print(f"{name:8s} {rate:7.0f} env steps/s  x{local:.2f} local  x{raw:.2f} raw  {startup}")
+        print(f"{name:18s} {rate:7.0f} env steps/s  x{local:.2f} local  x{raw:.2f} raw  {startup}")

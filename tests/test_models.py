@@ -300,6 +300,8 @@ def test_json_without_metadata(checkpoint: Path) -> None:
         (lambda: ImproveConfig(minibatch_size=-4), "ImproveConfig.minibatch_size"),
         (lambda: ImproveConfig(reward_scale=0.0), "ImproveConfig.reward_scale"),
         (lambda: ImproveConfig(lr=-1e-3), "ImproveConfig.lr"),
+        (lambda: ImproveConfig(stream_interval_s=-0.1), "ImproveConfig.stream_interval_s"),
+        (lambda: ImproveConfig(actor_timeout_s=5, stream_interval_s=5), "ImproveConfig.stream_interval_s"),
         (lambda: SFTConfig(success_threshold=-1.0), "SFTConfig.success_threshold"),
         (lambda: SFTConfig(batch_size=0), "SFTConfig.batch_size"),
         (lambda: SFTConfig(val_fraction=1.0), "SFTConfig.val_fraction"),
@@ -321,7 +323,7 @@ def test_config_errors_name_the_field(make, field: str) -> None:
 
 def test_configs_accept_their_edges() -> None:
     ImproveConfig(gamma=0.0, success_threshold=0.0)
-    ImproveConfig(gamma=1.0)
+    ImproveConfig(gamma=1.0, stream_interval_s=0.0)
     SFTConfig(success_threshold=0.0, data_fraction=1.0)
     assert ImproveConfig(num_updates=3, minibatch_size=5).samples_per_iteration == 15
 

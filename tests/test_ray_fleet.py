@@ -115,8 +115,8 @@ class StaleOnceWorker(PracticeWorker):
 
     def collect(self, *args):
         self.calls = getattr(self, "calls", 0) + 1
-        for version, episode in super().collect(*args):
-            yield (version - 1 if self.calls == 1 else version), episode
+        for version, episodes in super().collect(*args):
+            yield (version - 1 if self.calls == 1 else version), episodes
 
 
 def test_stale_batches_are_dropped_and_counted(ray_session, sft_run: Path) -> None:
@@ -154,7 +154,8 @@ def test_a_hanging_actor_is_replaced_after_the_timeout(ray_session, sft_run: Pat
 
 
 class HangsMidShareWorker(PracticeWorker):
-    """The test's first actor sends two episodes, then hangs; its replacement works."""
+    """The test's first actor sends two messages (one episode each, with stream_interval_s 0), then hangs;
+    its replacement works."""
 
     def __init__(self, env, config, num_envs, seed, *args):
         super().__init__(env, config, num_envs, seed, *args)
@@ -168,7 +169,7 @@ class HangsMidShareWorker(PracticeWorker):
 
 
 def test_episodes_arrive_one_by_one_and_survive_their_actor(ray_session, sft_run: Path) -> None:
-    fleet, policy = make_fleet(sft_run, HangsMidShareWorker, actor_timeout_s=6.0)
+    fleet, policy = make_fleet(sft_run, HangsMidShareWorker, actor_timeout_s=6.0, stream_interval_s=0.0)
     arrived = []
     batch = fleet.collect(policy, version=0, iteration=0, max_episode_steps=140, episode_sink=arrived.append)
     assert fleet.replaced == 1

@@ -6,9 +6,10 @@ actor plays complete episodes of its share of the N x B samples with the same ro
 in-process fleet (so success detection, rewards and returns happen on the actor; or, with
 `--improve.reward-on shared`, d(o, g) comes from one shared reward-model actor).
 
-Actors stream: `PracticeWorker.collect` is a Ray generator that sends each episode, tagged with the
-version that played it, the moment it ends, and the learner hands it to an `episode_sink` (the practice
-dataset on disk) as it arrives, so a learner crash loses only the episodes still being played. The learner
+Actors stream: `PracticeWorker.collect` is a Ray generator that sends episodes, tagged with the version
+that played them, as they end (those that ended in the last `stream_interval_s`), and the learner hands
+each to an `episode_sink` (the practice dataset on disk) as it arrives, so a learner crash loses only the
+episodes still being played or on their way. The learner
 keeps only the current version's episodes (Stage 2 is strictly on-policy) and counts the stale ones it
 drops. An actor that dies, or sends nothing for `actor_timeout_s`, is replaced: the episodes it finished
 are kept (each is complete, and was played by the current weights), the ones it was playing are lost
@@ -144,6 +145,7 @@ class PracticeWorker:
         share = dataclasses.replace(config, num_envs=num_envs, seed=seed)
         self.fleet = make_fleet(env, share, camera_size(self.policy, self.reward_model.model))
         self.version = -1
+        self.stream_interval_s = config.stream_interval_s
 
     def set_weights(self, state: dict[str, torch.Tensor], version: int) -> int:
         self.policy.load_state_dict(state)
@@ -152,9 +154,10 @@ class PracticeWorker:
 
     def collect(
         self, num_samples: int, max_episode_steps: int, gamma: float, end_on_true_success: bool, seed: int
-    ) -> Iterator[tuple[int, PracticeBatch]]:
-        """Complete episodes holding >= num_samples samples, played with the current weights, each yielded
-        with that version as it ends (a Ray generator streams them to the learner one by one).
+    ) -> Iterator[tuple[int, list[PracticeBatch]]]:
+        """Complete episodes holding >= num_samples samples, played with the current weights, yielded with
+        that version as they end (a Ray generator streams them to the learner): the ones that ended since
+        the last message, once `stream_interval_s` has passed.
 
         `seed` also reseeds the robots' starts, so an iteration replays identically after a resume."""
         self.fleet.set_rng_state(np.random.default_rng(seed).bit_generator.state)
@@ -168,8 +171,14 @@ class PracticeWorker:
             end_on_true_success=end_on_true_success,
             generator=torch.Generator().manual_seed(seed),
         )
+        held, last_sent = [], time.monotonic()
         for episode in episodes:
-            yield self.version, episode
+            held.append(episode)
+            if time.monotonic() - last_sent >= self.stream_interval_s:
+                yield self.version, held
+                held, last_sent = [], time.monotonic()
+        if held:
+            yield self.version, held
 
 
 class RayFleet:
@@ -270,7 +279,7 @@ class RayFleet:
             for stream in ready:
                 i = streams[stream]
                 try:
-                    got_version, episode = self.ray.get(next(stream))
+                    got_version, episodes = self.ray.get(next(stream))
                 except StopIteration:  # the share is complete
                     del streams[stream], deadline[stream]
                     continue
@@ -280,9 +289,10 @@ class RayFleet:
                     continue
                 deadline[stream] = time.monotonic() + timeout
                 if got_version != version:  # played with other weights: off-policy, so never used
-                    self.stale_dropped += 1
+                    self.stale_dropped += len(episodes)
                     continue
-                yield i, episode
+                for episode in episodes:
+                    yield i, episode
             for stream in [s for s, due in deadline.items() if due <= time.monotonic()]:
                 self._replace(streams.pop(stream), f"nothing for {timeout:g} s")
                 del deadline[stream]

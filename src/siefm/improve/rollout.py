@@ -255,7 +255,7 @@ def practice_episodes(
         else:
             active &= ~done
         obs = next_obs
-    return _assemble(columns, ends, counts, gamma)
+    return _assemble({key: torch.stack(value) for key, value in columns.items()}, ends, counts, gamma)
 
 
 def _finished_episode(
@@ -264,15 +264,14 @@ def _finished_episode(
     """The episode that `robot` has just ended, as a one-episode batch: its last `end.length` steps of the
     step table, assembled like the whole buffer (so its returns are the buffer's, bit for bit)."""
     steps = slice(len(columns["valid"]) - end.length, None)
-    own = {key: [step[robot : robot + 1] for step in value[steps]] for key, value in columns.items()}
-    return _assemble(own, {int(own["episode"][0][0]): end}, counts, gamma)
+    own = {key: torch.stack(value[steps])[:, robot : robot + 1] for key, value in columns.items()}
+    return _assemble(own, {int(own["episode"][0, 0]): end}, counts, gamma)
 
 
 def _assemble(
-    columns: dict[str, list], ends: dict[int, EpisodeEnd], counts: dict[str, int], gamma: float
+    stacked: dict[str, torch.Tensor], ends: dict[int, EpisodeEnd], counts: dict[str, int], gamma: float
 ) -> PracticeBatch:
-    """Stacks the (T, N) step records, computes returns, and keeps the valid samples."""
-    stacked = {key: torch.stack(value) for key, value in columns.items()}
+    """From the (T, N) step table: computes returns and keeps the valid samples."""
     returns = discounted_returns(stacked["reward"], stacked["done"], gamma)  # (T, N)
     valid = stacked["valid"]
     # Renumber episodes 0..E-1 in the order they were started, so per-episode arrays index by id.
