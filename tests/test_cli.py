@@ -16,6 +16,7 @@ from siefm.checkpoint import save_checkpoint
 from siefm.cli import main
 from siefm.config import POINTMASS_ID, ModelConfig
 from siefm.data.dataset import read_dataset
+from siefm.logging import read_metrics
 from siefm.models.efm import EFM, ModelSpec
 
 TINY_DEMO = [
@@ -375,6 +376,11 @@ def test_tabletop_through_both_stages_from_the_command_line(
         100.0,
     )
     assert "push" in reward["spec"]["vocabulary"]
+    # The tabletop's reward checkpoint is the one with the lowest validation error of d (of 2 evaluations).
+    assert json.loads((sft / "config.json").read_text())["sft"]["reward_selection"] == "d_error"
+    evaluations = {r["sft/step"]: r["sft/val_d_error"] for r in read_metrics(sft / "metrics.jsonl")}
+    assert reward["metadata"]["step"] == min(evaluations, key=evaluations.get)
+    assert reward["metadata"]["val_d_error"] == min(evaluations.values())
     code, _, err = run_cli(
         ["improve", "--sft-run", sft, "--out", rl, "--improve.families", "block2blok"], capsys
     )

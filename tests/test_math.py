@@ -24,6 +24,7 @@ from siefm.improve.reward import (
     rewards_from_distances,
 )
 from siefm.models.bins import UniformBins, steps_to_go_bins
+from siefm.sft import d_error
 
 # --- steps-to-go labels -----------------------------------------------------------------------------------
 
@@ -88,6 +89,17 @@ def test_expectation_of_hand_built_logits() -> None:
     assert_close(bins.expectation(two), (centres[2] + centres[10]) / 2)
     uniform = torch.zeros(3, 50)  # all equal: the mean centre, i.e. the middle of [-0.5, 140.5]
     assert_close(bins.expectation(uniform), torch.full((3,), 70.0))
+
+
+def test_d_error_of_hand_built_logits() -> None:
+    bins = steps_to_go_bins(50, 140)
+    centres = bins.centres()
+    logits = torch.full((3, 50), -math.inf)
+    logits[0, 7], logits[1, 0], logits[2, 49] = 0.0, 0.0, 0.0  # certain of bins 7, 0 and 49
+    labels = torch.tensor([10, 0, 500])
+    # |centre - label|; the label 500 lies past the last bin, so it counts as that bin's centre: error 0.
+    expected = torch.stack([(centres[7] - 10).abs(), centres[0].abs(), torch.tensor(0.0)])
+    assert_close(d_error(logits, labels, bins), expected)
 
 
 def test_uniform_bins_reject_nonsense() -> None:

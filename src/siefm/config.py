@@ -245,8 +245,19 @@ class SFTConfig:
     """Validation period in optimizer steps; the best policy and reward checkpoints are kept separately."""
     success_threshold: float | None = None
     """Success detector threshold s (steps). None: calibrate on the validation episodes."""
+    reward_selection: Literal["steps_to_go_loss", "d_error"] | None = None
+    """Which validation figure picks the reward-model checkpoint: the steps-to-go cross-entropy (the
+    paper's "own validation loss"), or the mean error of d(o, g) in steps, the quantity the reward and the
+    detector use. None: the domain default, d_error on the tabletop (there the cross-entropy is lowest
+    after a few hundred steps and then rises as the model grows overconfident, while d keeps improving:
+    see docs/tabletop.md), steps_to_go_loss elsewhere."""
     seed: int = 0
     """Seeds the split, initialisation and batches."""
+
+    def resolve(self, env_id: str) -> SFTConfig:
+        """This config with its model's and its own None fields set to `env_id`'s domain defaults."""
+        selection = self.reward_selection or ("d_error" if env_id == TABLETOP_ID else "steps_to_go_loss")
+        return dataclasses.replace(self, model=self.model.resolve(env_id), reward_selection=selection)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "eval_every"):

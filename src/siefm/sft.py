@@ -52,12 +52,21 @@ def steps_to_go_loss(logits: torch.Tensor, steps_to_go: torch.Tensor, bins: Unif
     return F.cross_entropy(logits, bins.to_index(steps_to_go))
 
 
+def d_error(logits: torch.Tensor, steps_to_go: torch.Tensor, bins: UniformBins) -> torch.Tensor:
+    """|d(o, g) - (t' - t)| in steps (B,); a label past the last bin counts as that bin's centre, as
+    training puts it in that bin."""
+    label = steps_to_go.float().clamp(max=bins.centres()[-1].item())
+    return (bins.expectation(logits) - label).abs()
+
+
 def sft_loss(model: EFMBase, frames: Frames) -> tuple[torch.Tensor, dict[str, float]]:
-    """The Stage 1 objective: BC + steps-to-go with equal weight."""
+    """The Stage 1 objective: BC + steps-to-go with equal weight (and d's error, which is not trained)."""
     output = model(frames.observation(), frames.goal_input())
     bc = bc_loss(output, frames.action, frames.has_action)
-    steps = steps_to_go_loss(output.steps_to_go_logits, frames.steps_to_go, model.steps_to_go_bins)
-    return bc + steps, {"bc_loss": bc.item(), "steps_to_go_loss": steps.item()}
+    bins = model.steps_to_go_bins
+    steps = steps_to_go_loss(output.steps_to_go_logits, frames.steps_to_go, bins)
+    error = d_error(output.steps_to_go_logits.detach(), frames.steps_to_go, bins).mean()
+    return bc + steps, {"bc_loss": bc.item(), "steps_to_go_loss": steps.item(), "d_error": error.item()}
 
 
 def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
@@ -71,7 +80,7 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
             f"{dataset_dir} lacks the columns {missing} or the env description in meta/info.json; "
             "write it with `siefm collect`."
         )
-    config = dataclasses.replace(config, model=config.model.resolve(env_id))
+    config = config.resolve(env_id)
     if config.model.hf_path is not None:  # recorded absolute, so later stages find it from anywhere
         model = dataclasses.replace(config.model, hf_path=str(Path(config.model.hf_path).resolve()))
         config = dataclasses.replace(config, model=model)
@@ -120,8 +129,8 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
         if step % config.eval_every == 0 or step == config.steps:
             val_metrics = validation_losses(model.eval(), val_frames)
             model.train()
-            for name, key in (("policy", "bc_loss"), ("reward", "steps_to_go_loss")):
-                if val_metrics[key] < best[name]:  # each checkpoint is the best on its own validation loss
+            for name, key in (("policy", "bc_loss"), ("reward", config.reward_selection)):
+                if val_metrics[key] < best[name]:  # each checkpoint is the best on its own validation metric
                     best[name] = val_metrics[key]
                     save_checkpoint(
                         out / "checkpoints" / name,
@@ -135,7 +144,9 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
                 "time/sft_steps_per_second": step / (time.perf_counter() - start),
             }
             logger.log(
-                record, step=step, summary_keys=("sft/step", "sft/val_bc_loss", "sft/val_steps_to_go_loss")
+                record,
+                step=step,
+                summary_keys=("sft/step", "sft/val_bc_loss", "sft/val_steps_to_go_loss", "sft/val_d_error"),
             )
     logger.close()
     calibration = calibrate_detector(
@@ -216,15 +227,17 @@ def eval_batch_size(model: EFMBase) -> int:
 
 @torch.no_grad()
 def validation_losses(model: EFMBase, frames: Frames) -> dict[str, float]:
-    """Frame-weighted validation BC and steps-to-go losses."""
-    totals = {"bc_loss": 0.0, "steps_to_go_loss": 0.0}
+    """Frame-weighted validation BC and steps-to-go losses, and the mean error of d in steps."""
+    totals = {"bc_loss": 0.0, "steps_to_go_loss": 0.0, "d_error": 0.0}
     for chunk in frames.chunks(eval_batch_size(model)):
         _, metrics = sft_loss(model, chunk)
         totals["bc_loss"] += metrics["bc_loss"] * chunk.has_action.sum().item()
-        totals["steps_to_go_loss"] += metrics["steps_to_go_loss"] * len(chunk)
+        for key in ("steps_to_go_loss", "d_error"):
+            totals[key] += metrics[key] * len(chunk)
     return {
         "bc_loss": totals["bc_loss"] / frames.has_action.sum().item(),
         "steps_to_go_loss": totals["steps_to_go_loss"] / len(frames),
+        "d_error": totals["d_error"] / len(frames),
     }
 
 
