@@ -36,11 +36,9 @@ import tyro
 from siefm.checkpoint import load_checkpoint
 from siefm.config import EvalConfig, ImproveConfig, ModelConfig, SFTConfig
 from siefm.data.dataset import read_dataset
-from siefm.demo import machine_info, pooled_detector_scores, practice_summary
+from siefm.demo import improve_and_summarise, machine_info
 from siefm.eval.report import evaluate_tabletop_policies, tabletop_summaries
 from siefm.improve.reward import RewardModel
-from siefm.improve.train import improve
-from siefm.logging import read_metrics
 from siefm.models.build import ENCODER_PRESETS
 from siefm.sft import train_sft
 from siefm.tabletop_demo import dataset_summary, episodes_per_family
@@ -80,23 +78,8 @@ def stage1(args: Args, encoder: str, seed: int, **changes: int) -> Path:
 
 
 def stage2(args: Args, reward_run: Path, policy: Path, name: str, seed: int) -> dict:
-    started = time.perf_counter()
-    out = args.out / f"seed{seed}" / name
     config = dataclasses.replace(args.improve, seed=seed)
-    path = improve(reward_run, out, config, policy)
-    records = read_metrics(out / "metrics.jsonl")
-    return {
-        "checkpoint": str(path),
-        **load_checkpoint(path)[1]["improve"],
-        **pooled_detector_scores(records),
-        **practice_summary(records),
-        "curve": {
-            "practice_episodes": np.cumsum([r["rollout/episodes"] for r in records]).tolist(),
-            "true_success": [r["rollout/true_success"] for r in records],
-            "detected_success": [r["rollout/detected_success"] for r in records],
-        },
-        "wall_seconds_total": time.perf_counter() - started,
-    }
+    return improve_and_summarise(reward_run, args.out / f"seed{seed}" / name, config, policy)
 
 
 def run_seed(args: Args, seed: int) -> dict:

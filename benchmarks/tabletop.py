@@ -30,11 +30,10 @@ import tyro
 from siefm.checkpoint import load_checkpoint
 from siefm.config import EvalConfig, ImproveConfig, SFTConfig
 from siefm.data.dataset import read_dataset
-from siefm.demo import machine_info, pooled_detector_scores, practice_summary
+from siefm.demo import improve_and_summarise, machine_info
 from siefm.eval.plots import plot_family_success, plot_learning_curve
 from siefm.eval.report import evaluate_tabletop_policies, tabletop_summaries
 from siefm.improve.reward import RewardModel
-from siefm.improve.train import improve
 from siefm.logging import read_metrics
 from siefm.sft import train_sft
 from siefm.tabletop_demo import dataset_summary, episodes_per_family
@@ -63,19 +62,7 @@ class Args:
 def run_stage2(
     args: Args, sft_run: Path, name: str, config: ImproveConfig, policy: Path | None = None
 ) -> dict:
-    started = time.perf_counter()
-    path = improve(sft_run, args.out / name, config, policy)
-    records = read_metrics(args.out / name / "metrics.jsonl")
-    meta = load_checkpoint(path)[1]
-    return {
-        "checkpoint": str(path),
-        **meta["improve"],
-        **pooled_detector_scores(records),
-        **practice_summary(records),
-        "first_practice_true_success": records[0]["rollout/true_success"],
-        "success_threshold": meta["success_threshold"],
-        "wall_seconds_total": time.perf_counter() - started,
-    }
+    return improve_and_summarise(sft_run, args.out / name, config, policy)
 
 
 def main(args: Args) -> dict:

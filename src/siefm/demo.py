@@ -169,6 +169,31 @@ def practice_summary(records: list[dict[str, Any]], last: int = 8) -> dict[str, 
     }
 
 
+def improve_and_summarise(
+    sft_run: Path, out: Path, config: ImproveConfig, policy: Path | None = None
+) -> dict[str, Any]:
+    """Runs Stage 2 (`siefm improve`) and summarises it for a benchmark: its counters, the detector's
+    pooled precision and recall, how practice ended, and the practice curve."""
+    started = time.perf_counter()
+    path = improve(sft_run, out, config, policy)
+    records = read_metrics(out / "metrics.jsonl")
+    meta = load_checkpoint(path)[1]
+    return {
+        "checkpoint": str(path),
+        **meta["improve"],
+        **pooled_detector_scores(records),
+        **practice_summary(records),
+        "first_practice_true_success": records[0]["rollout/true_success"],
+        "success_threshold": meta["success_threshold"],
+        "curve": {
+            "practice_episodes": np.cumsum([r["rollout/episodes"] for r in records]).tolist(),
+            "true_success": [r["rollout/true_success"] for r in records],
+            "detected_success": [r["rollout/detected_success"] for r in records],
+        },
+        "wall_seconds_total": time.perf_counter() - started,
+    }
+
+
 def draw_figures(
     out: Path,
     dataset: Any,

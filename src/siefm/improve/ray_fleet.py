@@ -9,11 +9,11 @@ in-process fleet (so success detection, rewards and returns happen on the actor;
 Actors stream: `PracticeWorker.collect` is a Ray generator that sends episodes, tagged with the version
 that played them, as they end (those that ended in the last `stream_interval_s`), and the learner hands
 each to an `episode_sink` (the practice dataset on disk) as it arrives, so a learner crash loses only the
-episodes still being played or on their way. The learner
-keeps only the current version's episodes (Stage 2 is strictly on-policy) and counts the stale ones it
-drops. An actor that dies, or sends nothing for `actor_timeout_s`, is replaced: the episodes it finished
-are kept (each is complete, and was played by the current weights), the ones it was playing are lost
-(never half-counted), and the replacement plays the rest of its share on fresh boards.
+episodes still being played or on their way. The learner keeps only the current version's episodes
+(Stage 2 is strictly on-policy) and counts the stale ones it drops. An actor that dies, or sends nothing
+for `actor_timeout_s`, is replaced: the episodes it finished are kept (each is complete, and was played by
+the current weights), the ones it was playing are lost (never half-counted), and the replacement plays the
+rest of its share on fresh boards.
 
 Ray is optional (`pip install 'siefm[ray]'`). `ray.init` starts a local instance bound to loopback with a
 bounded object store, or joins an existing cluster given its address.
