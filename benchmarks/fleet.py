@@ -1,7 +1,7 @@
 """Stage 2 collection speed on the tabletop (state observations): the local fleet against Ray actors.
 
-    siefm sft --dataset DATA --out runs/sft-bc10 --sft.data-fraction 0.1 --sft.steps 30000 --sft.eval-every 1000 \
-        --sft.reward-selection steps_to_go_loss
+    siefm sft --dataset DATA --out runs/sft-bc10 --sft.data-fraction 0.1 --sft.steps 30000 \
+        --sft.eval-every 1000 --sft.reward-selection steps_to_go_loss
     python benchmarks/fleet.py --sft-run runs/sft-bc10 --out runs/bench-fleet
 
 For each fleet (local; Ray with 1, 2 and 4 actors) it times `--iterations` Stage 2 collections of
