@@ -43,6 +43,7 @@ log = logging.getLogger("siefm")
 
 OBJECT_STORE_BYTES = 200 * 1024**2
 MAX_ATTEMPTS = 5  # per share and iteration, before Stage 2 gives up
+STARTUP_TIMEOUT_S = 120.0  # the longest an actor may take to come up (import, build models, boards)
 
 
 def import_ray() -> Any:
@@ -243,9 +244,9 @@ class RayFleet:
         kept: list[list[PracticeBatch]] = [[] for _ in shares]
         missing = {i: len(share) for i, share in enumerate(shares)}  # samples each share still needs
         for attempt in range(MAX_ATTEMPTS):
-            streams = {}  # an actor's episode stream -> its slot
+            streams = {}  # an actor's episode stream -> (its slot, the ref that says the actor is up)
             for i, samples in missing.items():
-                self.actors[i].set_weights.remote(weights, version)  # runs before collect on this actor
+                up = self.actors[i].set_weights.remote(weights, version)  # runs before collect on this actor
                 # Attempt 0 is what a resumed run replays; a replacement must not replay the episodes its
                 # predecessor already delivered, so later attempts get seeds of their own.
                 entropy = [self.config.seed, iteration, i, attempt]
@@ -253,7 +254,7 @@ class RayFleet:
                 stream = self.actors[i].collect.remote(
                     samples, max_episode_steps, self.config.gamma, self.config.end_on_true_success, seed
                 )
-                streams[stream] = i
+                streams[stream] = (i, up)
             for i, episode in self._receive(streams, version):
                 kept[i].append(episode)
                 if episode_sink is not None:
@@ -268,16 +269,28 @@ class RayFleet:
             f"practice actors {sorted(missing)} failed {MAX_ATTEMPTS} times running in iteration {iteration}."
         )
 
-    def _receive(self, streams: dict[Any, int], version: int) -> Iterator[tuple[int, PracticeBatch]]:
+    def _receive(
+        self, calls: dict[Any, tuple[int, Any]], version: int
+    ) -> Iterator[tuple[int, PracticeBatch]]:
         """(slot, episode) for every current-version episode the streams send, as each arrives, until
-        every stream has ended or its actor has failed (and been replaced)."""
+        every stream has ended or its actor has failed (and been replaced).
+
+        The timeout runs from the moment an actor is up (its weights are loaded): a new actor's start-up
+        takes seconds on a busy machine and is allowed STARTUP_TIMEOUT_S."""
         timeout = self.config.actor_timeout_s
-        deadline = dict.fromkeys(streams, time.monotonic() + timeout)
+        streams = {stream: i for stream, (i, _) in calls.items()}
+        starting = {up: stream for stream, (_, up) in calls.items()}
+        deadline = dict.fromkeys(streams, time.monotonic() + max(timeout, STARTUP_TIMEOUT_S))
         while streams:
             wait = max(0.0, min(deadline.values()) - time.monotonic())
-            ready, _ = self.ray.wait(list(streams), num_returns=1, timeout=wait)
-            for stream in ready:
-                i = streams[stream]
+            ready, _ = self.ray.wait([*streams, *starting], num_returns=1, timeout=wait)
+            for item in ready:
+                if item in starting:  # an actor is up: from now on it must send within the timeout
+                    stream = starting.pop(item)
+                    if stream in deadline:
+                        deadline[stream] = time.monotonic() + timeout
+                    continue
+                stream, i = item, streams[item]
                 try:
                     got_version, episodes = self.ray.get(next(stream))
                 except StopIteration:  # the share is complete
