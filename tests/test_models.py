@@ -306,6 +306,7 @@ def test_json_without_metadata(checkpoint: Path) -> None:
         (lambda: SFTConfig(batch_size=0), "SFTConfig.batch_size"),
         (lambda: SFTConfig(val_fraction=1.0), "SFTConfig.val_fraction"),
         (lambda: SFTConfig(data_fraction=0.0), "SFTConfig.data_fraction"),
+        (lambda: SFTConfig(reward_selection="accuracy"), "SFTConfig.reward_selection"),  # type: ignore[arg-type]
         (lambda: ModelConfig(hidden_dim=-8), "ModelConfig.hidden_dim"),
         (lambda: ModelConfig(num_layers=0), "ModelConfig.num_layers"),
         (lambda: ModelConfig(steps_to_go_bins=1), "ModelConfig.steps_to_go_bins"),

@@ -133,24 +133,37 @@ def test_sft_with_a_given_threshold_and_determinism(dataset_dir: Path, tmp_path:
         )
 
 
+@pytest.mark.parametrize(
+    ("selection", "reward_step", "value"),
+    [(None, 10, 2.0), ("steps_to_go_loss", 10, 2.0), ("d_error", 30, 6.0)],
+)
 def test_sft_selects_checkpoints_by_validation_loss_not_recency(
-    dataset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    dataset_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    selection: str | None,
+    reward_step: int,
+    value: float,
 ) -> None:
-    # Scripted validation losses: the best BC loss comes at the 2nd evaluation, the best steps-to-go loss at
-    # the 1st, so neither checkpoint is simply the latest one.
-    scripted = iter([(3.0, 2.0), (1.0, 5.0), (2.0, 4.0)])
+    # Scripted validation figures: the best BC loss comes at the 2nd evaluation, the best steps-to-go loss
+    # at the 1st and the best d error at the 3rd, so only one choice is the latest checkpoint. PointMass
+    # (None) picks the reward checkpoint by the steps-to-go loss.
+    scripted = iter([(3.0, 2.0, 9.0), (1.0, 5.0, 8.0), (2.0, 4.0, 6.0)])
 
     def fake_validation_losses(model, frames, batch_size=8192):
-        bc, steps = next(scripted)
-        return {"bc_loss": bc, "steps_to_go_loss": steps}
+        bc, steps, error = next(scripted)
+        return {"bc_loss": bc, "steps_to_go_loss": steps, "d_error": error}
 
     monkeypatch.setattr(sft_module, "validation_losses", fake_validation_losses)
-    config = SFTConfig(model=TINY_MODEL, steps=30, batch_size=32, eval_every=10, seed=2)
+    config = SFTConfig(
+        model=TINY_MODEL, steps=30, batch_size=32, eval_every=10, seed=2, reward_selection=selection
+    )
     run = train_sft(dataset_dir, tmp_path / "run", config)
     _, policy_meta = load_checkpoint(run / "checkpoints" / "policy")
     _, reward_meta = load_checkpoint(run / "checkpoints" / "reward")
     assert (policy_meta["step"], policy_meta["val_bc_loss"]) == (20, 1.0)
-    assert (reward_meta["step"], reward_meta["val_steps_to_go_loss"]) == (10, 2.0)
+    key = f"val_{selection or 'steps_to_go_loss'}"
+    assert (reward_meta["step"], reward_meta[key]) == (reward_step, value)
     assert "success_threshold" in reward_meta  # calibrated on the selected reward model
 
 

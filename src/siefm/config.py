@@ -267,6 +267,12 @@ class SFTConfig:
         _require(0 < self.data_fraction <= 1, self, "data_fraction", "in (0, 1]")
         _require(0 < self.val_fraction < 1, self, "val_fraction", "in (0, 1)")
         _require(
+            self.reward_selection in (None, "steps_to_go_loss", "d_error"),
+            self,
+            "reward_selection",
+            "'steps_to_go_loss' or 'd_error'",
+        )
+        _require(
             self.success_threshold is None or self.success_threshold >= 0, self, "success_threshold", ">= 0"
         )
 
