@@ -388,3 +388,39 @@ def test_keypoint_readout_model_acts_and_round_trips(tmp_path: Path) -> None:
     goals = model.goal_input(instructions)
     loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "ckpt", model, BOARD_METADATA))
     assert_close(loaded.steps_to_go(obs, goals), model.steps_to_go(obs, goals))
+
+
+def test_pretrained_pixel_model_through_stage1_and_the_ray_fleet(tabletop_data: Path, tmp_path: Path) -> None:
+    """Stage 1 with the frozen pretrained encoders (features cached) through `train_sft`, then Stage 2 on
+    two Ray actors, each rebuilding the pixel EFM and its frozen encoders."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from siefm.config import SFTConfig
+    from siefm.improve.train import improve
+    from siefm.logging import read_metrics
+    from siefm.sft import train_sft
+
+    model = ModelConfig(observation="pixels", image_size=SIZE, hidden_dim=16, num_layers=1)
+    sft = train_sft(
+        tabletop_data, tmp_path / "sft", SFTConfig(model=model, steps=10, eval_every=5, batch_size=16)
+    )
+    policy, _ = load_checkpoint(sft / "checkpoints" / "policy")
+    assert (policy.config.vision_encoder, policy.config.goal_encoder) == ("efficientnet-lite0", "minilm")
+    config = ImproveConfig(
+        num_iterations=1,
+        num_envs=2,
+        num_updates=2,
+        minibatch_size=8,
+        max_episode_steps=6,
+        fleet="ray",
+        actors=2,
+    )
+    try:
+        improve(sft, tmp_path / "rl", config)
+    finally:
+        ray.shutdown()
+    last = read_metrics(tmp_path / "rl" / "metrics.jsonl")[-1]
+    assert last["fleet/actors_replaced"] == 0 and last["rollout/episodes"] >= 2
+    assert (
+        read_dataset(tmp_path / "rl" / "practice" / "iteration-0001").num_episodes == last["rollout/episodes"]
+    )
