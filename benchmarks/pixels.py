@@ -7,8 +7,8 @@ Per seed, on the nested `--data-fraction` subset of the dataset:
 - Stage 1 with (a) pretrained encoders (EfficientNet-Lite0 + MiniLM, frozen) for `--policy-steps`, and
   (b) scratch encoders (the scratch CNN + the word-token encoder, trained) for `--sft.steps`, otherwise
   the same settings. Each reward checkpoint has the lowest validation error of d (the tabletop default),
-  reached early in both (by 4,000 steps, measured), so (b) is shorter; (a) runs longer for its policy, whose BC
-  validation loss keeps falling long after;
+  reached early in both (by 4,000 steps, measured), so (b) is shorter; (a) runs longer for its policy,
+  whose BC validation loss keeps falling long after;
 - Stage 2 (block2block practice) from (a)'s Stage 1 policy, once with (a)'s reward model and once with
   (b)'s: the paper's ablation swaps only the reward model (PAPER.md §5);
 - block2block evaluation (`--episodes`, <= 200 steps, fixed seeds) of the Stage 1 policy and both Stage 2

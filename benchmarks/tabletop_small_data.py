@@ -53,6 +53,9 @@ class Args:
     """Practice budgets, as fractions of the full dataset's block2block demonstrations."""
     episodes: int = 200
     """block2block evaluation episodes per policy (<= 200 steps, fixed seeds)."""
+    selections: tuple[str, ...] = SELECTIONS
+    """Reward-checkpoint rules to run; the policy is taken from the first one's Stage 1 run. Other seeds:
+    --sft.seed and --improve.seed."""
 
 
 def main(args: Args) -> dict:
@@ -70,7 +73,7 @@ def main(args: Args) -> dict:
         "stage2": {},
     }
     sft_runs = {}
-    for selection in SELECTIONS:
+    for selection in args.selections:
         run = sft_runs[selection] = args.out / f"sft-{selection}"
         if not (run / "sft_summary.json").exists():  # reused when the benchmark is run again
             config = dataclasses.replace(args.sft, data_fraction=args.fraction, reward_selection=selection)
@@ -79,9 +82,9 @@ def main(args: Args) -> dict:
         summary.pop("val_episode_ids")
         summary["reward_step"] = load_checkpoint(run / "checkpoints" / "reward")[1]["step"]
         results["sft"][selection] = summary
-    policy_path = sft_runs["d_error"] / "checkpoints" / "policy"
+    policy_path = sft_runs[args.selections[0]] / "checkpoints" / "policy"
     policies = {"stage1": load_checkpoint(policy_path)[0]}
-    for selection in SELECTIONS:
+    for selection in args.selections:
         for budget in args.budgets:
             name = f"stage2-{selection}-{budget:g}"
             config = dataclasses.replace(args.improve, max_practice_episodes=int(budget * demos))
@@ -90,7 +93,7 @@ def main(args: Args) -> dict:
             results["stage2"][name] = report
             policies[name] = load_checkpoint(Path(report["checkpoint"]))[0]
 
-    reward_efm, reward_meta = load_checkpoint(sft_runs["d_error"] / "checkpoints" / "reward")
+    reward_efm, reward_meta = load_checkpoint(sft_runs[args.selections[0]] / "checkpoints" / "reward")
     evaluation = EvalConfig(families=("block2block",), episodes=args.episodes, videos=0)
     results["block2block"] = tabletop_summaries(
         evaluate_tabletop_policies(
@@ -112,7 +115,7 @@ def plot_practice(results: dict, path: Path) -> None:
     """True success of practice episodes over practice, per reward checkpoint, at the largest budget."""
     figure, axis = plt.subplots(figsize=(6, 3.5))
     largest = max(results["args"]["budgets"])
-    for selection in SELECTIONS:
+    for selection in results["args"]["selections"]:
         curve = results["stage2"][f"stage2-{selection}-{largest:g}"]["curve"]
         axis.plot(curve["practice_episodes"], curve["true_success"], label=f"reward picked by {selection}")
     axis.set(xlabel="practice episodes", ylabel="true success of practice episodes", ylim=(0, 1))
