@@ -64,10 +64,12 @@ def assert_same_practice(run: Path, reference: Path, ordered: bool = True) -> No
 
 
 def _episodes(data) -> list[bytes]:
-    """Each episode's frames as bytes, without the columns that number episodes and frames in the file."""
+    """Each episode's task and frames as bytes, without the columns that number episodes, frames and tasks
+    in the file."""
     renumbered = {"index", "episode_index", "task_index"}
     return [
-        b"".join(
+        data.tasks[int(data.columns["task_index"][start])].encode()
+        + b"".join(
             np.ascontiguousarray(data.columns[c][start:end]).tobytes()
             for c in sorted(data.columns)
             if c not in renumbered

@@ -166,22 +166,31 @@ class HangsMidShareWorker(PracticeWorker):
         self.hangs = seed % 1000 == 3  # the first test worker `make_fleet` spawns (see HangingWorker)
 
     def collect(self, *args):
-        for sent, item in enumerate(super().collect(*args)):
-            if self.hangs and sent == 2:
-                time.sleep(120)
+        for sent, item in enumerate(super().collect(*args), start=1):
             yield item
+            if self.hangs and sent == 2:  # every share holds at least one episode per robot: 2 here
+                time.sleep(120)
 
 
 def test_episodes_arrive_one_by_one_and_survive_their_actor(ray_session, sft_run: Path) -> None:
     fleet, policy = make_fleet(
         sft_run, HangsMidShareWorker, actor_timeout_s=HANG_TIMEOUT_S, stream_interval_s=0.0
     )
+    received = []  # (replacements so far, slot) of every episode as the learner receives it
+    receive = fleet._receive
+
+    def spy(streams, version):
+        for slot, episode in receive(streams, version):
+            received.append((fleet.replaced, slot))
+            yield slot, episode
+
+    fleet._receive = spy
     arrived = []
     batch = fleet.collect(policy, version=0, iteration=0, max_episode_steps=140, episode_sink=arrived.append)
     assert fleet.replaced == 1
-    assert all(len(episode.episode_length) == 1 for episode in arrived)  # streamed one episode at a time
+    assert received.count((0, 0)) == 2  # the hung actor's two episodes, received before it was replaced...
     assert_complete_episodes(batch, fleet.config.samples_per_iteration)
-    # The sink saw exactly the batch's episodes: the hung actor's two are kept, none is there twice.
+    # ...are in the batch, and the sink saw exactly the batch's episodes, none of them twice.
     assert sorted(e.num_samples for e in arrived) == sorted(batch.episode_length.tolist())
     assert torch.equal(
         torch.sort(torch.cat([e.state for e in arrived]), dim=0)[0], torch.sort(batch.state, dim=0)[0]

@@ -340,9 +340,9 @@ class ImproveConfig:
     ray_address: str | None = None
     """Ray fleet: the address of an existing cluster; None starts a local instance on loopback."""
     actor_timeout_s: float = 300.0
-    """Ray fleet: an actor that sends no episode for this many seconds is replaced; the episodes it sent
-    are kept and the replacement plays the rest of its share. The wait starts once the actor is up (a
-    new actor may take up to 120 s to start)."""
+    """Ray fleet: an actor that sends no episode for this many seconds is replaced; the episodes the
+    learner has received from it are kept and the replacement plays the rest of its share. The wait
+    starts once the actor is up (a new actor may take up to 120 s to start)."""
     stream_interval_s: float = 0.2
     """Ray fleet: an actor sends the episodes that have ended at most this often (0: each one the moment
     it ends). Choice: every Ray message costs a few ms of the actors' CPU, and simulated episodes end

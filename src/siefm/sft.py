@@ -53,8 +53,8 @@ def steps_to_go_loss(logits: torch.Tensor, steps_to_go: torch.Tensor, bins: Unif
 
 
 def d_error(logits: torch.Tensor, steps_to_go: torch.Tensor, bins: UniformBins) -> torch.Tensor:
-    """|d(o, g) - (t' - t)| in steps (B,); a label past the last bin counts as that bin's centre, as
-    training puts it in that bin."""
+    """|d(o, g) - (t' - t)| in steps (B,). Labels are capped at the last bin's centre: training puts every
+    label from there on in the last bin, whose best prediction is that centre."""
     label = steps_to_go.float().clamp(max=bins.centres()[-1].item())
     return (bins.expectation(logits) - label).abs()
 

@@ -11,9 +11,9 @@ that played them, as they end (those that ended in the last `stream_interval_s`)
 each to an `episode_sink` (the practice dataset on disk) as it arrives, so a learner crash loses only the
 episodes still being played or on their way. The learner keeps only the current version's episodes
 (Stage 2 is strictly on-policy) and counts the stale ones it drops. An actor that dies, or sends nothing
-for `actor_timeout_s`, is replaced: the episodes it finished are kept (each is complete, and was played by
-the current weights), the ones it was playing are lost (never half-counted), and the replacement plays the
-rest of its share on fresh boards.
+for `actor_timeout_s`, is replaced: the episodes the learner has received from it are kept (each is
+complete, and was played by the current weights); those it was playing, or had ended but not sent yet, are
+lost (never half-counted); the replacement plays the rest of its share on fresh boards.
 
 Ray is optional (`pip install 'siefm[ray]'`). `ray.init` starts a local instance bound to loopback with a
 bounded object store, or joins an existing cluster given its address.
@@ -171,6 +171,7 @@ class PracticeWorker:
             gamma=gamma,
             end_on_true_success=end_on_true_success,
             generator=torch.Generator().manual_seed(seed),
+            whole_buffer=False,  # the learner assembles the batch from the streamed episodes
         )
         held, last_sent = [], time.monotonic()
         for episode in episodes:
@@ -237,8 +238,8 @@ class RayFleet:
         """One iteration: broadcast `policy` as `version`, collect N x B samples across the actors.
 
         `episode_sink`, if given, gets every kept episode (as a one-episode batch) as soon as it arrives;
-        stale ones never reach it. The returned batch holds the same episodes by actor, each actor's in
-        the order it played them, so it does not depend on which actor answered first."""
+        stale ones never reach it. The returned batch holds the same episodes by actor slot, each slot's
+        in the order they ended, so it does not depend on which actor answered first."""
         weights = self.ray.put({k: v.detach().clone() for k, v in policy.state_dict().items()})
         shares = np.array_split(np.arange(self.config.samples_per_iteration), len(self.actors))
         kept: list[list[PracticeBatch]] = [[] for _ in shares]
@@ -307,6 +308,8 @@ class RayFleet:
                 for episode in episodes:
                     yield i, episode
             for stream in [s for s, due in deadline.items() if due <= time.monotonic()]:
+                if self.ray.wait([stream], timeout=0)[0]:  # it has sent; the learner was busy reading
+                    continue
                 self._replace(streams.pop(stream), f"nothing for {timeout:g} s")
                 del deadline[stream]
 

@@ -174,9 +174,11 @@ def practice_episodes(
     end_on_true_success: bool = False,
     generator: torch.Generator | None = None,
     stream: bool = True,
-) -> Generator[PracticeBatch, None, PracticeBatch]:
+    whole_buffer: bool = True,
+) -> Generator[PracticeBatch, None, PracticeBatch | None]:
     """`collect_practice` as a generator (what a Ray actor streams): it yields each episode as a
-    one-episode batch when it ends, if `stream`, and returns the whole buffer."""
+    one-episode batch when it ends, if `stream`, and returns the whole buffer (None if not
+    `whole_buffer`, for a caller that keeps the streamed episodes)."""
     num_envs = fleet.num_envs
     obs = fleet.reset()
     d = reward_model.distance(*_inputs(obs, reward_model.model))
@@ -255,6 +257,8 @@ def practice_episodes(
         else:
             active &= ~done
         obs = next_obs
+    if not whole_buffer:
+        return None
     return _assemble({key: torch.stack(value) for key, value in columns.items()}, ends, counts, gamma)
 
 
@@ -264,8 +268,17 @@ def _finished_episode(
     """The episode that `robot` has just ended, as a one-episode batch: its last `end.length` steps of the
     step table, assembled like the whole buffer (so its returns are the buffer's, bit for bit)."""
     steps = slice(len(columns["valid"]) - end.length, None)
-    own = {key: torch.stack(value[steps])[:, robot : robot + 1] for key, value in columns.items()}
+    own = {key: _robot_column(value[steps], robot) for key, value in columns.items()}
     return _assemble(own, {int(own["episode"][0, 0]): end}, counts, gamma)
+
+
+def _robot_column(steps: list[torch.Tensor], robot: int) -> torch.Tensor:
+    """One robot's (T, 1, ...) part of a column's (N, ...) step records. Small rows: stack every robot's
+    and slice, fewer operations; large rows (frame features, token states): slice each step, so the
+    other robots' rows are not copied."""
+    if steps[0][0].numel() <= 256:
+        return torch.stack(steps)[:, robot : robot + 1]
+    return torch.stack([step[robot : robot + 1] for step in steps])
 
 
 def _assemble(
