@@ -59,14 +59,19 @@ def d_error(logits: torch.Tensor, steps_to_go: torch.Tensor, bins: UniformBins) 
     return (bins.expectation(logits) - label).abs()
 
 
-def sft_loss(model: EFMBase, frames: Frames) -> tuple[torch.Tensor, dict[str, float]]:
-    """The Stage 1 objective: BC + steps-to-go with equal weight (and d's error, which is not trained)."""
+def sft_loss(
+    model: EFMBase, frames: Frames, with_d_error: bool = False
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The Stage 1 objective: BC + steps-to-go with equal weight; `with_d_error` (validation) also reports
+    d's error, which is not trained."""
     output = model(frames.observation(), frames.goal_input())
     bc = bc_loss(output, frames.action, frames.has_action)
     bins = model.steps_to_go_bins
     steps = steps_to_go_loss(output.steps_to_go_logits, frames.steps_to_go, bins)
-    error = d_error(output.steps_to_go_logits.detach(), frames.steps_to_go, bins).mean()
-    return bc + steps, {"bc_loss": bc.item(), "steps_to_go_loss": steps.item(), "d_error": error.item()}
+    metrics = {"bc_loss": bc.item(), "steps_to_go_loss": steps.item()}
+    if with_d_error:
+        metrics["d_error"] = d_error(output.steps_to_go_logits, frames.steps_to_go, bins).mean().item()
+    return bc + steps, metrics
 
 
 def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
@@ -230,7 +235,7 @@ def validation_losses(model: EFMBase, frames: Frames) -> dict[str, float]:
     """Frame-weighted validation BC and steps-to-go losses, and the mean error of d in steps."""
     totals = {"bc_loss": 0.0, "steps_to_go_loss": 0.0, "d_error": 0.0}
     for chunk in frames.chunks(eval_batch_size(model)):
-        _, metrics = sft_loss(model, chunk)
+        _, metrics = sft_loss(model, chunk, with_d_error=True)
         totals["bc_loss"] += metrics["bc_loss"] * chunk.has_action.sum().item()
         for key in ("steps_to_go_loss", "d_error"):
             totals[key] += metrics[key] * len(chunk)

@@ -130,30 +130,17 @@ def collect_practice(
     policy: EFMBase,
     reward_model: RewardModel,
     *,
-    num_samples: int,
-    max_episode_steps: int,
-    gamma: float,
-    end_on_true_success: bool = False,
-    generator: torch.Generator | None = None,
     episode_sink: EpisodeSink | None = None,
+    **options: Any,
 ) -> PracticeBatch:
     """Plays complete episodes until they hold at least `num_samples` samples; labels rewards and returns.
+    `options` are `practice_episodes`' (num_samples, max_episode_steps, gamma, ...).
 
     `episode_sink`, if given, is called with each episode as a one-episode batch when it ends (robots that
     end on the same step in robot order), so it sees the episodes in the order they end; the returned
     batch holds them in the order they started.
     """
-    episodes = practice_episodes(
-        fleet,
-        policy,
-        reward_model,
-        num_samples=num_samples,
-        max_episode_steps=max_episode_steps,
-        gamma=gamma,
-        end_on_true_success=end_on_true_success,
-        generator=generator,
-        stream=episode_sink is not None,
-    )
+    episodes = practice_episodes(fleet, policy, reward_model, stream=episode_sink is not None, **options)
     while True:
         try:
             episode = next(episodes)

@@ -142,10 +142,12 @@ class PixelEFM(EFMBase):
 
     def encode_frames(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 2, H, W, 3) uint8 frames -> (B, 2, C, h, w) feature maps."""
-        features = self.vision(pixels.flatten(0, 1))
-        if not self.vision.trainable:  # as Stage 1 caches them, so s is calibrated on the same inputs
-            features = features.half().float()
-        return features.unflatten(0, pixels.shape[:2])
+        return self._as_cached(self.vision(pixels.flatten(0, 1))).unflatten(0, pixels.shape[:2])
+
+    def _as_cached(self, features: torch.Tensor) -> torch.Tensor:
+        """A frozen encoder's features rounded to float16, as Stage 1 caches them, so the model (and the
+        threshold s calibrated on it) sees the same inputs live as in training."""
+        return features if self.vision.trainable else features.half().float()
 
     @torch.no_grad()
     def frozen_inputs(self, obs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -154,10 +156,8 @@ class PixelEFM(EFMBase):
         if "features" in obs:
             return dict(obs)
         pixels = obs["pixels"]
-        features = FRAME_FEATURES.encode(self.vision, pixels.flatten(0, 1)).unflatten(0, pixels.shape[:2])
-        if not self.vision.trainable:
-            features = features.half().float()
-        return {"state": obs["state"], "features": features}
+        features = self._as_cached(FRAME_FEATURES.encode(self.vision, pixels.flatten(0, 1)))
+        return {"state": obs["state"], "features": features.unflatten(0, pixels.shape[:2])}
 
     def _trunk(self, tower: FusionTower, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
         features = obs["features"] if "features" in obs else self.encode_frames(obs["pixels"])
