@@ -48,13 +48,13 @@ def test_object_selector_returns_the_chosen_rows_known_answer() -> None:
     assert_close(out[0], expected, atol=1e-5, rtol=0)
 
 
-def tabletop_model(seed: int = 0) -> EFM:
+def tabletop_model(seed: int = 0, **config: str) -> EFM:
     torch.manual_seed(seed)
     tokenizer = WordTokenizer(tabletop_vocabulary(), max_length=16)
     spec = ModelSpec(STATE_DIM, 16, 2, tuple(tokenizer.vocabulary))
     ones = {"state": torch.ones(STATE_DIM), "goal": torch.ones(16), "action": torch.full((2,), 0.05)}
     stats = {k: {"mean": 0 * v, "std": v, "min": -v, "max": v} for k, v in ones.items()}
-    return EFM(ModelConfig(hidden_dim=32, num_layers=1).resolve(TABLETOP_ID), spec, stats)
+    return EFM(ModelConfig(hidden_dim=32, num_layers=1, **config).resolve(TABLETOP_ID), spec, stats)
 
 
 def test_instruction_goal_model_acts_and_scores_from_raw_instructions() -> None:
@@ -73,6 +73,20 @@ def test_instruction_goal_model_acts_and_scores_from_raw_instructions() -> None:
     assert {id(p) for p in model.text_encoder.parameters()} <= trained
     assert {id(p) for p in model.selector.parameters()} <= trained
     assert not {id(p) for p in model.steps_to_go_tower.parameters()} & trained
+
+
+def test_a_checkpoint_from_before_word_positions_loads_as_words_from_the_start(tmp_path: Path) -> None:
+    old = tabletop_model(word_positions="start")
+    path = save_checkpoint(tmp_path / "old", old, {"env": {"id": TABLETOP_ID}})
+    info = json.loads((path / "checkpoint.json").read_text())
+    del info["model_config"]["word_positions"]  # as written before the option existed
+    (path / "checkpoint.json").write_text(json.dumps(info))
+    loaded, _ = load_checkpoint(path)
+    assert loaded.config.word_positions == "start"
+    goal = loaded.goal_input(["push the red moon to the blue cube"])
+    assert_close(loaded.text_encoder(goal), old.text_encoder(goal))
+    # A new tabletop model lays the words out from both ends: twice the encoder's input.
+    assert tabletop_model().text_encoder.project[0].in_features == 2 * old.text_encoder.project[0].in_features
 
 
 def test_an_object_state_of_the_wrong_size_is_refused() -> None:

@@ -7,7 +7,7 @@ import torch
 from torch.testing import assert_close
 
 from siefm.envs.tabletop import TabletopConfig, TabletopEnv
-from siefm.models.text import TextEncoder, WordTokenizer, tabletop_vocabulary, words
+from siefm.models.text import TextEncoder, WordTokenizer, align_to_end, tabletop_vocabulary, words
 
 
 def test_words_lowercase_and_drop_punctuation() -> None:
@@ -70,3 +70,25 @@ def test_padding_contributes_nothing() -> None:
     )
     assert_close(encoder(ids)[0], expected)
     assert torch.count_nonzero(encoder.embedding(torch.tensor([0]))) == 0
+
+
+def test_align_to_end_known_answer() -> None:
+    ids = torch.tensor([[5, 6, 7, 0, 0], [1, 2, 3, 4, 5], [0, 0, 0, 0, 0]])
+    expected = torch.tensor([[0, 0, 5, 6, 7], [1, 2, 3, 4, 5], [0, 0, 0, 0, 0]])
+    assert torch.equal(align_to_end(ids), expected)
+
+
+def test_both_ends_gives_the_last_name_one_place_whatever_precedes_it() -> None:
+    torch.manual_seed(0)
+    tokenizer = WordTokenizer(tabletop_vocabulary(), max_length=16)
+    encoder = TextEncoder(len(tokenizer), max_length=16, dim=8, both_ends=True)
+    ids = tokenizer.encode(["push the red moon to the blue cube", "push the red moon next to the blue cube"])
+    word_dim = encoder.embedding.embedding_dim
+    width = 16 * word_dim
+    laid_out = [encoder.embedding(w).flatten(1) for w in (ids, align_to_end(ids))]
+    # From the start the reference block's words sit one place apart; from the end they coincide.
+    last_two = slice(width - 2 * word_dim, width)
+    assert not torch.equal(laid_out[0][0], laid_out[0][1])
+    assert torch.equal(laid_out[1][0, last_two], laid_out[1][1, last_two])
+    assert encoder(ids).shape == (2, 8)
+    assert encoder.project[0].in_features == 2 * width

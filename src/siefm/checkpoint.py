@@ -57,7 +57,8 @@ def load_checkpoint(path: Path) -> tuple[EFMBase, dict[str, Any]]:
     path = Path(path)
     info = read_checkpoint_info(path)
     try:
-        config = from_dict(ModelConfig, info["model_config"])
+        # Checkpoints from before `word_positions` existed encoded words from the start only.
+        config = from_dict(ModelConfig, {"word_positions": "start", **info["model_config"]})
         env_id = info["metadata"].get("env", {}).get("id")
         if env_id is not None:  # fields added since the checkpoint was written take their domain default
             config = config.resolve(env_id)

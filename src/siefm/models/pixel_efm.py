@@ -116,7 +116,12 @@ class PixelEFM(EFMBase):
         self.frozen_text: FrozenTextTokens | None = None
         if config.goal_encoder == "words":
             self.tokenizer = WordTokenizer(spec.vocabulary, spec.goal_dim)
-            self.text_encoder: nn.Module = TextEncoder(len(self.tokenizer), spec.goal_dim, config.text_dim)
+            self.text_encoder: nn.Module = TextEncoder(
+                len(self.tokenizer),
+                spec.goal_dim,
+                config.text_dim,
+                both_ends=config.word_positions == "both-ends",
+            )
         else:
             path = minilm_path() if config.goal_encoder == "minilm" else config.hf_path
             assert path is not None

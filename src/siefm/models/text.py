@@ -56,16 +56,43 @@ class TextEncoder(nn.Module):
 
     Keeping positions is what tells "push the red moon to the blue cube" from "push the blue cube to the red
     moon": a mean (bag of words) gives both the same code, and the policy could not know which block to move.
-    Padding embeds to zeros, so it adds nothing. Choice over a recurrent encoder: 15x cheaper on this CPU.
+    Padding embeds to zeros, so it adds nothing.
+
+    With `both_ends`, the words are also laid out a second time, aligned to the instruction's end. Counted
+    from the start only, a name after a preposition of one or two words ("to the red moon", "next to the
+    red moon") sits at different positions, and each position's meaning must be learnt from its own
+    examples: on 2% of the tabletop data the reference block was then picked with weight 0.57-0.80 only
+    (docs/tabletop.md). Counted from the end, the last name is always at the same place. Choice over a
+    bidirectional GRU, which also reads a name anywhere: that was 30x slower per batch on this CPU.
     """
 
-    def __init__(self, vocabulary_size: int, max_length: int, dim: int = 64, word_dim: int = 32):
+    def __init__(
+        self,
+        vocabulary_size: int,
+        max_length: int,
+        dim: int = 64,
+        word_dim: int = 32,
+        both_ends: bool = False,
+    ):
         super().__init__()
+        self.both_ends = both_ends
         self.embedding = nn.Embedding(vocabulary_size, word_dim, padding_idx=0)
-        self.project = nn.Sequential(nn.Linear(max_length * word_dim, dim), nn.ReLU())
+        layouts = 2 if both_ends else 1
+        self.project = nn.Sequential(nn.Linear(layouts * max_length * word_dim, dim), nn.ReLU())
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.project(self.embedding(ids).flatten(1))
+        words = [ids]
+        if self.both_ends:
+            words.append(align_to_end(ids))
+        return self.project(torch.cat([self.embedding(w).flatten(1) for w in words], dim=-1))
+
+
+def align_to_end(ids: torch.Tensor) -> torch.Tensor:
+    """Rows of word ids (padding 0 at the end) shifted right so their last word is in the last column."""
+    length = ids.shape[1]
+    shift = length - (ids != 0).sum(1, keepdim=True)
+    source = torch.arange(length, device=ids.device) - shift  # the column each position is read from
+    return torch.where(source >= 0, ids.gather(1, source.clamp(min=0)), 0)
 
 
 def tabletop_vocabulary() -> list[str]:
