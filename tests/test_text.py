@@ -76,6 +76,11 @@ def test_align_to_end_known_answer() -> None:
     ids = torch.tensor([[5, 6, 7, 0, 0], [1, 2, 3, 4, 5], [0, 0, 0, 0, 0]])
     expected = torch.tensor([[0, 0, 5, 6, 7], [1, 2, 3, 4, 5], [0, 0, 0, 0, 0]])
     assert torch.equal(align_to_end(ids), expected)
+    # Token states (B, L, D): the same shift, with the real tokens given.
+    states = torch.arange(1.0, 31.0).view(3, 5, 2) * (ids != 0).unsqueeze(-1)
+    aligned = align_to_end(states, ids != 0)
+    assert torch.equal(aligned[0, 2:], states[0, :3]) and torch.equal(aligned[0, :2], torch.zeros(2, 2))
+    assert torch.equal(aligned[1], states[1]) and torch.equal(aligned[2], torch.zeros(5, 2))
 
 
 def test_both_ends_gives_the_last_name_one_place_whatever_precedes_it() -> None:

@@ -106,10 +106,11 @@ class ModelConfig:
     `hf_path` (frozen). 'minilm' and 'hf' need `pip install 'siefm[pretrained]'`. None: the domain
     default."""
     word_positions: Literal["start", "both-ends"] | None = None
-    """'words' goals: where each word's embedding is placed before the encoder's layer: at its position
-    counted from the 'start', or laid out twice, from the start and from the end ('both-ends'), so a name
-    at the end of an instruction has one place whatever precedes it (see siefm.models.text). None: the
-    domain default (tabletop: 'both-ends'; checkpoints from before this option read 'start')."""
+    """Instruction goals ('words', and the token states of 'minilm' and 'hf'): where each word or token is
+    placed before the encoder's layer: at its position counted from the 'start', or laid out twice, from
+    the start and from the end ('both-ends'), so a name at the end of an instruction has one place
+    whatever precedes it (see siefm.models.text). None: the domain default (tabletop: 'both-ends';
+    checkpoints from before this option read 'start')."""
     text_dim: int = 64
     """Width of the instruction encoding ('words' goals)."""
     max_words: int = 16

@@ -29,7 +29,7 @@ from siefm.config import ModelConfig
 from siefm.models.efm import EFMBase, EFMOutput, ModelSpec, Stats, mlp
 from siefm.models.heads import ActionDistribution, action_head
 from siefm.models.pretrained import MAX_TOKENS, FrozenTextTokens, minilm_path
-from siefm.models.text import TextEncoder, WordTokenizer
+from siefm.models.text import TextEncoder, WordTokenizer, align_to_end
 from siefm.models.vision import FRAME_FEATURES, build_vision_encoder
 
 FUSION_CHANNELS = 32
@@ -37,15 +37,23 @@ KEYPOINTS = 16
 
 
 class TokenProjection(nn.Module):
-    """Frozen token states (B, L, D) -> a learned per-position projection, concatenated -> ReLU layer."""
+    """Frozen token states (B, L, D) -> a learned per-position projection, concatenated -> ReLU layer.
+    With `both_ends` the tokens are laid out from the start and from the end, as TextEncoder's words."""
 
-    def __init__(self, token_dim: int, max_tokens: int, dim: int, word_dim: int = 32):
+    def __init__(
+        self, token_dim: int, max_tokens: int, dim: int, word_dim: int = 32, both_ends: bool = False
+    ):
         super().__init__()
+        self.both_ends = both_ends
         self.per_token = nn.Linear(token_dim, word_dim, bias=False)  # no bias: padding stays zero
-        self.project = nn.Sequential(nn.Linear(max_tokens * word_dim, dim), nn.ReLU())
+        layouts = 2 if both_ends else 1
+        self.project = nn.Sequential(nn.Linear(layouts * max_tokens * word_dim, dim), nn.ReLU())
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.project(self.per_token(tokens).flatten(1))
+        layouts = [tokens]
+        if self.both_ends:  # the frozen encoder zeroes padding, so a real token is any nonzero row
+            layouts.append(align_to_end(tokens, tokens.abs().sum(-1) > 0))
+        return self.project(torch.cat([self.per_token(t).flatten(1) for t in layouts], dim=-1))
 
 
 class SpatialSoftmax(nn.Module):
@@ -126,7 +134,12 @@ class PixelEFM(EFMBase):
             path = minilm_path() if config.goal_encoder == "minilm" else config.hf_path
             assert path is not None
             self.frozen_text = FrozenTextTokens.load(path)
-            self.text_encoder = TokenProjection(self.frozen_text.dim, MAX_TOKENS, config.text_dim)
+            self.text_encoder = TokenProjection(
+                self.frozen_text.dim,
+                MAX_TOKENS,
+                config.text_dim,
+                both_ends=config.word_positions == "both-ends",
+            )
         proprio = config.object_prefix_dim  # pusher x, y and target x, y: the state's first numbers
         self.register_buffer("proprio_mean", stats["state"]["mean"][:proprio].clone())
         self.register_buffer("proprio_std", stats["state"]["std"][:proprio].clone())

@@ -87,12 +87,19 @@ class TextEncoder(nn.Module):
         return self.project(torch.cat([self.embedding(w).flatten(1) for w in words], dim=-1))
 
 
-def align_to_end(ids: torch.Tensor) -> torch.Tensor:
-    """Rows of word ids (padding 0 at the end) shifted right so their last word is in the last column."""
+def align_to_end(ids: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+    """Rows padded at the end, shifted right so their last item is in the last column: (B, L) word ids
+    (padding 0), or (B, L, D) token states with `present` (B, L) marking the real tokens."""
+    if present is None:
+        present = ids != 0
     length = ids.shape[1]
-    shift = length - (ids != 0).sum(1, keepdim=True)
+    shift = length - present.sum(1, keepdim=True)
     source = torch.arange(length, device=ids.device) - shift  # the column each position is read from
-    return torch.where(source >= 0, ids.gather(1, source.clamp(min=0)), 0)
+    valid = source >= 0
+    index = source.clamp(min=0)
+    if ids.dim() == 3:
+        index, valid = index.unsqueeze(-1).expand_as(ids), valid.unsqueeze(-1)
+    return torch.where(valid, ids.gather(1, index), 0)
 
 
 def tabletop_vocabulary() -> list[str]:
