@@ -195,6 +195,11 @@ class ModelConfig:
         _require(0 <= self.steps_to_go_dropout < 1, self, "steps_to_go_dropout", "in [0, 1)")
         _require(self.steps_to_go_max is None or self.steps_to_go_max > 0, self, "steps_to_go_max", "> 0")
 
+    @property
+    def words_from_both_ends(self) -> bool:
+        """Whether the instruction encoder lays words (or tokens) out from both ends."""
+        return self.word_positions == "both-ends"
+
     def resolve(self, env_id: str) -> ModelConfig:
         """This config with the None fields set to `env_id`'s domain defaults (another env's data gets a flat
         state encoder; its goal, action and steps-to-go settings must be given). Pixel models exist for the

@@ -130,7 +130,7 @@ class EFM(EFMBase):
                 len(self.tokenizer),
                 spec.goal_dim,
                 config.text_dim,
-                both_ends=config.word_positions == "both-ends",
+                both_ends=config.words_from_both_ends,
             )
             self.register_buffer("input_mean", stats["state"]["mean"].clone())
             self.register_buffer("input_std", stats["state"]["std"].clone())

@@ -128,7 +128,7 @@ class PixelEFM(EFMBase):
                 len(self.tokenizer),
                 spec.goal_dim,
                 config.text_dim,
-                both_ends=config.word_positions == "both-ends",
+                both_ends=config.words_from_both_ends,
             )
         else:
             path = minilm_path() if config.goal_encoder == "minilm" else config.hf_path
@@ -138,7 +138,7 @@ class PixelEFM(EFMBase):
                 self.frozen_text.dim,
                 MAX_TOKENS,
                 config.text_dim,
-                both_ends=config.word_positions == "both-ends",
+                both_ends=config.words_from_both_ends,
             )
         proprio = config.object_prefix_dim  # pusher x, y and target x, y: the state's first numbers
         self.register_buffer("proprio_mean", stats["state"]["mean"][:proprio].clone())
