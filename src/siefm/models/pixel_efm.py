@@ -29,7 +29,7 @@ from siefm.config import ModelConfig
 from siefm.models.efm import EFMBase, EFMOutput, ModelSpec, Stats, mlp
 from siefm.models.heads import ActionDistribution, action_head
 from siefm.models.pretrained import MAX_TOKENS, FrozenTextTokens, minilm_path
-from siefm.models.text import TextEncoder, WordTokenizer, align_to_end
+from siefm.models.text import TextEncoder, WordTokenizer, from_both_ends
 from siefm.models.vision import FRAME_FEATURES, build_vision_encoder
 
 FUSION_CHANNELS = 32
@@ -50,10 +50,9 @@ class TokenProjection(nn.Module):
         self.project = nn.Sequential(nn.Linear(layouts * max_tokens * word_dim, dim), nn.ReLU())
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        layouts = [tokens]
         if self.both_ends:  # the frozen encoder zeroes padding, so a real token is any nonzero row
-            layouts.append(align_to_end(tokens, tokens.abs().sum(-1) > 0))
-        return self.project(torch.cat([self.per_token(t).flatten(1) for t in layouts], dim=-1))
+            tokens = from_both_ends(tokens, tokens.abs().sum(-1) > 0)
+        return self.project(self.per_token(tokens).flatten(1))
 
 
 class SpatialSoftmax(nn.Module):

@@ -81,10 +81,14 @@ class TextEncoder(nn.Module):
         self.project = nn.Sequential(nn.Linear(layouts * max_length * word_dim, dim), nn.ReLU())
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        words = [ids]
         if self.both_ends:
-            words.append(align_to_end(ids))
-        return self.project(torch.cat([self.embedding(w).flatten(1) for w in words], dim=-1))
+            ids = from_both_ends(ids)
+        return self.project(self.embedding(ids).flatten(1))
+
+
+def from_both_ends(items: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, L, ...) rows followed by the same rows aligned to their end: (B, 2L, ...) (see align_to_end)."""
+    return torch.cat([items, align_to_end(items, present)], dim=1)
 
 
 def align_to_end(ids: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
