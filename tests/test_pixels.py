@@ -16,7 +16,7 @@ from siefm.checkpoint import load_checkpoint, save_checkpoint
 from siefm.config import POINTMASS_ID, TABLETOP_ID, ImproveConfig, ModelConfig
 from siefm.data.collect_tabletop import TabletopCollectConfig, collect_tabletop
 from siefm.data.dataset import read_dataset
-from siefm.data.pixels import frame_pairs, render_dataset_frames
+from siefm.data.pixels import dataset_frame_chunks, frame_pairs, render_dataset_frames
 from siefm.envs.tabletop import TabletopConfig, TabletopEnv
 from siefm.envs.tabletop.camera import Camera
 from siefm.envs.tabletop.oracle import PushOracle
@@ -137,6 +137,13 @@ def test_dataset_frames_are_rendered_from_each_frames_state(tabletop_data: Path)
     board.show_state(states[-1])
     assert (Camera(board, SIZE).frame() == frames[-1]).all()
     assert (frames[0] != frames[-1]).any()  # the blocks moved
+
+
+def test_dataset_frames_come_in_chunks_of_the_same_frames(tabletop_data: Path) -> None:
+    dataset = read_dataset(tabletop_data).select_episodes(np.array([0, 1]))
+    chunks = list(dataset_frame_chunks(dataset, SIZE, chunk_frames=7))
+    assert [len(chunk) for chunk in chunks[:-1]] == [7] * (len(chunks) - 1) and 0 < len(chunks[-1]) <= 7
+    assert (np.concatenate(chunks) == render_dataset_frames(dataset, SIZE)).all()
 
 
 # --- the pixel EFM --------------------------------------------------------------------------------------
