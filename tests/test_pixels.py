@@ -361,6 +361,19 @@ def test_feature_cache_returns_what_encoding_would_and_encodes_each_frame_once()
         assert_close(cache.encode(other, frames[:1]), other(frames[:1]))
 
 
+def test_frozen_frames_are_encoded_in_batches_of_a_fixed_pixel_count() -> None:
+    from siefm.models.vision import ENCODE_BATCH_PIXELS, ScratchCNN, encode_in_small_batches
+
+    encoder = ScratchCNN().eval()
+    calls: list[int] = []
+    encoder.register_forward_hook(lambda module, inputs, output: calls.append(len(inputs[0])))
+    frames = torch.randint(0, 256, (20, 64, 64, 3), dtype=torch.uint8)
+    batched = encode_in_small_batches(encoder, frames)
+    assert ENCODE_BATCH_PIXELS // (64 * 64) == 8 and calls == [8, 8, 4]
+    with torch.no_grad():
+        assert_close(batched, encoder(frames), rtol=1e-4, atol=1e-5)
+
+
 def test_demo_tabletop_from_pixels_writes_the_report(tabletop_data: Path, tmp_path: Path) -> None:
     from siefm.cli import main
 

@@ -34,12 +34,11 @@ from siefm.models.build import build_efm
 from siefm.models.efm import EFMBase, EFMOutput, ModelSpec
 from siefm.models.pretrained import MAX_TOKENS
 from siefm.models.text import WordTokenizer
+from siefm.models.vision import encode_in_small_batches
 
 log = logging.getLogger("siefm")
 
 REQUIRED_COLUMNS = ("observation.state", "action", "steps_to_go", "is_terminal", "is_success")
-
-ENCODE_BATCH_PIXELS = 32 * 1024
 
 
 def bc_loss(output: EFMOutput, action: torch.Tensor, has_action: torch.Tensor) -> torch.Tensor:
@@ -220,15 +219,10 @@ def model_frames(model: EFMBase, dataset: EpisodeDataset) -> Frames:
     return dataclasses.replace(frames, images=images, image_ids=ids, images_are_features=not trainable)
 
 
-@torch.no_grad()
 def encode_frames(model: EFMBase, images: torch.Tensor) -> torch.Tensor:
     """(I, H, W, 3) uint8 -> (I, C, h, w) float16 features of the model's frozen vision encoder (float16
-    halves the cache; the towers read them as float32). Small batches are fastest on CPU, where a batch's
-    activations should stay in cache: 8 frames at 64 x 64 encoded about 3x faster than 64, and at 128 x 128
-    2 frames about 4x faster than 64 (one-off measurements here), hence a batch of 32K pixels."""
-    vision = model.vision  # type: ignore[attr-defined]
-    batch = max(1, ENCODE_BATCH_PIXELS // (images.shape[1] * images.shape[2]))
-    return torch.cat([vision(images[i : i + batch]).half() for i in range(0, len(images), batch)])
+    halves the cache; the towers read them as float32)."""
+    return encode_in_small_batches(model.vision, images).half()  # type: ignore[arg-type]
 
 
 def eval_batch_size(model: EFMBase) -> int:

@@ -180,6 +180,19 @@ def build_vision_encoder(
     raise ValueError(f"unknown vision encoder {kind!r}: use 'efficientnet-lite0', 'scratch' or 'hf'.")
 
 
+# Frames per encoder call, by pixels: small batches are fastest on CPU, where a batch's activations should
+# stay in cache. 8 frames at 64 x 64 encoded about 3x faster than 64 frames, and at 128 x 128 2 frames about
+# 4x faster than 64 (one-off measurements with EfficientNet-Lite0 here).
+ENCODE_BATCH_PIXELS = 32 * 1024
+
+
+@torch.no_grad()
+def encode_in_small_batches(encoder: VisionEncoder, frames: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, C, h, w) features of a frozen encoder, ENCODE_BATCH_PIXELS at a time."""
+    batch = max(1, ENCODE_BATCH_PIXELS // (frames.shape[1] * frames.shape[2]))
+    return torch.cat([encoder(frames[i : i + batch]) for i in range(0, len(frames), batch)])
+
+
 class FrameFeatureCache:
     """Features of recently encoded frames, keyed by the encoder's weights and the frame's bytes.
 
@@ -202,7 +215,7 @@ class FrameFeatureCache:
             first.setdefault(key, i)
         missing = [i for key, i in first.items() if key not in self.entries]
         if missing:
-            for i, features in zip(missing, encoder(frames[missing]), strict=True):
+            for i, features in zip(missing, encode_in_small_batches(encoder, frames[missing]), strict=True):
                 self.entries[keys[i]] = features.clone()  # not a view that keeps its whole batch alive
         out = []
         for key in keys:
