@@ -410,6 +410,21 @@ def test_keypoint_readout_model_acts_and_round_trips(tmp_path: Path) -> None:
     assert_close(loaded.steps_to_go(obs, goals), model.steps_to_go(obs, goals))
 
 
+def test_shared_tower_serves_both_heads_and_round_trips(tmp_path: Path) -> None:
+    shared = pixel_model(pixel_config(pixel_towers="shared")).eval()
+    separate = pixel_model(pixel_config()).eval()
+    assert shared.steps_to_go_tower is shared.policy_tower
+    tower = sum(p.numel() for p in separate.steps_to_go_tower.parameters())
+    count = lambda model: sum(p.numel() for p in model.parameters())  # noqa: E731
+    assert count(separate) - count(shared) == tower
+    obs, instructions = board_observation()
+    goals = shared.goal_input(instructions)
+    loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "ckpt", shared, BOARD_METADATA))
+    assert loaded.steps_to_go_tower is loaded.policy_tower
+    assert_close(loaded.steps_to_go(obs, goals), shared.steps_to_go(obs, goals))
+    assert_close(loaded.action_distribution(obs, goals).mode(), shared.action_distribution(obs, goals).mode())
+
+
 def test_pretrained_pixel_model_through_stage1_and_the_ray_fleet(tabletop_data: Path, tmp_path: Path) -> None:
     """Stage 1 with the frozen pretrained encoders (features cached) through `train_sft`, then Stage 2 on
     two Ray actors, each rebuilding the pixel EFM and its frozen encoders."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_model, save_model
 
 from siefm.config import POINTMASS_ID, TABLETOP_ID, ModelConfig, from_dict, to_dict
 from siefm.envs.pointmass import GOAL_DIM, STATE_DIM
@@ -39,8 +39,7 @@ def save_checkpoint(path: Path, model: EFMBase, metadata: dict[str, Any] | None 
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    state = {key: value.detach().contiguous().cpu() for key, value in model.state_dict().items()}
-    save_file(state, str(tmp / WEIGHTS))
+    save_model(model, str(tmp / WEIGHTS))  # stores a tensor that two modules share (a shared tower) once
     info = {
         "format": FORMAT,
         "model_config": to_dict(model.config),
@@ -68,11 +67,9 @@ def load_checkpoint(path: Path) -> tuple[EFMBase, dict[str, Any]]:
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path / METADATA} has an invalid model description ({error}).") from error
     try:
-        state = load_file(str(path / WEIGHTS))
+        load_model(model, str(path / WEIGHTS))
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{path / WEIGHTS} is not a readable safetensors file ({error}).") from error
-    try:
-        model.load_state_dict(state)
     except RuntimeError as error:
         raise CheckpointError(f"{path / WEIGHTS} does not match the model in {METADATA}: {error}") from error
     return model.eval(), info["metadata"]

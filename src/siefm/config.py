@@ -91,6 +91,10 @@ class ModelConfig:
     """'pixels': how each tower reads its instruction-conditioned feature map: 'flatten' (every cell into
     the MLP) or 'keypoints' (a spatial softmax: the x, y of 16 learned keypoints, plus each channel's
     maximum)."""
+    pixel_towers: Literal["separate", "shared"] = "separate"
+    """'pixels': 'separate' fusion towers for the action and the steps-to-go head, or one 'shared' tower
+    under both heads, as the paper's single model (PAPER.md §2), so behaviour cloning shapes the features
+    d reads."""
     hf_path: str | None = None
     """'hf' encoders: a local directory holding a transformers model (config.json + weights); nothing is
     ever downloaded."""
@@ -171,6 +175,7 @@ class ModelConfig:
         _require(
             self.pixel_readout in ("flatten", "keypoints"), self, "pixel_readout", "'flatten' or 'keypoints'"
         )
+        _require(self.pixel_towers in ("separate", "shared"), self, "pixel_towers", "'separate' or 'shared'")
         _require(
             self.vision_encoder in ("efficientnet-lite0", "scratch", "hf"),
             self,

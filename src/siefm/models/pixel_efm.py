@@ -145,7 +145,11 @@ class PixelEFM(EFMBase):
         sizes = (self.vision.out_channels, side, config.text_dim, proprio, config.hidden_dim)
         readout = config.pixel_readout
         self.policy_tower = FusionTower(*sizes, config.num_layers, readout=readout)
-        self.steps_to_go_tower = FusionTower(*sizes, config.num_layers, config.steps_to_go_dropout, readout)
+        self.steps_to_go_tower = (
+            self.policy_tower
+            if config.pixel_towers == "shared"
+            else FusionTower(*sizes, config.num_layers, config.steps_to_go_dropout, readout)
+        )
         self.action_head = action_head(config, spec.action_dim, stats["action"])
         self.steps_to_go_head = nn.Linear(config.hidden_dim, config.steps_to_go_bins)
 
