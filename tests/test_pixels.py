@@ -402,12 +402,26 @@ def test_spatial_softmax_finds_the_peak_known_answer() -> None:
     assert_close(SpatialSoftmax(5)(maps), torch.tensor([[1.0, -1.0, -0.5, 0.0]]))
 
 
-def test_keypoint_readout_model_acts_and_round_trips(tmp_path: Path) -> None:
-    model = pixel_model(pixel_config(pixel_readout="keypoints")).eval()
+def test_flattened_readout_model_acts_and_round_trips(tmp_path: Path) -> None:
+    model = pixel_model(pixel_config(pixel_readout="flatten")).eval()
     obs, instructions = board_observation()
     goals = model.goal_input(instructions)
     loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "ckpt", model, BOARD_METADATA))
     assert_close(loaded.steps_to_go(obs, goals), model.steps_to_go(obs, goals))
+
+
+def test_a_pixel_checkpoint_from_before_the_readout_option_loads_as_flattened_64_frames(
+    tmp_path: Path,
+) -> None:
+    old = pixel_model(pixel_config(image_size=64, pixel_readout="flatten")).eval()
+    path = save_checkpoint(tmp_path / "old", old, BOARD_METADATA)
+    info = json.loads((path / "checkpoint.json").read_text())
+    for field in ("image_size", "pixel_readout"):  # as written before they had these defaults
+        del info["model_config"][field]
+    (path / "checkpoint.json").write_text(json.dumps(info))
+    loaded, _ = load_checkpoint(path)
+    assert (loaded.config.image_size, loaded.config.pixel_readout) == (64, "flatten")
+    assert (ModelConfig().image_size, ModelConfig().pixel_readout) == (96, "keypoints")
 
 
 def test_shared_tower_serves_both_heads_and_round_trips(tmp_path: Path) -> None:

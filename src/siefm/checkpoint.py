@@ -33,6 +33,11 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt, or does not fit what it is used for."""
 
 
+# What models were built with before these ModelConfig fields existed or changed their default: words
+# encoded from the start only, 64 x 64 frames read by flattening the map.
+CHECKPOINT_DEFAULTS = {"word_positions": "start", "image_size": 64, "pixel_readout": "flatten"}
+
+
 def save_checkpoint(path: Path, model: EFMBase, metadata: dict[str, Any] | None = None) -> Path:
     """Writes `model` and `metadata` (JSON-ready) to the directory `path`, replacing it atomically."""
     path = Path(path)
@@ -56,8 +61,8 @@ def load_checkpoint(path: Path) -> tuple[EFMBase, dict[str, Any]]:
     path = Path(path)
     info = read_checkpoint_info(path)
     try:
-        # Checkpoints from before `word_positions` existed encoded words from the start only.
-        config = from_dict(ModelConfig, {"word_positions": "start", **info["model_config"]})
+        # Fields a checkpoint may predate take the value its model was built with, not today's default.
+        config = from_dict(ModelConfig, {**CHECKPOINT_DEFAULTS, **info["model_config"]})
         env_id = info["metadata"].get("env", {}).get("id")
         if env_id is not None:  # fields added since the checkpoint was written take their domain default
             config = config.resolve(env_id)

