@@ -109,7 +109,7 @@ def probe_size(args: Args, size: int) -> dict[str, float]:
         "median_error_cm": round(float(error_cm.median()), 2),
         "mean_error_cm": round(float(error_cm.mean()), 2),
         "within_2cm": round(float((error_cm < 2).float().mean()), 3),
-        "final_train_loss": round(float(loss), 4),
+        "final_train_loss": round(loss.item(), 4),
         "render_and_encode_s": round(encode_seconds, 1),
         "test_frames": int((~is_train).sum()),
     }
