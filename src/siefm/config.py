@@ -80,7 +80,7 @@ class ModelConfig:
     (the reference's observation), never the block poses."""
     image_size: int = 96
     """'pixels': side of the square camera frames (choice: 96. Stage 1 on the 10% subset reached 6-15% on
-    block2block at 64, 23.5% at 96 and 32% at 128, and a probe located blocks to 8.2, 2.5 and 1.6 cm;
+    block2block at 64, 23.5% at 96 and 32% at 128, and a probe located blocks to 5.8, 2.6 and 1.6 cm;
     rendering and encoding a frame costs about 2x more at 96 than at 64, and 2x more again at 128;
     docs/pixels.md)."""
     vision_encoder: Literal["efficientnet-lite0", "scratch", "hf"] = "efficientnet-lite0"
