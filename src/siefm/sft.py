@@ -209,12 +209,15 @@ def model_frames(model: EFMBase, dataset: EpisodeDataset) -> Frames:
     frames = Frames.from_dataset(dataset, task_goals)
     if model.config.observation != "pixels":
         return frames
-    chunks = dataset_frame_chunks(dataset, model.config.image_size)
     trainable = model.vision.trainable  # type: ignore[attr-defined]
-    if trainable:
-        images = torch.cat([torch.from_numpy(chunk) for chunk in chunks])
-    else:  # encoded chunk by chunk, so only the features are ever held whole
-        images = torch.cat([encode_frames(model, torch.from_numpy(chunk)) for chunk in chunks])
+    images = torch.empty(0)
+    start = 0  # filled chunk by chunk: a frozen encoder's images are never held whole, nor anything twice
+    for chunk in dataset_frame_chunks(dataset, model.config.image_size):
+        block = torch.from_numpy(chunk) if trainable else encode_frames(model, torch.from_numpy(chunk))
+        if start == 0:
+            images = torch.empty((dataset.num_frames, *block.shape[1:]), dtype=block.dtype)
+        images[start : start + len(block)] = block
+        start += len(block)
     ids = torch.from_numpy(frame_pairs(dataset))
     return dataclasses.replace(frames, images=images, image_ids=ids, images_are_features=not trainable)
 
