@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -389,3 +390,10 @@ def test_model_config_resolves_to_the_documented_domain_defaults() -> None:
         .steps_to_go_bins
         == 3
     )
+
+
+def test_stage1_batch_defaults_to_256_and_to_128_for_pixels() -> None:
+    assert SFTConfig().resolve(TABLETOP_ID).batch_size == 256
+    pixels = SFTConfig(model=ModelConfig(observation="pixels"))
+    assert pixels.resolve(TABLETOP_ID).batch_size == 128
+    assert dataclasses.replace(pixels, batch_size=64).resolve(TABLETOP_ID).batch_size == 64

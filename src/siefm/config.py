@@ -260,8 +260,10 @@ class SFTConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     steps: int = 32_768
     """Optimizer steps (the notebook: 32,768)."""
-    batch_size: int = 256
-    """Frames per batch; both losses are computed on the whole batch with equal weight."""
+    batch_size: int | None = None
+    """Frames per batch; both losses are computed on the whole batch with equal weight. None: 256, or 128
+    with pixel observations (choice: every pixel run in docs/pixels.md used 128; at 96 x 96 a step of 256
+    took about 2.5x as long, which put the pixel demo at the edge of its 90 minutes)."""
     lr: float = 3e-4
     """Adam learning rate (the notebook's)."""
     weight_decay: float = 0.0
@@ -286,11 +288,14 @@ class SFTConfig:
     def resolve(self, env_id: str) -> SFTConfig:
         """This config with its model's and its own None fields set to `env_id`'s domain defaults."""
         selection = self.reward_selection or ("d_error" if env_id == TABLETOP_ID else "steps_to_go_loss")
-        return dataclasses.replace(self, model=self.model.resolve(env_id), reward_selection=selection)
+        batch_size = self.batch_size or (128 if self.model.observation == "pixels" else 256)
+        model = self.model.resolve(env_id)
+        return dataclasses.replace(self, model=model, reward_selection=selection, batch_size=batch_size)
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "eval_every"):
+        for name in ("steps", "eval_every"):
             _require(getattr(self, name) >= 1, self, name, ">= 1")
+        _require(self.batch_size is None or self.batch_size >= 1, self, "batch_size", ">= 1")
         _require(self.lr > 0, self, "lr", "> 0")
         _require(self.weight_decay >= 0, self, "weight_decay", ">= 0")
         _require(0 < self.data_fraction <= 1, self, "data_fraction", "in (0, 1]")
