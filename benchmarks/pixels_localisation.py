@@ -28,7 +28,7 @@ from siefm.data.dataset import read_dataset
 from siefm.data.pixels import dataset_frame_chunks
 from siefm.demo import machine_info
 from siefm.models.pixel_efm import SpatialSoftmax
-from siefm.models.vision import build_vision_encoder
+from siefm.models.vision import build_vision_encoder, encode_in_small_batches
 
 BLOCKS = 8
 PUSHER_DIMS = 4  # the state starts with the pusher's position and target, then x, y, cos, sin per block
@@ -81,10 +81,12 @@ def probe_size(args: Args, size: int) -> dict[str, float]:
 
     start = time.perf_counter()
     encoder = build_vision_encoder(args.vision_encoder, size, None, True).eval()
-    with torch.no_grad():
-        features = torch.cat(
-            [encoder(torch.from_numpy(chunk)).half() for chunk in dataset_frame_chunks(dataset, size, 1024)]
-        )[torch.from_numpy(keep)]
+    kept, offset = [], 0
+    for chunk in dataset_frame_chunks(dataset, size, 1024):  # encode only the kept frames
+        rows = keep[(keep >= offset) & (keep < offset + len(chunk))] - offset
+        kept.append(encode_in_small_batches(encoder, torch.from_numpy(chunk[rows])).half())
+        offset += len(chunk)
+    features = torch.cat(kept)
     encode_seconds = time.perf_counter() - start
 
     torch.manual_seed(args.seed)
