@@ -416,11 +416,12 @@ def test_a_pixel_checkpoint_from_before_the_readout_option_loads_as_flattened_64
     old = pixel_model(pixel_config(image_size=64, pixel_readout="flatten")).eval()
     path = save_checkpoint(tmp_path / "old", old, BOARD_METADATA)
     info = json.loads((path / "checkpoint.json").read_text())
-    for field in ("image_size", "pixel_readout"):  # as written before they had these defaults
+    for field in ("image_size", "pixel_readout", "pixel_steps_to_go_sees"):  # written before these existed
         del info["model_config"][field]
     (path / "checkpoint.json").write_text(json.dumps(info))
     loaded, _ = load_checkpoint(path)
     assert (loaded.config.image_size, loaded.config.pixel_readout) == (64, "flatten")
+    assert loaded.config.pixel_steps_to_go_sees == "map"
     assert (ModelConfig().image_size, ModelConfig().pixel_readout) == (96, "keypoints")
 
 
@@ -437,6 +438,37 @@ def test_shared_tower_serves_both_heads_and_round_trips(tmp_path: Path) -> None:
     assert loaded.steps_to_go_tower is loaded.policy_tower
     assert_close(loaded.steps_to_go(obs, goals), shared.steps_to_go(obs, goals))
     assert_close(loaded.action_distribution(obs, goals).mode(), shared.action_distribution(obs, goals).mode())
+
+
+def test_selected_blocks_tower_reads_each_roles_peak_known_answer() -> None:
+    from siefm.models.pixel_efm import FUSION_CHANNELS, SelectedBlocksTower
+
+    tower = SelectedBlocksTower(FUSION_CHANNELS // 2, 5, text_dim=3, proprio_dim=4, hidden=8, layers=1)
+    tower.cells = torch.nn.Identity()  # the cells' features are then the frame's channels (and their change)
+    current = torch.zeros(1, FUSION_CHANNELS // 2, 5, 5)
+    current[0, 0, 0, 4] = 1.0  # channel 0 peaks top right: x = 1, y = -1
+    current[0, 1, 2, 1] = 1.0  # channel 1 peaks mid row, second column: x = -0.5, y = 0
+    features = torch.stack([current, current], dim=1)  # no change since the previous frame
+    with torch.no_grad():  # role 0 asks for channel 0, role 1 for channel 1, whatever the instruction
+        tower.queries.weight.zero_()
+        tower.queries.bias.zero_()
+        tower.queries.bias[0] = tower.queries.bias[FUSION_CHANNELS + 1] = 1e4
+    positions = tower.role_positions(features, torch.zeros(1, 3))
+    assert_close(positions, torch.tensor([[[1.0, -1.0], [-0.5, 0.0]]]))
+
+
+def test_selected_steps_to_go_tower_round_trips_and_needs_separate_towers(tmp_path: Path) -> None:
+    from siefm.models.pixel_efm import SelectedBlocksTower
+
+    model = pixel_model(pixel_config(pixel_steps_to_go_sees="selected")).eval()
+    assert isinstance(model.steps_to_go_tower, SelectedBlocksTower)
+    obs, instructions = board_observation()
+    goals = model.goal_input(instructions)
+    loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "ckpt", model, BOARD_METADATA))
+    assert loaded.config.pixel_steps_to_go_sees == "selected"
+    assert_close(loaded.steps_to_go(obs, goals), model.steps_to_go(obs, goals))
+    with pytest.raises(ValueError, match="pixel_steps_to_go_sees"):
+        pixel_config(pixel_towers="shared", pixel_steps_to_go_sees="selected")
 
 
 def test_pretrained_pixel_model_through_stage1_and_the_ray_fleet(tabletop_data: Path, tmp_path: Path) -> None:

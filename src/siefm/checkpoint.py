@@ -34,8 +34,13 @@ class CheckpointError(ValueError):
 
 
 # What models were built with before these ModelConfig fields existed or changed their default: words
-# encoded from the start only, 64 x 64 frames read by flattening the map.
-CHECKPOINT_DEFAULTS = {"word_positions": "start", "image_size": 64, "pixel_readout": "flatten"}
+# encoded from the start only, 64 x 64 frames read by flattening the map, a steps-to-go tower on the map.
+CHECKPOINT_DEFAULTS = {
+    "word_positions": "start",
+    "image_size": 64,
+    "pixel_readout": "flatten",
+    "pixel_steps_to_go_sees": "map",
+}
 
 
 def save_checkpoint(path: Path, model: EFMBase, metadata: dict[str, Any] | None = None) -> Path:

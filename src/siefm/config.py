@@ -99,6 +99,12 @@ class ModelConfig:
     under both heads, as the paper's single model (PAPER.md §2), so behaviour cloning shapes the features
     d reads (choice: separate. At 96 x 96, sharing improved d's validation error only from 9.55 to 9.23
     steps and lowered Stage 1 block2block from 23.5% to 17.5%; docs/pixels.md)."""
+    pixel_steps_to_go_sees: Literal["map", "selected"] = "map"
+    """'pixels', separate towers: what the steps-to-go tower reads: the instruction-conditioned feature
+    'map' (as the action tower, through `pixel_readout`), or only the 'selected' blocks: the instruction
+    scores every cell for each of 2 roles (the block to move, the reference), and the tower sees each role's
+    expected position (spatial softmax), their difference, the instruction and the pusher, the pixel
+    analogue of `steps_to_go_sees = 'selected'` (see siefm.models.pixel_efm)."""
     hf_path: str | None = None
     """'hf' encoders: a local directory holding a transformers model (config.json + weights); nothing is
     ever downloaded."""
@@ -180,6 +186,15 @@ class ModelConfig:
             self.pixel_readout in ("flatten", "keypoints"), self, "pixel_readout", "'flatten' or 'keypoints'"
         )
         _require(self.pixel_towers in ("separate", "shared"), self, "pixel_towers", "'separate' or 'shared'")
+        _require(
+            self.pixel_steps_to_go_sees in ("map", "selected"), self, "pixel_steps_to_go_sees", "'map' or 'selected'"
+        )
+        _require(
+            self.pixel_towers == "separate" or self.pixel_steps_to_go_sees == "map",
+            self,
+            "pixel_steps_to_go_sees",
+            "'map' when pixel_towers = 'shared' (one tower serves both heads)",
+        )
         _require(
             self.vision_encoder in ("efficientnet-lite0", "scratch", "hf"),
             self,

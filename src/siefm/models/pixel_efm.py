@@ -11,6 +11,8 @@ Layout (choices for this CPU-sized model):
   instruction scales and shifts (FiLM, as RT-1 conditions its EfficientNet on language), a 3 x 3
   convolution, then an MLP over the map (flattened, or read as keypoints by a spatial softmax), the
   instruction code and the pusher state;
+- or the steps-to-go tower sees only the blocks the instruction names (`pixel_steps_to_go_sees =
+  'selected'`, SelectedBlocksTower): a few coordinates, so d cannot key on the rest of the layout;
 - the heads are the tabletop defaults: tokenized actions and 50 steps-to-go bins.
 Observations are {"state": (B, S), "pixels": (B, 2, H, W, 3) uint8}, or "features" (B, 2, C, h, w) in place
 of "pixels": frozen encodings computed once (Stage 1 caches them for the whole dataset, Stage 2 for the
@@ -107,6 +109,50 @@ class FusionTower(nn.Module):
         return self.mlp(torch.cat([read, text, proprio], dim=-1))
 
 
+class SelectedBlocksTower(nn.Module):
+    """(B, 2, C, h, w) frame features + (B, T) instruction code + (B, P) pusher state -> (B, hidden), seeing
+    of the frames only where the instruction's blocks are. For each role (the block to move, the reference
+    block) a query from the instruction scores every cell's features; a spatial softmax turns the scores
+    into that role's expected x, y. The MLP reads the roles' positions, their difference, the instruction
+    and the pusher. As ObjectSelector for states, it leaves steps-to-go little but the named blocks'
+    geometry to fit, where a map readout can memorise a demonstration by its whole layout."""
+
+    def __init__(
+        self,
+        channels: int,
+        side: int,
+        text_dim: int,
+        proprio_dim: int,
+        hidden: int,
+        layers: int,
+        dropout: float = 0.0,
+        num_roles: int = 2,
+    ):
+        super().__init__()
+        self.num_roles = num_roles
+        self.cells = nn.Sequential(
+            nn.Conv2d(2 * channels, FUSION_CHANNELS, 1),
+            nn.ReLU(),
+            nn.Conv2d(FUSION_CHANNELS, FUSION_CHANNELS, 3, padding=1),
+        )
+        self.queries = nn.Linear(text_dim, num_roles * FUSION_CHANNELS)
+        self.expected_position = SpatialSoftmax(side)
+        self.mlp = mlp(2 * num_roles + 2 + text_dim + proprio_dim, hidden, layers, dropout)
+
+    def role_positions(self, features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """(B, roles, 2): each role's expected x, y in [-1, 1] (x along the frame's columns)."""
+        previous, current = features[:, 0], features[:, 1]
+        cells = self.cells(torch.cat([current, current - previous], dim=1))  # (B, F, h, w)
+        queries = self.queries(text).view(-1, self.num_roles, FUSION_CHANNELS)
+        scores = torch.einsum("brf,bfhw->brhw", queries, cells) / FUSION_CHANNELS**0.5
+        return self.expected_position(scores).view(-1, self.num_roles, 2)
+
+    def forward(self, features: torch.Tensor, text: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+        positions = self.role_positions(features, text)
+        between = positions[:, 0] - positions[:, 1]
+        return self.mlp(torch.cat([positions.flatten(1), between, text, proprio], dim=-1))
+
+
 class PixelEFM(EFMBase):
     """The EFM from pixels (see the module docstring)."""
 
@@ -145,11 +191,13 @@ class PixelEFM(EFMBase):
         sizes = (self.vision.out_channels, side, config.text_dim, proprio, config.hidden_dim)
         readout = config.pixel_readout
         self.policy_tower = FusionTower(*sizes, config.num_layers, readout=readout)
-        self.steps_to_go_tower = (
-            self.policy_tower
-            if config.pixel_towers == "shared"
-            else FusionTower(*sizes, config.num_layers, config.steps_to_go_dropout, readout)
-        )
+        self.steps_to_go_tower: nn.Module
+        if config.pixel_towers == "shared":
+            self.steps_to_go_tower = self.policy_tower
+        elif config.pixel_steps_to_go_sees == "selected":
+            self.steps_to_go_tower = SelectedBlocksTower(*sizes, config.num_layers, config.steps_to_go_dropout)
+        else:
+            self.steps_to_go_tower = FusionTower(*sizes, config.num_layers, config.steps_to_go_dropout, readout)
         self.action_head = action_head(config, spec.action_dim, stats["action"])
         self.steps_to_go_head = nn.Linear(config.hidden_dim, config.steps_to_go_bins)
 
@@ -180,7 +228,7 @@ class PixelEFM(EFMBase):
         features = self._as_cached(FRAME_FEATURES.encode(self.vision, pixels.flatten(0, 1)))
         return {"state": obs["state"], "features": features.unflatten(0, pixels.shape[:2])}
 
-    def _trunk(self, tower: FusionTower, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
+    def _trunk(self, tower: nn.Module, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
         features = obs["features"] if "features" in obs else self.encode_frames(obs["pixels"])
         proprio = obs["state"][:, : self.proprio_mean.shape[0]]
         proprio = (proprio - self.proprio_mean) / self.proprio_std
