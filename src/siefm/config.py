@@ -187,7 +187,10 @@ class ModelConfig:
         )
         _require(self.pixel_towers in ("separate", "shared"), self, "pixel_towers", "'separate' or 'shared'")
         _require(
-            self.pixel_steps_to_go_sees in ("map", "selected"), self, "pixel_steps_to_go_sees", "'map' or 'selected'"
+            self.pixel_steps_to_go_sees in ("map", "selected"),
+            self,
+            "pixel_steps_to_go_sees",
+            "'map' or 'selected'",
         )
         _require(
             self.pixel_towers == "separate" or self.pixel_steps_to_go_sees == "map",

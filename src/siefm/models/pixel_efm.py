@@ -195,9 +195,13 @@ class PixelEFM(EFMBase):
         if config.pixel_towers == "shared":
             self.steps_to_go_tower = self.policy_tower
         elif config.pixel_steps_to_go_sees == "selected":
-            self.steps_to_go_tower = SelectedBlocksTower(*sizes, config.num_layers, config.steps_to_go_dropout)
+            self.steps_to_go_tower = SelectedBlocksTower(
+                *sizes, config.num_layers, config.steps_to_go_dropout
+            )
         else:
-            self.steps_to_go_tower = FusionTower(*sizes, config.num_layers, config.steps_to_go_dropout, readout)
+            self.steps_to_go_tower = FusionTower(
+                *sizes, config.num_layers, config.steps_to_go_dropout, readout
+            )
         self.action_head = action_head(config, spec.action_dim, stats["action"])
         self.steps_to_go_head = nn.Linear(config.hidden_dim, config.steps_to_go_bins)
 
