@@ -104,7 +104,9 @@ class ModelConfig:
     'map' (as the action tower, through `pixel_readout`), or only the 'selected' blocks: the instruction
     scores every cell for each of 2 roles (the block to move, the reference), and the tower sees each role's
     expected position (spatial softmax), their difference, the instruction and the pusher, the pixel
-    analogue of `steps_to_go_sees = 'selected'` (see siefm.models.pixel_efm)."""
+    analogue of `steps_to_go_sees = 'selected'` (see siefm.models.pixel_efm). Choice: 'map'. At 96 x 96,
+    'selected' had d off by 10.15 steps on validation, against 9.55, and in Stage 2 its detector never
+    fired; docs/pixels.md."""
     hf_path: str | None = None
     """'hf' encoders: a local directory holding a transformers model (config.json + weights); nothing is
     ever downloaded."""
