@@ -110,8 +110,8 @@ class FusionTower(nn.Module):
 
 
 class SelectedBlocksTower(nn.Module):
-    """(B, 2, C, h, w) frame features + (B, T) instruction code + (B, P) pusher state -> (B, hidden), seeing
-    of the frames only where the instruction's blocks are. For each role (the block to move, the reference
+    """(B, 2, C, h, w) frame features + (B, T) instruction code + (B, P) pusher state -> (B, hidden). Of the
+    frames it sees only where the instruction's blocks are. For each role (the block to move, the reference
     block) a query from the instruction scores every cell's features; a spatial softmax turns the scores
     into that role's expected x, y. The MLP reads the roles' positions, their difference, the instruction
     and the pusher. As ObjectSelector for states, it leaves steps-to-go little but the named blocks'
