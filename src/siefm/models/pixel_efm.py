@@ -71,6 +71,13 @@ class SpatialSoftmax(nn.Module):
         return (attention @ self.grid).flatten(1)
 
 
+def frame_and_change(features: torch.Tensor) -> torch.Tensor:
+    """(B, 2, C, h, w) previous and current feature maps -> (B, 2C, h, w): the current map and its change
+    since the previous frame, which carries the motion a single frame lacks."""
+    previous, current = features[:, 0], features[:, 1]
+    return torch.cat([current, current - previous], dim=1)
+
+
 class FusionTower(nn.Module):
     """(B, 2, C, h, w) frame features + (B, T) instruction code + (B, P) pusher state -> (B, hidden)."""
 
@@ -98,8 +105,7 @@ class FusionTower(nn.Module):
         self.mlp = mlp(map_dim + text_dim + proprio_dim, hidden, layers, dropout)
 
     def forward(self, features: torch.Tensor, text: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
-        previous, current = features[:, 0], features[:, 1]
-        x = self.reduce(torch.cat([current, current - previous], dim=1))
+        x = self.reduce(frame_and_change(features))
         scale, shift = self.film(text)[:, :, None, None].chunk(2, dim=1)
         x = self.spatial(torch.relu(x * (1 + scale) + shift))
         if self.keypoints is not None:
@@ -141,8 +147,7 @@ class SelectedBlocksTower(nn.Module):
 
     def role_positions(self, features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """(B, roles, 2): each role's expected x, y in [-1, 1] (x along the frame's columns)."""
-        previous, current = features[:, 0], features[:, 1]
-        cells = self.cells(torch.cat([current, current - previous], dim=1))  # (B, F, h, w)
+        cells = self.cells(frame_and_change(features))  # (B, F, h, w)
         queries = self.queries(text).view(-1, self.num_roles, FUSION_CHANNELS)
         scores = torch.einsum("brf,bfhw->brhw", queries, cells) / FUSION_CHANNELS**0.5
         return self.expected_position(scores).view(-1, self.num_roles, 2)
