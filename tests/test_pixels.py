@@ -5,6 +5,7 @@ through both stages from pixels."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +183,62 @@ def test_pixel_checkpoint_round_trip_gives_identical_outputs(tmp_path: Path) -> 
     assert_close(loaded.log_prob(obs, goals, action), model.log_prob(obs, goals, action))
 
 
+# --- the auxiliary objective: the instruction from an episode's first and last frame --------------------
+
+
+def test_instruction_retrieval_known_answers() -> None:
+    from siefm.models.pixel_efm import AUX_TEMPERATURE, instruction_retrieval
+
+    e = math.exp(1 / AUX_TEMPERATURE)
+    loss, accuracy = instruction_retrieval(torch.eye(3), 5 * torch.eye(3), torch.tensor([0, 1, 2]))
+    assert_close(loss, torch.tensor(-math.log(e / (e + 2))))  # the codes' scale does not matter
+    assert accuracy.item() == 1.0
+    # Episodes 0 and 1 share an instruction: the target splits between them, and either guess is right.
+    embedding = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    loss, accuracy = instruction_retrieval(embedding, embedding, torch.tensor([0, 0, 1]))
+    expected = (2 * -math.log(e / (2 * e + 1)) + -math.log(e / (e + 2))) / 3
+    assert_close(loss, torch.tensor(expected)) and accuracy.item() == 1.0
+    _, accuracy = instruction_retrieval(torch.eye(2).flip(0), torch.eye(2), torch.tensor([0, 1]))
+    assert accuracy.item() == 0.0
+
+
+def test_the_auxiliary_objective_trains_the_steps_to_go_frame_layers_and_not_the_policy() -> None:
+    model = pixel_model(pixel_config(instruction_aux_weight=1.0))
+    obs, instructions = board_observation(steps=3)
+    goals = model.goal_input(instructions)
+    loss, accuracy = model.instruction_aux_loss({"pixels": obs["pixels"]}, goals, torch.tensor([0, 1]))
+    assert torch.isfinite(loss) and 0 <= accuracy.item() <= 1
+    loss.backward()
+    tower = model.steps_to_go_tower
+
+    def touched(module: torch.nn.Module) -> bool:
+        return any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+
+    assert touched(tower.reduce) and touched(tower.spatial) and touched(model.instruction_aux)
+    assert touched(model.vision)  # a trainable (scratch) encoder is shared by both towers
+    for untouched in (model.policy_tower, model.action_head, model.text_encoder, tower.film, tower.mlp):
+        assert not touched(untouched)
+    with pytest.raises(ValueError, match="no auxiliary instruction head"):
+        pixel_model().instruction_aux_loss({"pixels": obs["pixels"]}, goals, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="instruction_aux_weight"):
+        ModelConfig(instruction_aux_weight=1.0)  # state observations
+
+
+def test_stage1_frames_hold_each_episodes_first_and_last_frame(tabletop_data: Path) -> None:
+    from siefm.sft import model_frames
+
+    dataset = read_dataset(tabletop_data).select_episodes(np.array([2, 0]))
+    frames = model_frames(pixel_model(pixel_config(instruction_aux_weight=1.0)), dataset)
+    endpoints, goals, task = frames.endpoints(torch.tensor([1, 0]))
+    rendered = render_dataset_frames(dataset, SIZE)
+    for row, episode in enumerate([1, 0]):
+        start, stop = dataset.episode_bounds[episode]
+        assert (endpoints["pixels"][row, 0].numpy() == rendered[start]).all()
+        assert (endpoints["pixels"][row, 1].numpy() == rendered[stop - 1]).all()
+        assert task[row].item() == dataset.columns["task_index"][start]
+    assert_close(goals, frames.goal_table[task])
+
+
 def test_pixel_models_are_for_the_tabletop_and_hf_encoders_need_a_directory() -> None:
     with pytest.raises(ValueError, match="needs tabletop data"):
         ModelConfig(observation="pixels").resolve(POINTMASS_ID)
@@ -323,8 +380,11 @@ def test_pixels_through_both_stages_from_the_command_line(tabletop_data: Path, t
     model = ["--sft.model.observation", "pixels", "--sft.model.image-size", str(SIZE)]
     model += ["--sft.model.vision-encoder", "scratch", "--sft.model.goal-encoder", "words"]
     model += ["--sft.model.hidden-dim", "16", "--sft.model.num-layers", "1"]
+    model += ["--sft.model.instruction-aux-weight", "1.0"]
     steps = ["--sft.steps", "20", "--sft.eval-every", "10", "--sft.batch-size", "16"]
     assert main(["sft", "--dataset", str(tabletop_data), "--out", str(sft), *model, *steps]) == 0
+    records = [json.loads(line) for line in (sft / "metrics.jsonl").read_text().splitlines()]
+    assert 0 <= records[-1]["sft/val_instruction_accuracy"] <= 1
     saved = json.loads((sft / "checkpoints" / "reward" / "checkpoint.json").read_text())
     assert saved["model_config"]["observation"] == "pixels"
     assert "success_threshold" in saved["metadata"]

@@ -107,6 +107,12 @@ class ModelConfig:
     analogue of `steps_to_go_sees = 'selected'` (see siefm.models.pixel_efm). Choice: 'map'. At 96 x 96,
     'selected' had d off by 10.15 steps on validation, against 9.55, and in Stage 2 its detector never
     fired; docs/pixels.md."""
+    instruction_aux_weight: float = 0.0
+    """'pixels': weight of the paper's auxiliary Stage 1 objective for LanguageTable (PAPER.md §5): predict
+    the instruction from an episode's first and last frame. It reads both frames through the steps-to-go
+    tower's frame layers, without the instruction, and must pick the episode's instruction among the
+    batch's (see siefm.models.pixel_efm.InstructionFromEndpoints), so those layers learn what an
+    instruction changes on the board. 0 (default) leaves it out."""
     hf_path: str | None = None
     """'hf' encoders: a local directory holding a transformers model (config.json + weights); nothing is
     ever downloaded."""
@@ -223,6 +229,13 @@ class ModelConfig:
         _require(self.min_scale > 0, self, "min_scale", "> 0")
         _require(0 <= self.steps_to_go_dropout < 1, self, "steps_to_go_dropout", "in [0, 1)")
         _require(self.steps_to_go_max is None or self.steps_to_go_max > 0, self, "steps_to_go_max", "> 0")
+        _require(
+            self.instruction_aux_weight == 0 or self.observation == "pixels",
+            self,
+            "instruction_aux_weight",
+            "0 with state observations (the objective reads camera frames)",
+        )
+        _require(self.instruction_aux_weight >= 0, self, "instruction_aux_weight", ">= 0")
 
     @property
     def words_from_both_ends(self) -> bool:

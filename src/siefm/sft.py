@@ -1,7 +1,9 @@
 """Stage 1, supervised fine-tuning: behavioral cloning + steps-to-go on demonstrations (PAPER.md §2).
 
 Both losses are computed on every batch and summed with equal weight (choice: the paper splits each batch
-evenly between the objectives; with one model on one batch that is the same weighting). The policy and the
+evenly between the objectives; with one model on one batch that is the same weighting). Pixel models may
+add the paper's auxiliary LanguageTable objective, the instruction from an episode's first and last frame,
+on a batch of as many episodes, weighted by `instruction_aux_weight`. The policy and the
 reward model are selected separately, each by its own validation loss, and the success threshold s is then
 calibrated on the validation episodes with the selected reward model (PAPER.md §3, §8).
 """
@@ -116,6 +118,9 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     model = build_model(config, train_set, tokenizer)
     train, val_frames = model_frames(model, train_set), model_frames(model, val)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    aux_weight = config.model.instruction_aux_weight
+    # its own stream of episodes, so the frame batches are the same as in a run without the objective
+    aux_generator = torch.Generator().manual_seed(config.seed + 1)
     metadata = {
         "env": dataset.info["siefm"]["env"],
         "dataset": str(Path(dataset_dir).resolve()),
@@ -129,11 +134,18 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     )
     for step in tqdm(range(1, config.steps + 1), desc="Stage 1", unit="step", mininterval=1.0):
         loss, metrics = sft_loss(model, train.sample(config.batch_size, generator))
+        if aux_weight > 0:
+            episodes = torch.randint(
+                len(train_set.episode_bounds), (config.batch_size,), generator=aux_generator
+            )
+            aux, accuracy = model.instruction_aux_loss(*train.endpoints(episodes))  # type: ignore[operator]
+            loss = loss + aux_weight * aux
+            metrics.update(instruction_loss=aux.item(), instruction_accuracy=accuracy.item())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if step % config.eval_every == 0 or step == config.steps:
-            val_metrics = validation_losses(model.eval(), val_frames)
+            val_metrics = validation_losses(model.eval(), val_frames, config.batch_size)
             model.train()
             for name, key in (("policy", "bc_loss"), ("reward", config.reward_selection)):
                 if val_metrics[key] < best[name]:  # each checkpoint is the best on its own validation metric
@@ -152,7 +164,13 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
             logger.log(
                 record,
                 step=step,
-                summary_keys=("sft/step", "sft/val_bc_loss", "sft/val_steps_to_go_loss", "sft/val_d_error"),
+                summary_keys=(
+                    "sft/step",
+                    "sft/val_bc_loss",
+                    "sft/val_steps_to_go_loss",
+                    "sft/val_d_error",
+                    "sft/val_instruction_accuracy",
+                ),
             )
     logger.close()
     calibration = calibrate_detector(
@@ -219,7 +237,15 @@ def model_frames(model: EFMBase, dataset: EpisodeDataset) -> Frames:
         images[start : start + len(block)] = block
         start += len(block)
     ids = torch.from_numpy(frame_pairs(dataset))
-    return dataclasses.replace(frames, images=images, image_ids=ids, images_are_features=not trainable)
+    bounds = torch.from_numpy(dataset.episode_bounds)
+    return dataclasses.replace(
+        frames,
+        images=images,
+        image_ids=ids,
+        images_are_features=not trainable,
+        episode_ends=torch.stack([bounds[:, 0], bounds[:, 1] - 1], dim=1),
+        episode_task=frames.goal[bounds[:, 0]],
+    )
 
 
 def encode_frames(model: EFMBase, images: torch.Tensor) -> torch.Tensor:
@@ -234,19 +260,31 @@ def eval_batch_size(model: EFMBase) -> int:
 
 
 @torch.no_grad()
-def validation_losses(model: EFMBase, frames: Frames) -> dict[str, float]:
-    """Frame-weighted validation BC and steps-to-go losses, and the mean error of d in steps."""
+def validation_losses(model: EFMBase, frames: Frames, aux_batch: int = 128) -> dict[str, float]:
+    """Frame-weighted validation BC and steps-to-go losses, and the mean error of d in steps. With the
+    auxiliary objective, also its loss and retrieval accuracy over consecutive groups of `aux_batch`
+    validation episodes (the training batch size: retrieval is harder among more instructions)."""
     totals = {"bc_loss": 0.0, "steps_to_go_loss": 0.0, "d_error": 0.0}
     for chunk in frames.chunks(eval_batch_size(model)):
         _, metrics = sft_loss(model, chunk, with_d_error=True)
         totals["bc_loss"] += metrics["bc_loss"] * chunk.has_action.sum().item()
         for key in ("steps_to_go_loss", "d_error"):
             totals[key] += metrics[key] * len(chunk)
-    return {
+    result = {
         "bc_loss": totals["bc_loss"] / frames.has_action.sum().item(),
         "steps_to_go_loss": totals["steps_to_go_loss"] / len(frames),
         "d_error": totals["d_error"] / len(frames),
     }
+    if model.config.instruction_aux_weight > 0 and frames.episode_ends is not None:
+        num_episodes = len(frames.episode_ends)
+        groups = [
+            torch.arange(i, min(i + aux_batch, num_episodes)) for i in range(0, num_episodes, aux_batch)
+        ]
+        scores = [model.instruction_aux_loss(*frames.endpoints(g)) for g in groups]  # type: ignore[operator]
+        sizes = torch.tensor([len(g) for g in groups], dtype=torch.float32)
+        for i, key in enumerate(("instruction_loss", "instruction_accuracy")):
+            result[key] = float((torch.stack([s[i] for s in scores]) * sizes).sum() / sizes.sum())
+    return result
 
 
 @torch.no_grad()

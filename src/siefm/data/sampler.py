@@ -51,7 +51,8 @@ class Frames:
     Instruction goals are stored once per LeRobot task in `goal_table` (word ids, or a frozen encoder's
     token states), and `goal` holds each frame's task index. Pixel models also get `images`: one entry per
     dataset frame (uint8 frames, or their frozen features), shared by every batch, and `image_ids` (F, 2),
-    each frame's previous and current entry.
+    each frame's previous and current entry, and `episode_ends` (E, 2), each episode's first and last
+    entry, with its task index in `episode_task` (E,), for the auxiliary instruction objective.
     """
 
     state: torch.Tensor  # (F, S)
@@ -63,6 +64,8 @@ class Frames:
     images: torch.Tensor | None = None  # (I, H, W, 3) uint8 frames or (I, C, h, w) features; not batched
     images_are_features: bool = False
     goal_table: torch.Tensor | None = None  # (tasks, ...) the model's goal input of each task; not batched
+    episode_ends: torch.Tensor | None = None  # (E, 2) int64 into `images`; not batched
+    episode_task: torch.Tensor | None = None  # (E,) int64 into `goal_table`; not batched
 
     @classmethod
     def from_dataset(cls, dataset: EpisodeDataset, task_goals: torch.Tensor | None = None) -> Frames:
@@ -99,7 +102,7 @@ class Frames:
     def batch(self, index: torch.Tensor) -> Frames:
         batched = ("state", "goal", "action", "steps_to_go", "has_action", "image_ids")
         picked = {n: None if getattr(self, n) is None else getattr(self, n)[index] for n in batched}
-        shared = ("images", "images_are_features", "goal_table")
+        shared = ("images", "images_are_features", "goal_table", "episode_ends", "episode_task")
         return Frames(**picked, **{name: getattr(self, name) for name in shared})
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Frames:
@@ -109,3 +112,13 @@ class Frames:
     def chunks(self, size: int) -> list[Frames]:
         """Consecutive batches covering every frame once (for validation)."""
         return [self.batch(torch.arange(i, min(i + size, len(self)))) for i in range(0, len(self), size)]
+
+    def endpoints(self, episodes: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Episodes' (E,) first and last frames as a (previous, current) observation ("features" or "pixels"
+        (E, 2, ...)), their instructions' goal input and their task ids."""
+        if self.images is None or self.episode_ends is None or self.episode_task is None:
+            raise ValueError("these frames hold no images or episode ends (pixel models only).")
+        assert self.goal_table is not None  # pixel models always take instructions
+        task = self.episode_task[episodes]
+        key = "features" if self.images_are_features else "pixels"
+        return {key: self.images[self.episode_ends[episodes]]}, self.goal_table[task], task

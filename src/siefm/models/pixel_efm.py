@@ -13,7 +13,9 @@ Layout (choices for this CPU-sized model):
   instruction code and the pusher state;
 - or the steps-to-go tower sees only the blocks the instruction names (`pixel_steps_to_go_sees =
   'selected'`, SelectedBlocksTower): a few coordinates, so d cannot key on the rest of the layout;
-- the heads are the tabletop defaults: tokenized actions and 50 steps-to-go bins.
+- the heads are the tabletop defaults: tokenized actions and 50 steps-to-go bins;
+- optionally (`instruction_aux_weight`), the paper's auxiliary Stage 1 objective: tell the instruction
+  from an episode's first and last frame (InstructionFromEndpoints).
 Observations are {"state": (B, S), "pixels": (B, 2, H, W, 3) uint8}, or "features" (B, 2, C, h, w) in place
 of "pixels": frozen encodings computed once (Stage 1 caches them for the whole dataset, Stage 2 for the
 buffer), so the encoder is not run again on every update.
@@ -25,6 +27,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from siefm.config import ModelConfig
@@ -36,6 +39,7 @@ from siefm.models.vision import FRAME_FEATURES, build_vision_encoder
 
 FUSION_CHANNELS = 32
 KEYPOINTS = 16
+AUX_TEMPERATURE = 0.1  # of the instruction retrieval's cosine similarities (choice, CLIP's range)
 
 
 class TokenProjection(nn.Module):
@@ -104,6 +108,10 @@ class FusionTower(nn.Module):
             map_dim = FUSION_CHANNELS * side * side
         self.mlp = mlp(map_dim + text_dim + proprio_dim, hidden, layers, dropout)
 
+    def frame_cells(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, 2, C, h, w) -> (B, FUSION_CHANNELS, h, w): the tower's frame layers without the instruction."""
+        return self.spatial(torch.relu(self.reduce(frame_and_change(features))))
+
     def forward(self, features: torch.Tensor, text: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
         x = self.reduce(frame_and_change(features))
         scale, shift = self.film(text)[:, :, None, None].chunk(2, dim=1)
@@ -145,9 +153,13 @@ class SelectedBlocksTower(nn.Module):
         self.expected_position = SpatialSoftmax(side)
         self.mlp = mlp(2 * num_roles + 2 + text_dim + proprio_dim, hidden, layers, dropout)
 
+    def frame_cells(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, 2, C, h, w) -> (B, FUSION_CHANNELS, h, w): every cell's features, before the roles' queries."""
+        return self.cells(frame_and_change(features))
+
     def role_positions(self, features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """(B, roles, 2): each role's expected x, y in [-1, 1] (x along the frame's columns)."""
-        cells = self.cells(frame_and_change(features))  # (B, F, h, w)
+        cells = self.frame_cells(features)  # (B, F, h, w)
         queries = self.queries(text).view(-1, self.num_roles, FUSION_CHANNELS)
         scores = torch.einsum("brf,bfhw->brhw", queries, cells) / FUSION_CHANNELS**0.5
         return self.expected_position(scores).view(-1, self.num_roles, 2)
@@ -156,6 +168,43 @@ class SelectedBlocksTower(nn.Module):
         positions = self.role_positions(features, text)
         between = positions[:, 0] - positions[:, 1]
         return self.mlp(torch.cat([positions.flatten(1), between, text, proprio], dim=-1))
+
+
+class InstructionFromEndpoints(nn.Module):
+    """The paper's auxiliary Stage 1 objective for LanguageTable (PAPER.md §5): predict the instruction from
+    an episode's first and last frame. The two frames go through the steps-to-go tower's frame layers
+    (`frame_cells`, as a (previous, current) pair, so the tower's change channels see what the episode
+    moved) with no instruction; this head reads the cells as keypoints and embeds them.
+
+    Choices (the paper does not say how the instruction is predicted): the embedding must retrieve the
+    episode's own instruction among the batch's, by cosine similarity to the instruction codes (InfoNCE;
+    episodes with the same instruction all count as right). The codes are the model's instruction encoder,
+    detached, so the objective shapes the frame layers d reads and not the policy's instruction encoder.
+    """
+
+    def __init__(self, side: int, text_dim: int, hidden: int):
+        super().__init__()
+        self.keypoints = nn.Sequential(nn.Conv2d(FUSION_CHANNELS, KEYPOINTS, 1), SpatialSoftmax(side))
+        self.embed = nn.Sequential(
+            nn.Linear(2 * KEYPOINTS + FUSION_CHANNELS, hidden), nn.ReLU(), nn.Linear(hidden, text_dim)
+        )
+
+    def forward(self, cells: torch.Tensor) -> torch.Tensor:
+        """(B, FUSION_CHANNELS, h, w) -> (B, text_dim) unit vectors."""
+        read = torch.cat([self.keypoints(cells), cells.amax(dim=(2, 3))], dim=-1)
+        return F.normalize(self.embed(read), dim=-1)
+
+
+def instruction_retrieval(
+    embedding: torch.Tensor, codes: torch.Tensor, task: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """InfoNCE of (B, D) unit frame embeddings against the (B, D) instruction codes of the same episodes,
+    where episodes with the same `task` (B,) are all positives. Returns the loss and the top-1 accuracy."""
+    logits = embedding @ F.normalize(codes, dim=-1).T / AUX_TEMPERATURE
+    same = (task[:, None] == task[None, :]).float()
+    loss = F.cross_entropy(logits, same / same.sum(dim=1, keepdim=True))
+    accuracy = same.gather(1, logits.argmax(dim=1, keepdim=True)).mean()
+    return loss, accuracy
 
 
 class PixelEFM(EFMBase):
@@ -209,6 +258,9 @@ class PixelEFM(EFMBase):
             )
         self.action_head = action_head(config, spec.action_dim, stats["action"])
         self.steps_to_go_head = nn.Linear(config.hidden_dim, config.steps_to_go_bins)
+        self.instruction_aux: InstructionFromEndpoints | None = None
+        if config.instruction_aux_weight > 0:  # built last: the other layers start as without it
+            self.instruction_aux = InstructionFromEndpoints(side, config.text_dim, config.hidden_dim)
 
     def goal_input(self, goals: np.ndarray | Sequence[str]) -> torch.Tensor:
         """Instruction texts -> word ids (B, L), or frozen token states (B, MAX_TOKENS, D)."""
@@ -237,11 +289,25 @@ class PixelEFM(EFMBase):
         features = self._as_cached(FRAME_FEATURES.encode(self.vision, pixels.flatten(0, 1)))
         return {"state": obs["state"], "features": features.unflatten(0, pixels.shape[:2])}
 
+    def _features(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return (obs["features"] if "features" in obs else self.encode_frames(obs["pixels"])).float()
+
     def _trunk(self, tower: nn.Module, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
-        features = obs["features"] if "features" in obs else self.encode_frames(obs["pixels"])
         proprio = obs["state"][:, : self.proprio_mean.shape[0]]
         proprio = (proprio - self.proprio_mean) / self.proprio_std
-        return tower(features.float(), self.text_encoder(goal), proprio)
+        return tower(self._features(obs), self.text_encoder(goal), proprio)
+
+    def instruction_aux_loss(
+        self, endpoints: Mapping[str, torch.Tensor], goal: torch.Tensor, task: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The auxiliary objective on episodes' first and last frames ({"features" or "pixels": (B, 2, ...)})
+        with their instructions' goal input and task ids: (loss, top-1 retrieval accuracy)."""
+        if self.instruction_aux is None:
+            raise ValueError("this model has no auxiliary instruction head (instruction_aux_weight = 0).")
+        cells = self.steps_to_go_tower.frame_cells(self._features(endpoints))  # type: ignore[operator]
+        with torch.no_grad():
+            codes = self.text_encoder(goal)
+        return instruction_retrieval(self.instruction_aux(cells), codes, task)
 
     def action_distribution(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> ActionDistribution:
         return self.action_head(self._trunk(self.policy_tower, obs, goal))
