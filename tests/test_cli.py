@@ -450,5 +450,6 @@ def test_demo_tabletop_writes_the_report(tmp_path: Path, capsys: pytest.CaptureF
     } <= set(results["improve"])
     assert results["improve"]["practice_episodes"] == results["improve"]["episodes"] >= 3
     assert {"voc", "steps_mae"} <= set(results["reward_model"])
+    assert results["reward_model"]["d_error_of_a_constant"] > 0
     assert (out / "success_by_family.png").stat().st_size > 0 and (out / "learning_curve.png").exists()
     assert len(list((out / "videos" / "improved").glob("*.gif"))) == 5

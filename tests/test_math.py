@@ -24,7 +24,7 @@ from siefm.improve.reward import (
     rewards_from_distances,
 )
 from siefm.models.bins import UniformBins, steps_to_go_bins
-from siefm.sft import d_error
+from siefm.sft import constant_d_error, d_error
 
 # --- steps-to-go labels -----------------------------------------------------------------------------------
 
@@ -100,6 +100,15 @@ def test_d_error_of_hand_built_logits() -> None:
     # |centre - label|; the label 500 lies past the last bin, so it counts as that bin's centre: error 0.
     expected = torch.stack([(centres[7] - 10).abs(), centres[0].abs(), torch.tensor(0.0)])
     assert_close(d_error(logits, labels, bins), expected)
+
+
+def test_constant_d_error_guesses_the_training_median() -> None:
+    bins = steps_to_go_bins(50, 100)
+    cap = bins.centres()[-1].item()  # 99: longer labels count as the last bin's centre
+    train = torch.tensor([0, 2, 4, 6, 500])  # median 4 (500 is capped, which does not move the median)
+    val = torch.tensor([4, 10, 300])
+    expected = (0 + 6 + (cap - 4)) / 3
+    assert constant_d_error(train, val, bins) == pytest.approx(expected)
 
 
 def test_uniform_bins_reject_nonsense() -> None:

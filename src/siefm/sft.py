@@ -62,6 +62,15 @@ def d_error(logits: torch.Tensor, steps_to_go: torch.Tensor, bins: UniformBins) 
     return (bins.expectation(logits) - label).abs()
 
 
+def constant_d_error(train_labels: torch.Tensor, val_labels: torch.Tensor, bins: UniformBins) -> float:
+    """The mean |d - (t' - t)| on validation of the best constant guess, the training labels' median (both
+    capped as in `d_error`): what a d that does not look at the observation scores. A reward model worth
+    practising with must be well under it."""
+    cap = bins.centres()[-1].item()
+    guess = train_labels.float().clamp(max=cap).median()
+    return (val_labels.float().clamp(max=cap) - guess).abs().mean().item()
+
+
 def sft_loss(
     model: EFMBase, frames: Frames, with_d_error: bool = False
 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -177,12 +186,15 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
         out / "checkpoints" / "reward", val_frames, val.columns["is_success"], config.success_threshold
     )
     log.info("success threshold s = %.3f steps (%s)", calibration["threshold"], calibration["method"])
+    constant = constant_d_error(train.steps_to_go, val_frames.steps_to_go, model.steps_to_go_bins)
+    log.info("a constant d would be off by %.2f steps on validation", constant)
     (out / "sft_summary.json").write_text(
         json.dumps(
             {
                 "wall_seconds": time.perf_counter() - start,
                 "steps": config.steps,
                 "best": best,
+                "d_error_of_a_constant": constant,
                 "calibration": calibration,
                 "val_episode_ids": val_ids.tolist(),
             },

@@ -131,6 +131,7 @@ def tabletop_report(
         },
         "reward_model": {
             **reward_model_diagnostics(reward_efm, val),
+            "d_error_of_a_constant": sft_summary.get("d_error_of_a_constant"),  # None: an older run
             "success_threshold": reward_meta["success_threshold"],
             "calibration": reward_meta["calibration"],
             "step": reward_meta["step"],
