@@ -112,7 +112,8 @@ class ModelConfig:
     the instruction from an episode's first and last frame. It reads both frames through the steps-to-go
     tower's frame layers, without the instruction, and must pick the episode's instruction among the
     batch's (see siefm.models.pixel_efm.InstructionFromEndpoints), so those layers learn what an
-    instruction changes on the board. 0 (default) leaves it out."""
+    instruction changes on the board. 0 (default) leaves it out (choice: at 96 x 96 on the 10% subset,
+    weight 1 left d's validation error at 10.06 steps, against 9.55 without; docs/pixels.md)."""
     hf_path: str | None = None
     """'hf' encoders: a local directory holding a transformers model (config.json + weights); nothing is
     ever downloaded."""
