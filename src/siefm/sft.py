@@ -3,9 +3,9 @@
 Both losses are computed on every batch and summed with equal weight (choice: the paper splits each batch
 evenly between the objectives; with one model on one batch that is the same weighting). Pixel models may
 add the paper's auxiliary LanguageTable objective, the instruction from an episode's first and last frame,
-on a batch of as many episodes, weighted by `instruction_aux_weight`. The policy and the
-reward model are selected separately, each by its own validation loss, and the success threshold s is then
-calibrated on the validation episodes with the selected reward model (PAPER.md §3, §8).
+on a batch of as many episodes, weighted by `instruction_aux_weight`. The policy and the reward model are
+selected separately, each by its own validation loss, and the success threshold s is then calibrated on
+the validation episodes with the selected reward model (PAPER.md §3, §8).
 """
 
 from __future__ import annotations
