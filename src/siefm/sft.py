@@ -58,17 +58,20 @@ def steps_to_go_loss(logits: torch.Tensor, steps_to_go: torch.Tensor, bins: Unif
 def d_error(logits: torch.Tensor, steps_to_go: torch.Tensor, bins: UniformBins) -> torch.Tensor:
     """|d(o, g) - (t' - t)| in steps (B,). Labels are capped at the last bin's centre: training puts every
     label from there on in the last bin, whose best prediction is that centre."""
-    label = steps_to_go.float().clamp(max=bins.centres()[-1].item())
-    return (bins.expectation(logits) - label).abs()
+    return (bins.expectation(logits) - capped_labels(steps_to_go, bins)).abs()
+
+
+def capped_labels(steps_to_go: torch.Tensor, bins: UniformBins) -> torch.Tensor:
+    """Steps-to-go labels as float, those past the last bin's centre counted as that centre."""
+    return steps_to_go.float().clamp(max=bins.centres()[-1].item())
 
 
 def constant_d_error(train_labels: torch.Tensor, val_labels: torch.Tensor, bins: UniformBins) -> float:
     """The mean |d - (t' - t)| on validation of the best constant guess, the training labels' median (both
     capped as in `d_error`): what a d that does not look at the observation scores. A reward model worth
     practising with must be well under it."""
-    cap = bins.centres()[-1].item()
-    guess = train_labels.float().clamp(max=cap).median()
-    return (val_labels.float().clamp(max=cap) - guess).abs().mean().item()
+    guess = capped_labels(train_labels, bins).median()
+    return (capped_labels(val_labels, bins) - guess).abs().mean().item()
 
 
 def sft_loss(
@@ -144,9 +147,7 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     for step in tqdm(range(1, config.steps + 1), desc="Stage 1", unit="step", mininterval=1.0):
         loss, metrics = sft_loss(model, train.sample(config.batch_size, generator))
         if aux_weight > 0:
-            episodes = torch.randint(
-                len(train_set.episode_bounds), (config.batch_size,), generator=aux_generator
-            )
+            episodes = torch.randint(train_set.num_episodes, (config.batch_size,), generator=aux_generator)
             aux, accuracy = model.instruction_aux_loss(*train.endpoints(episodes))  # type: ignore[operator]
             loss = loss + aux_weight * aux
             metrics.update(instruction_loss=aux.item(), instruction_accuracy=accuracy.item())
@@ -287,15 +288,17 @@ def validation_losses(model: EFMBase, frames: Frames, aux_batch: int = 128) -> d
         "steps_to_go_loss": totals["steps_to_go_loss"] / len(frames),
         "d_error": totals["d_error"] / len(frames),
     }
-    if model.config.instruction_aux_weight > 0 and frames.episode_ends is not None:
+    if model.config.instruction_aux_weight > 0:
+        assert frames.episode_ends is not None  # pixel models' frames hold them
         num_episodes = len(frames.episode_ends)
-        groups = [
-            torch.arange(i, min(i + aux_batch, num_episodes)) for i in range(0, num_episodes, aux_batch)
-        ]
-        scores = [model.instruction_aux_loss(*frames.endpoints(g)) for g in groups]  # type: ignore[operator]
-        sizes = torch.tensor([len(g) for g in groups], dtype=torch.float32)
-        for i, key in enumerate(("instruction_loss", "instruction_accuracy")):
-            result[key] = float((torch.stack([s[i] for s in scores]) * sizes).sum() / sizes.sum())
+        loss_sum = accuracy_sum = 0.0
+        for start in range(0, num_episodes, aux_batch):
+            group = torch.arange(start, min(start + aux_batch, num_episodes))
+            loss, accuracy = model.instruction_aux_loss(*frames.endpoints(group))  # type: ignore[operator]
+            loss_sum += loss.item() * len(group)
+            accuracy_sum += accuracy.item() * len(group)
+        result["instruction_loss"] = loss_sum / num_episodes
+        result["instruction_accuracy"] = accuracy_sum / num_episodes
     return result
 
 

@@ -75,6 +75,17 @@ class SpatialSoftmax(nn.Module):
         return (attention @ self.grid).flatten(1)
 
 
+def keypoint_layer(side: int) -> nn.Sequential:
+    """(B, FUSION_CHANNELS, side, side) cells -> (B, 2 * KEYPOINTS): 16 learned maps, read as keypoints."""
+    return nn.Sequential(nn.Conv2d(FUSION_CHANNELS, KEYPOINTS, 1), SpatialSoftmax(side))
+
+
+def read_keypoints(keypoints: nn.Module, cells: torch.Tensor) -> torch.Tensor:
+    """(B, FUSION_CHANNELS, h, w) -> (B, 2 * KEYPOINTS + FUSION_CHANNELS): the keypoint coordinates and
+    each channel's strongest response."""
+    return torch.cat([keypoints(cells), cells.amax(dim=(2, 3))], dim=-1)
+
+
 def frame_and_change(features: torch.Tensor) -> torch.Tensor:
     """(B, 2, C, h, w) previous and current feature maps -> (B, 2C, h, w): the current map and its change
     since the previous frame, which carries the motion a single frame lacks."""
@@ -102,7 +113,7 @@ class FusionTower(nn.Module):
         self.spatial = nn.Sequential(nn.Conv2d(FUSION_CHANNELS, FUSION_CHANNELS, 3, padding=1), nn.ReLU())
         self.keypoints: nn.Module | None = None
         if readout == "keypoints":  # keypoint coordinates + each channel's strongest response
-            self.keypoints = nn.Sequential(nn.Conv2d(FUSION_CHANNELS, KEYPOINTS, 1), SpatialSoftmax(side))
+            self.keypoints = keypoint_layer(side)
             map_dim = 2 * KEYPOINTS + FUSION_CHANNELS
         else:
             map_dim = FUSION_CHANNELS * side * side
@@ -116,10 +127,7 @@ class FusionTower(nn.Module):
         x = self.reduce(frame_and_change(features))
         scale, shift = self.film(text)[:, :, None, None].chunk(2, dim=1)
         x = self.spatial(torch.relu(x * (1 + scale) + shift))
-        if self.keypoints is not None:
-            read = torch.cat([self.keypoints(x), x.amax(dim=(2, 3))], dim=-1)
-        else:
-            read = x.flatten(1)
+        read = read_keypoints(self.keypoints, x) if self.keypoints is not None else x.flatten(1)
         return self.mlp(torch.cat([read, text, proprio], dim=-1))
 
 
@@ -184,15 +192,14 @@ class InstructionFromEndpoints(nn.Module):
 
     def __init__(self, side: int, text_dim: int, hidden: int):
         super().__init__()
-        self.keypoints = nn.Sequential(nn.Conv2d(FUSION_CHANNELS, KEYPOINTS, 1), SpatialSoftmax(side))
+        self.keypoints = keypoint_layer(side)
         self.embed = nn.Sequential(
             nn.Linear(2 * KEYPOINTS + FUSION_CHANNELS, hidden), nn.ReLU(), nn.Linear(hidden, text_dim)
         )
 
     def forward(self, cells: torch.Tensor) -> torch.Tensor:
         """(B, FUSION_CHANNELS, h, w) -> (B, text_dim) unit vectors."""
-        read = torch.cat([self.keypoints(cells), cells.amax(dim=(2, 3))], dim=-1)
-        return F.normalize(self.embed(read), dim=-1)
+        return F.normalize(self.embed(read_keypoints(self.keypoints, cells)), dim=-1)
 
 
 def instruction_retrieval(
