@@ -194,6 +194,40 @@ def test_the_oracle_solves_most_block2block_tasks() -> None:
     assert successes >= 16  # the benchmark measures ~92% over 100 episodes; a broken oracle gets ~0%
 
 
+def test_oracle_detours_visit_their_waypoints_before_the_task() -> None:
+    from siefm.envs.tabletop.oracle import PushOracle
+
+    env = TabletopEnv(TabletopConfig(families=("block2block",)))
+    lengths = {}
+    for max_detours in (0, 3):
+        oracle = PushOracle(max_detours=max_detours)
+        total = 0
+        for seed in range(10):
+            env.reset(seed=seed)
+            oracle.reset(seed=seed)
+            waypoints = list(oracle.waypoints)
+            assert len(waypoints) <= max_detours
+            visited = 0
+            for step in range(env.config.max_steps):
+                _, _, terminated, truncated, _ = env.step(oracle.act(env))
+                if visited < len(waypoints) and np.linalg.norm(env.pusher - waypoints[visited]) < 0.01:
+                    visited += 1
+                if terminated or truncated:
+                    break
+            total += step + 1
+            # Every waypoint is reached in order unless the task is (rarely) finished by the sweep itself.
+            assert visited == len(waypoints) or terminated
+        lengths[max_detours] = total
+        if max_detours:
+            again = PushOracle(max_detours=max_detours)
+            again.reset(seed=3)
+            oracle.reset(seed=3)
+            np.testing.assert_array_equal(again.waypoints, oracle.waypoints)  # seeded per episode
+    assert lengths[3] > lengths[0] * 1.2  # detours make the demonstrations longer
+    with pytest.raises(ValueError, match="max_detours"):
+        PushOracle(max_detours=-1)
+
+
 def test_parallel_collection_writes_successful_oracle_episodes(tmp_path) -> None:
     from siefm.data.collect_tabletop import TabletopCollectConfig, collect_tabletop
     from siefm.data.dataset import read_dataset

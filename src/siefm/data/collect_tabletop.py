@@ -38,6 +38,9 @@ class TabletopCollectConfig:
     env: TabletopConfig = field(default_factory=TabletopConfig)
     noise: float = 0.005
     """Gaussian action noise of the oracle (metres per step), for diverse demonstrations."""
+    max_detours: int = 0
+    """Sub-optimal demonstrations: each episode first visits 0..max_detours random board points (uniform
+    count), as the paper's PointMass demonstrations visit waypoints. 0 gives the plain oracle."""
     seed: int = 0
     """Episode k is seeded with seed + k."""
     num_workers: int = 2
@@ -47,8 +50,9 @@ class TabletopCollectConfig:
         for name in ("num_episodes", "num_workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TabletopCollectConfig.{name} must be >= 1, got {getattr(self, name)}.")
-        if self.noise < 0:
-            raise ValueError(f"TabletopCollectConfig.noise must be >= 0, got {self.noise}.")
+        for name in ("noise", "max_detours"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TabletopCollectConfig.{name} must be >= 0, got {getattr(self, name)}.")
 
 
 def run_oracle_episode(
@@ -85,7 +89,7 @@ def _collect_chunk(
 ) -> tuple[list[int], list[tuple[dict[str, np.ndarray], str] | None]]:
     config, seeds = job
     env = TabletopEnv(config.env)
-    oracle = PushOracle(noise=config.noise)
+    oracle = PushOracle(noise=config.noise, max_detours=config.max_detours)
     return seeds, [run_oracle_episode(env, oracle, seed) for seed in seeds]
 
 

@@ -9,6 +9,11 @@ Two phases with hysteresis, re-planned every step from the task's block A and th
 Speeds are capped (3.5 cm per step while repositioning, 2 cm while pushing); optional Gaussian noise adds
 diversity to demonstrations. Every success criterion is about block positions, not orientations, so the
 reference's re-orientation phase is left out.
+
+Optional detours make the demonstrations sub-optimal in the way the paper's PointMass demonstrations are
+(PAPER.md section 7: random waypoints before the goal): at the start of an episode the pusher first visits
+a random number of random points on the board, sweeping any block in its way, and only then does the task.
+The waypoints are not in the observation, so a policy cloned from such data wanders as well.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ PRE_PUSH_OFFSET = 0.06
 SIDE_OFFSET = 0.065
 NOISE_STREAM = 1
 LOST_LINE = 0.03  # lateral error (m) at which pushing gives way to repositioning
+WAYPOINT_MARGIN = 0.04  # detour waypoints keep this far (m) from the board's edges
+WAYPOINT_REACHED = 0.01
 BOARD_LOW, BOARD_HIGH = np.array([BOARD_X[0], BOARD_Y[0]]), np.array([BOARD_X[1], BOARD_Y[1]])
 
 
@@ -41,17 +48,24 @@ def _step_towards(start: np.ndarray, goal: np.ndarray, speed: float) -> np.ndarr
 class PushOracle:
     """`reset()` at each episode start, then `act(env)` per step returns a 2-D delta action."""
 
-    def __init__(self, noise: float = 0.0, seed: int | None = None):
+    def __init__(self, noise: float = 0.0, seed: int | None = None, max_detours: int = 0):
+        if max_detours < 0:
+            raise ValueError(f"max_detours must be >= 0, got {max_detours}.")
         self.noise = noise
+        self.max_detours = max_detours
         self.rng = np.random.default_rng(seed)
         self.pushing = False
+        self.waypoints: list[np.ndarray] = []
 
     def reset(self, seed: int | None = None) -> None:
-        """Starts an episode; a seed makes its noise independent of the episodes before it."""
+        """Starts an episode; a seed makes its noise and detours independent of the episodes before it."""
         self.pushing = False
         if seed is not None:
             # A stream of its own: seeding with the env's seed alone would replay the layout's random draws.
             self.rng = np.random.default_rng([seed, NOISE_STREAM])
+        count = int(self.rng.integers(0, self.max_detours + 1)) if self.max_detours else 0
+        low, high = BOARD_LOW + WAYPOINT_MARGIN, BOARD_HIGH - WAYPOINT_MARGIN
+        self.waypoints = [self.rng.uniform(low, high) for _ in range(count)]
 
     def goal_point(self, env: TabletopEnv) -> np.ndarray:
         """Where block A should go: the other block for block2block, else the task's fixed target."""
@@ -73,6 +87,10 @@ class PushOracle:
         return None
 
     def act(self, env: TabletopEnv) -> np.ndarray:
+        while self.waypoints and np.linalg.norm(env.pusher - self.waypoints[0]) < WAYPOINT_REACHED:
+            self.waypoints.pop(0)
+        if self.waypoints:
+            return self._noisy(env, _step_towards(env.pusher, self.waypoints[0], APPROACH_SPEED))
         task = env.task
         assert task is not None
         block = env.block_positions()[task.block]
@@ -98,6 +116,9 @@ class PushOracle:
             action = _step_towards(pusher, detour, APPROACH_SPEED)
         else:
             action = _step_towards(pusher, pre_push, APPROACH_SPEED)
+        return self._noisy(env, action)
+
+    def _noisy(self, env: TabletopEnv, action: np.ndarray) -> np.ndarray:
         if self.noise > 0:
             action = action + self.rng.normal(0.0, self.noise, size=2)
         return np.clip(action, -env.config.max_action, env.config.max_action)
