@@ -3,6 +3,13 @@
     siefm collect --env tabletop --out data/tabletop-120k --tabletop.num-episodes 120000   # ~27 min
     python benchmarks/tabletop.py --dataset data/tabletop-120k --out runs/bench-tabletop
 
+With sub-optimal demonstrations (the oracle with random detours first, docs/tabletop.md):
+
+    siefm collect --env tabletop --out data/tabletop-detours-75k --tabletop.num-episodes 75000 \
+        --tabletop.max-detours 8                                                            # ~28 min
+    python benchmarks/tabletop.py --dataset data/tabletop-detours-75k --out runs/bench-tabletop-detours \
+        --improve.lr 1e-4
+
 What it runs, all on the same dataset and seeds:
 - Stage 1 on the nested 10% and 80% subsets (same step count and model);
 - Stage 2 from the 10% run, practising block2block in episodic and in reset-free mode, each capped at

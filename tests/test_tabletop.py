@@ -226,6 +226,10 @@ def test_oracle_detours_visit_their_waypoints_before_the_task() -> None:
     assert lengths[3] > lengths[0] * 1.2  # detours make the demonstrations longer
     with pytest.raises(ValueError, match="max_detours"):
         PushOracle(max_detours=-1)
+    from siefm.data.collect_tabletop import TabletopCollectConfig
+
+    with pytest.raises(ValueError, match="max_detours"):
+        TabletopCollectConfig(max_detours=-1)
 
 
 def test_parallel_collection_writes_successful_oracle_episodes(tmp_path) -> None:
