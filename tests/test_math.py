@@ -24,7 +24,7 @@ from siefm.improve.reward import (
     rewards_from_distances,
 )
 from siefm.models.bins import UniformBins, steps_to_go_bins
-from siefm.sft import constant_d_error, d_error
+from siefm.sft import NEAR_GOAL_STEPS, constant_d_error, d_error, near_goal_error_sum
 
 # --- steps-to-go labels -----------------------------------------------------------------------------------
 
@@ -100,6 +100,12 @@ def test_d_error_of_hand_built_logits() -> None:
     # |centre - label|; the label 500 lies past the last bin, so it counts as that bin's centre: error 0.
     expected = torch.stack([(centres[7] - 10).abs(), centres[0].abs(), torch.tensor(0.0)])
     assert_close(d_error(logits, labels, bins), expected)
+
+
+def test_near_goal_error_counts_only_frames_close_to_the_goal() -> None:
+    errors = torch.tensor([1.0, 2.0, 4.0, 8.0])
+    labels = torch.tensor([0, NEAR_GOAL_STEPS, NEAR_GOAL_STEPS + 1, 90])
+    assert near_goal_error_sum(errors, labels) == (3.0, 2)  # the last two are farther than the cut
 
 
 def test_constant_d_error_guesses_the_training_median() -> None:

@@ -135,7 +135,7 @@ def test_sft_with_a_given_threshold_and_determinism(dataset_dir: Path, tmp_path:
 
 @pytest.mark.parametrize(
     ("selection", "reward_step", "value"),
-    [(None, 10, 2.0), ("steps_to_go_loss", 10, 2.0), ("d_error", 30, 6.0)],
+    [(None, 10, 2.0), ("steps_to_go_loss", 10, 2.0), ("d_error", 30, 6.0), ("d_error_near_goal", 20, 1.5)],
 )
 def test_sft_selects_checkpoints_by_validation_loss_not_recency(
     dataset_dir: Path,
@@ -146,13 +146,13 @@ def test_sft_selects_checkpoints_by_validation_loss_not_recency(
     value: float,
 ) -> None:
     # Scripted validation figures: the best BC loss comes at the 2nd evaluation, the best steps-to-go loss
-    # at the 1st and the best d error at the 3rd, so only one choice is the latest checkpoint. PointMass
-    # (None) picks the reward checkpoint by the steps-to-go loss.
-    scripted = iter([(3.0, 2.0, 9.0), (1.0, 5.0, 8.0), (2.0, 4.0, 6.0)])
+    # at the 1st, the best d error at the 3rd and the best near-goal d error at the 2nd, so only one choice
+    # is the latest checkpoint. PointMass (None) picks the reward checkpoint by the steps-to-go loss.
+    scripted = iter([(3.0, 2.0, 9.0, 3.0), (1.0, 5.0, 8.0, 1.5), (2.0, 4.0, 6.0, 2.5)])
 
     def fake_validation_losses(model, frames, batch_size=8192):
-        bc, steps, error = next(scripted)
-        return {"bc_loss": bc, "steps_to_go_loss": steps, "d_error": error}
+        bc, steps, error, near = next(scripted)
+        return {"bc_loss": bc, "steps_to_go_loss": steps, "d_error": error, "d_error_near_goal": near}
 
     monkeypatch.setattr(sft_module, "validation_losses", fake_validation_losses)
     config = SFTConfig(
