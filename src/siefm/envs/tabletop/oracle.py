@@ -63,6 +63,7 @@ class PushOracle:
         if seed is not None:
             # A stream of its own: seeding with the env's seed alone would replay the layout's random draws.
             self.rng = np.random.default_rng([seed, NOISE_STREAM])
+        # No draw without detours, so the plain oracle's noise stream (and its datasets) stay as they were.
         count = int(self.rng.integers(0, self.max_detours + 1)) if self.max_detours else 0
         low, high = BOARD_LOW + WAYPOINT_MARGIN, BOARD_HIGH - WAYPOINT_MARGIN
         self.waypoints = [self.rng.uniform(low, high) for _ in range(count)]
