@@ -3,12 +3,13 @@
     siefm collect --env tabletop --out data/tabletop-120k --tabletop.num-episodes 120000   # ~27 min
     python benchmarks/tabletop.py --dataset data/tabletop-120k --out runs/bench-tabletop
 
-With sub-optimal demonstrations (the oracle with random detours first, docs/tabletop.md):
+With sub-optimal demonstrations (the oracle with 0-16 random detours first; docs/tabletop.md has the
+results of both collections):
 
-    siefm collect --env tabletop --out data/tabletop-detours-75k --tabletop.num-episodes 75000 \
-        --tabletop.max-detours 8                                                            # ~28 min
-    python benchmarks/tabletop.py --dataset data/tabletop-detours-75k --out runs/bench-tabletop-detours \
-        --improve.lr 1e-4
+    siefm collect --env tabletop --out data/tabletop-detours16-68k --tabletop.num-episodes 68000 \
+        --tabletop.max-detours 16                                                           # ~29 min
+    python benchmarks/tabletop.py --dataset data/tabletop-detours16-68k --out runs/bench-tabletop-det16 \
+        --stage2-seeds 0 1 2
 
 What it runs, all on the same dataset and seeds:
 - Stage 1 on the nested 10% and 80% subsets (same step count and model);
