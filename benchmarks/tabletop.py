@@ -77,9 +77,9 @@ def run_stage2(
     return improve_and_summarise(sft_run, args.out / name, config, policy)
 
 
-def seed_spread(block2block: dict, mode: str, seeds: tuple[int, ...]) -> dict:
-    """block2block success of one practice mode's Stage 2 runs, one per seed, with their median and range."""
-    names = [f"improved_{mode}" + ("" if i == 0 else f"_seed{seed}") for i, seed in enumerate(seeds)]
+def seed_spread(block2block: dict, names: list[str], seeds: tuple[int, ...]) -> dict:
+    """block2block success of one practice mode's Stage 2 runs (policy names, one per seed), with their
+    median and range."""
     rates = [block2block[name]["success_rate"] for name in names]
     return {
         "seeds": list(seeds),
@@ -110,21 +110,20 @@ def main(args: Args) -> dict:
             train_sft(args.dataset, sft_runs[label], config)
         results[f"sft_{label}"] = json.loads((sft_runs[label] / "sft_summary.json").read_text())
         results[f"sft_{label}"].pop("val_episode_ids")
-    stage2, other_seeds = {}, {}
+    seed_runs: dict[str, dict[str, dict]] = {}  # mode -> policy name -> Stage 2 summary, one per seed
     for mode in args.modes:
+        seed_runs[mode] = {}
         for seed in args.stage2_seeds:
             config = dataclasses.replace(
                 args.improve, practice_mode=mode, max_practice_episodes=budget, seed=seed
             )
-            first = seed == args.stage2_seeds[0]
-            run = run_stage2(
-                args, sft_runs["bc10"], f"improve-{mode}" + ("" if first else f"-seed{seed}"), config
-            )
+            # The first seed keeps the single-seed names (improve-episodic, improved_episodic).
+            tag = "" if seed == args.stage2_seeds[0] else f"seed{seed}"
+            run = run_stage2(args, sft_runs["bc10"], f"improve-{mode}" + (f"-{tag}" if tag else ""), config)
             run["practice_fraction_of_block2block_demos"] = run["episodes"] / block2block_demos
-            if first:
-                stage2[mode] = run
-            else:
-                other_seeds[f"improved_{mode}_seed{seed}"] = run
+            seed_runs[mode][f"improved_{mode}" + (f"_{tag}" if tag else "")] = run
+    stage2 = {mode: next(iter(runs.values())) for mode, runs in seed_runs.items()}
+    other_seeds = {name: run for runs in seed_runs.values() for name, run in list(runs.items())[1:]}
     results["stage2"] = stage2
     results["stage2_other_seeds"] = other_seeds
     results["practice_budget"] = {"episodes": budget, "block2block_demos": block2block_demos}
@@ -149,7 +148,8 @@ def main(args: Args) -> dict:
         evaluate_tabletop_policies({**policies, **seed_policies}, env, block2block, None, reward_model)
     )
     results["stage2_seed_spread"] = {
-        mode: seed_spread(results["block2block"], mode, args.stage2_seeds) for mode in args.modes
+        mode: seed_spread(results["block2block"], list(runs), args.stage2_seeds)
+        for mode, runs in seed_runs.items()
     }
     # DESIGN.md keys: the 10% Stage 1 policy, the episodic Stage 2 policy and the oracle.
     results.update(
