@@ -299,3 +299,40 @@ def test_rank_correlation_with_ties() -> None:
 
 def test_rank_correlation_of_a_constant_is_nan() -> None:
     assert math.isnan(rank_correlation(np.ones(4), np.arange(4)))
+
+
+# --- aggregating the tabletop benchmark over Stage 1 seeds ------------------------------------------------
+
+
+def _benchmark_results(seed: int, bc10: float, bc80: float, reset_free: list[float]) -> dict:
+    rates = {"bc10": bc10, "bc80": bc80, "optimal": 0.95}
+    return {
+        "args": {"sft": {"seed": seed}},
+        "block2block": {name: {"success_rate": rate} for name, rate in rates.items()},
+        "stage2_seed_spread": {"reset-free": {"success_rate": reset_free}},
+    }
+
+
+def test_tabletop_seed_aggregate_weighs_each_stage1_seed_equally() -> None:
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "tabletop_seeds.py"
+    spec = importlib.util.spec_from_file_location("tabletop_seeds", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up there
+    spec.loader.exec_module(module)
+    # Stage 1 seed 0 has three Stage 2 seeds (mean 0.8), seed 1 has one (0.9): the mean is over Stage 1
+    # seeds, (0.8 + 0.9) / 2 = 0.85, not over the four runs (0.825).
+    summary = module.aggregate(
+        [_benchmark_results(0, 0.7, 0.84, [0.7, 0.8, 0.9]), _benchmark_results(1, 0.6, 0.8, [0.9])]
+    )
+    assert summary["stage1_seeds"] == [0, 1]
+    row = summary["block2block"]["stage2_reset-free"]
+    assert row["per_seed"] == pytest.approx([0.8, 0.9])
+    assert row["mean"] == pytest.approx(0.85)
+    assert row["sd"] == pytest.approx(math.sqrt(0.005))  # sample sd of (0.8, 0.9): sqrt(2 * 0.05^2 / 1)
+    assert summary["block2block"]["bc10"]["mean"] == pytest.approx(0.65)
+    # Paired with its own Stage 1 seed's 80% policy: 0.8 - 0.84 and 0.9 - 0.8.
+    assert summary["stage2_minus_bc80"]["stage2_reset-free"]["per_seed"] == pytest.approx([-0.04, 0.1])
