@@ -4,7 +4,8 @@ Run `benchmarks/tabletop.py` once per Stage 1 seed (each seed draws its own nest
 initialisation; the evaluation episodes are the same), then aggregate the block2block results:
 
     for K in 1 2; do
-        python benchmarks/tabletop.py --dataset D --out runs/bench-det16-seed$K --sft.seed $K --stage2-seeds 0 1 2
+        python benchmarks/tabletop.py --dataset D --out runs/bench-det16-seed$K --sft.seed $K \
+            --stage2-seeds 0 1 2
     done
     python benchmarks/tabletop_seeds.py --results runs/bench-det16/results.json \
         runs/bench-det16-seed1/results.json runs/bench-det16-seed2/results.json --out OUT.json

@@ -315,8 +315,9 @@ class SFTConfig:
     paper's "own validation loss"), the mean error of d(o, g) in steps, the quantity the reward and the
     detector use, or that error on the frames within 20 steps of the goal, where the detector fires (for
     sub-optimal demonstrations, whose labels far from the goal are noise-dominated; docs/tabletop.md).
-    None: the domain default, d_error on the tabletop (there the cross-entropy is lowest after a few hundred steps and then rises as the model grows overconfident, while d keeps improving:
-    see docs/tabletop.md), steps_to_go_loss elsewhere."""
+    None: the domain default, d_error on the tabletop (there the cross-entropy is lowest after a few
+    hundred steps and then rises as the model grows overconfident, while d keeps improving: see
+    docs/tabletop.md), steps_to_go_loss elsewhere."""
     seed: int = 0
     """Seeds the split, initialisation and batches."""
 
