@@ -208,7 +208,7 @@ def test_oracle_detours_visit_their_waypoints_before_the_task() -> None:
             waypoints = list(oracle.waypoints)
             assert len(waypoints) <= max_detours
             visited = 0
-            for step in range(env.config.max_steps):
+            for step in range(env.config.max_steps):  # noqa: B007 (its last value is used below)
                 _, _, terminated, truncated, _ = env.step(oracle.act(env))
                 if visited < len(waypoints) and np.linalg.norm(env.pusher - waypoints[visited]) < 0.01:
                     visited += 1
