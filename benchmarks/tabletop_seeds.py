@@ -7,7 +7,7 @@ initialisation; the evaluation episodes are the same), then aggregate the block2
         python benchmarks/tabletop.py --dataset D --out runs/bench-det16-seed$K --sft.seed $K \
             --stage2-seeds 0 1 2
     done
-    python benchmarks/tabletop_seeds.py --results runs/bench-det16/results.json \
+    python benchmarks/tabletop_seeds.py --results runs/bench-tabletop-det16/results.json \
         runs/bench-det16-seed1/results.json runs/bench-det16-seed2/results.json --out OUT.json
 
 For each policy it reports the block2block success of every Stage 1 seed and their mean and standard
@@ -64,7 +64,11 @@ def aggregate(runs: list[dict]) -> dict:
 
 
 def main(args: Args) -> dict:
-    summary = aggregate([json.loads(path.read_text()) for path in args.results])
+    runs = [json.loads(path.read_text()) for path in args.results]
+    for path, run in zip(args.results, runs, strict=True):
+        if "stage2_seed_spread" not in run:
+            raise SystemExit(f"{path}: not a results.json of benchmarks/tabletop.py (no stage2_seed_spread).")
+    summary = aggregate(runs)
     summary["results"] = [str(path) for path in args.results]
     if args.out is not None:
         args.out.write_text(json.dumps(summary, indent=2))
