@@ -7,6 +7,7 @@ the code under test.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -313,16 +314,11 @@ def _benchmark_results(seed: int, bc10: float, bc80: float, reset_free: list[flo
     }
 
 
-def test_tabletop_seed_aggregate_weighs_each_stage1_seed_equally() -> None:
-    import importlib.util
-    import sys
-    from pathlib import Path
+def test_tabletop_seed_aggregate_weighs_each_stage1_seed_equally(monkeypatch: pytest.MonkeyPatch) -> None:
+    # benchmarks/ is a folder of scripts, not a package: import the script from its folder.
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    import tabletop_seeds as module
 
-    path = Path(__file__).parents[1] / "benchmarks" / "tabletop_seeds.py"
-    spec = importlib.util.spec_from_file_location("tabletop_seeds", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up there
-    spec.loader.exec_module(module)
     # Stage 1 seed 0 has three Stage 2 seeds (mean 0.8), seed 1 has one (0.9): the mean is over Stage 1
     # seeds, (0.8 + 0.9) / 2 = 0.85, not over the four runs (0.825).
     summary = module.aggregate(
