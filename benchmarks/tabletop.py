@@ -37,7 +37,7 @@ import numpy as np
 import tyro
 
 from siefm.checkpoint import load_checkpoint
-from siefm.config import EvalConfig, ImproveConfig, SFTConfig
+from siefm.config import TABLETOP_ID, EvalConfig, ImproveConfig, SFTConfig, to_dict
 from siefm.data.dataset import read_dataset
 from siefm.demo import improve_and_summarise, machine_info
 from siefm.eval.plots import plot_family_success, plot_learning_curve
@@ -77,6 +77,20 @@ def run_stage2(
     return improve_and_summarise(sft_run, args.out / name, config, policy)
 
 
+def check_reused_stage1(run: Path, config: SFTConfig) -> None:
+    """A finished Stage 1 run in OUT is reused (so the two runs can be trained side by side first), but
+    only if it was trained with the configuration this benchmark asks for: a run left over from another
+    configuration (say, the reward checkpoint picked by another rule) would silently change the results."""
+    recorded = json.loads((run / "config.json").read_text())["sft"]
+    wanted = json.loads(json.dumps(to_dict(config)))  # as recorded: tuples become lists
+    differing = sorted(k for k, v in wanted.items() if recorded.get(k) != v)
+    if differing:
+        raise SystemExit(
+            f"{run} was trained with other Stage 1 settings ({', '.join(differing)}) than this benchmark "
+            "asks for; delete it, or pass the same --sft options."
+        )
+
+
 def seed_spread(block2block: dict, names: list[str], seeds: tuple[int, ...]) -> dict:
     """block2block success of one practice mode's Stage 2 runs (policy names, one per seed), with their
     median and range."""
@@ -106,7 +120,9 @@ def main(args: Args) -> dict:
     for label, fraction in (("bc10", args.small_fraction), ("bc80", args.large_fraction)):
         config = dataclasses.replace(args.sft, data_fraction=fraction)
         sft_runs[label] = args.out / f"sft-{label}"
-        if not (sft_runs[label] / "sft_summary.json").exists():
+        if (sft_runs[label] / "sft_summary.json").exists():
+            check_reused_stage1(sft_runs[label], config.resolve(TABLETOP_ID))
+        else:
             train_sft(args.dataset, sft_runs[label], config)
         results[f"sft_{label}"] = json.loads((sft_runs[label] / "sft_summary.json").read_text())
         results[f"sft_{label}"].pop("val_episode_ids")

@@ -376,11 +376,13 @@ def test_tabletop_through_both_stages_from_the_command_line(
         100.0,
     )
     assert "push" in reward["spec"]["vocabulary"]
-    # The tabletop's reward checkpoint is the one with the lowest validation error of d (of 2 evaluations).
-    assert json.loads((sft / "config.json").read_text())["sft"]["reward_selection"] == "d_error"
-    evaluations = {r["sft/step"]: r["sft/val_d_error"] for r in read_metrics(sft / "metrics.jsonl")}
+    # The tabletop's reward checkpoint is the one with the lowest validation error of d near the goal (of
+    # 2 evaluations).
+    assert json.loads((sft / "config.json").read_text())["sft"]["reward_selection"] == "d_error_near_goal"
+    metrics = read_metrics(sft / "metrics.jsonl")
+    evaluations = {r["sft/step"]: r["sft/val_d_error_near_goal"] for r in metrics}
     assert reward["metadata"]["step"] == min(evaluations, key=evaluations.get)
-    assert reward["metadata"]["val_d_error"] == min(evaluations.values())
+    assert reward["metadata"]["val_d_error_near_goal"] == min(evaluations.values())
     code, _, err = run_cli(
         ["improve", "--sft-run", sft, "--out", rl, "--improve.families", "block2blok"], capsys
     )

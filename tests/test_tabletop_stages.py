@@ -13,7 +13,7 @@ import torch
 from torch.testing import assert_close
 
 from siefm.checkpoint import load_checkpoint, save_checkpoint
-from siefm.config import TABLETOP_ID, ImproveConfig, ModelConfig
+from siefm.config import TABLETOP_ID, ImproveConfig, ModelConfig, SFTConfig, to_dict
 from siefm.envs.tabletop import TabletopConfig, TabletopEnv
 from siefm.envs.tabletop.scene import BOARD_X
 from siefm.envs.tabletop.tasks import NOVEL_FAMILY, sample_task
@@ -241,3 +241,18 @@ def test_a_family_gets_the_same_episodes_whatever_else_is_evaluated() -> None:
     # The sampled policy's random stream is seeded per family: the final states must agree exactly.
     assert np.array_equal(alone["separate"].length, both["separate"].length)
     assert np.array_equal(alone["separate"].final_positions, both["separate"].final_positions)
+
+
+def test_tabletop_benchmark_refuses_a_leftover_stage1_run_with_other_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # benchmarks/ is a folder of scripts, not a package: import the script from its folder.
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    import tabletop as benchmark
+
+    asked = SFTConfig(steps=30_000, eval_every=1_000, data_fraction=0.1).resolve(TABLETOP_ID)
+    (tmp_path / "config.json").write_text(json.dumps({"command": "sft", "sft": to_dict(asked)}))
+    benchmark.check_reused_stage1(tmp_path, asked)  # the same settings: reused
+    old_rule = SFTConfig(steps=30_000, eval_every=1_000, data_fraction=0.1, reward_selection="d_error")
+    with pytest.raises(SystemExit, match="reward_selection"):
+        benchmark.check_reused_stage1(tmp_path, old_rule.resolve(TABLETOP_ID))
