@@ -37,7 +37,7 @@ import numpy as np
 import tyro
 
 from siefm.checkpoint import load_checkpoint
-from siefm.config import TABLETOP_ID, EvalConfig, ImproveConfig, SFTConfig, to_dict
+from siefm.config import TABLETOP_ID, EvalConfig, ImproveConfig, SFTConfig, from_dict
 from siefm.data.dataset import read_dataset
 from siefm.demo import improve_and_summarise, machine_info
 from siefm.eval.plots import plot_family_success, plot_learning_curve
@@ -81,9 +81,11 @@ def check_reused_stage1(run: Path, config: SFTConfig) -> None:
     """A finished Stage 1 run in OUT is reused (so the two runs can be trained side by side first), but
     only if it was trained with the configuration this benchmark asks for: a run left over from another
     configuration (say, the reward checkpoint picked by another rule) would silently change the results."""
-    recorded = json.loads((run / "config.json").read_text())["sft"]
-    wanted = json.loads(json.dumps(to_dict(config)))  # as recorded: tuples become lists
-    differing = sorted(k for k, v in wanted.items() if recorded.get(k) != v)
+    recorded = from_dict(SFTConfig, json.loads((run / "config.json").read_text())["sft"])
+    wanted = config.resolve(TABLETOP_ID)  # the run recorded its resolved configuration
+    differing = [
+        f.name for f in dataclasses.fields(SFTConfig) if getattr(recorded, f.name) != getattr(wanted, f.name)
+    ]
     if differing:
         raise SystemExit(
             f"{run} was trained with other Stage 1 settings ({', '.join(differing)}) than this benchmark "
@@ -121,7 +123,7 @@ def main(args: Args) -> dict:
         config = dataclasses.replace(args.sft, data_fraction=fraction)
         sft_runs[label] = args.out / f"sft-{label}"
         if (sft_runs[label] / "sft_summary.json").exists():
-            check_reused_stage1(sft_runs[label], config.resolve(TABLETOP_ID))
+            check_reused_stage1(sft_runs[label], config)
         else:
             train_sft(args.dataset, sft_runs[label], config)
         results[f"sft_{label}"] = json.loads((sft_runs[label] / "sft_summary.json").read_text())

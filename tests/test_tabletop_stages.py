@@ -252,7 +252,7 @@ def test_tabletop_benchmark_refuses_a_leftover_stage1_run_with_other_settings(
 
     asked = SFTConfig(steps=30_000, eval_every=1_000, data_fraction=0.1).resolve(TABLETOP_ID)
     (tmp_path / "config.json").write_text(json.dumps({"command": "sft", "sft": to_dict(asked)}))
-    benchmark.check_reused_stage1(tmp_path, asked)  # the same settings: reused
+    benchmark.check_reused_stage1(tmp_path, SFTConfig(steps=30_000, eval_every=1_000, data_fraction=0.1))
     old_rule = SFTConfig(steps=30_000, eval_every=1_000, data_fraction=0.1, reward_selection="d_error")
     with pytest.raises(SystemExit, match="reward_selection"):
-        benchmark.check_reused_stage1(tmp_path, old_rule.resolve(TABLETOP_ID))
+        benchmark.check_reused_stage1(tmp_path, old_rule)
