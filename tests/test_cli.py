@@ -383,6 +383,14 @@ def test_tabletop_through_both_stages_from_the_command_line(
     evaluations = {r["sft/step"]: r["sft/val_d_error_near_goal"] for r in metrics}
     assert reward["metadata"]["step"] == min(evaluations, key=evaluations.get)
     assert reward["metadata"]["val_d_error_near_goal"] == min(evaluations.values())
+    # Hindsight block2block labels for the steps-to-go head run through the same command.
+    hindsight = ["--sft.hindsight", "block2block", "--sft.steps", "20", "--sft.eval-every", "20"]
+    code, _, err = run_cli(
+        ["sft", "--dataset", data, "--out", tmp_path / "sft-hs", *tiny, *hindsight], capsys
+    )
+    assert code == 0, err
+    relabelled = json.loads((tmp_path / "sft-hs" / "checkpoints" / "reward" / "checkpoint.json").read_text())
+    assert relabelled["metadata"]["hindsight_frames"] >= 0
     code, _, err = run_cli(
         ["improve", "--sft-run", sft, "--out", rl, "--improve.families", "block2blok"], capsys
     )

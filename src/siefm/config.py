@@ -321,6 +321,11 @@ class SFTConfig:
     error, the near-goal part picked reward models whose detector found about 4x as many true successes
     in practice and whose Stage 2 ended higher for every Stage 1 seed tried (docs/tabletop.md). Runs
     recorded before this default used d_error: pass `--sft.reward-selection d_error` to repeat them."""
+    hindsight: Literal["none", "block2block"] = "none"
+    """Tabletop: 'block2block' also trains the steps-to-go head on hindsight labels, the
+    block2block goals the training episodes reached on the way (two blocks coming into contact), a batch
+    of them beside every batch of demonstration frames (siefm.data.hindsight). Validation, checkpoint
+    choice and calibration still use the demonstrations' own labels. 'none': the demonstrations only."""
     seed: int = 0
     """Seeds the split, initialisation and batches."""
 
@@ -350,6 +355,7 @@ class SFTConfig:
         _require(
             self.success_threshold is None or self.success_threshold >= 0, self, "success_threshold", ">= 0"
         )
+        _require(self.hindsight in ("none", "block2block"), self, "hindsight", "'none' or 'block2block'")
 
 
 @dataclass(frozen=True)

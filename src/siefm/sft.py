@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from siefm.checkpoint import load_checkpoint, save_checkpoint
-from siefm.config import SFTConfig, to_dict
+from siefm.config import TABLETOP_ID, SFTConfig, to_dict
 from siefm.data.dataset import DatasetError, EpisodeDataset, read_dataset
+from siefm.data.hindsight import HindsightLabels, block2block_hindsight
 from siefm.data.normalize import feature_stats
 from siefm.data.pixels import dataset_frame_chunks, frame_pairs
 from siefm.data.sampler import Frames, stage1_split
@@ -89,14 +90,19 @@ def constant_d_error(train_labels: torch.Tensor, val_labels: torch.Tensor, bins:
 
 
 def sft_loss(
-    model: EFMBase, frames: Frames, with_d_error: bool = False
+    model: EFMBase, frames: Frames, with_d_error: bool = False, hindsight: Frames | None = None
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The Stage 1 objective: BC + steps-to-go with equal weight; `with_d_error` (validation) also reports
-    d's error, which is not trained."""
+    d's error, which is not trained. `hindsight` frames (relabelled goals) join the steps-to-go term only,
+    each weighted as a demonstration frame."""
     output = model(frames.observation(), frames.goal_input())
     bc = bc_loss(output, frames.action, frames.has_action)
     bins = model.steps_to_go_bins
-    steps = steps_to_go_loss(output.steps_to_go_logits, frames.steps_to_go, bins)
+    logits, labels = output.steps_to_go_logits, frames.steps_to_go
+    if hindsight is not None:
+        extra = model.steps_to_go_logits(hindsight.observation(), hindsight.goal_input())
+        logits, labels = torch.cat([logits, extra]), torch.cat([labels, hindsight.steps_to_go])
+    steps = steps_to_go_loss(logits, labels, bins)
     metrics = {"bc_loss": bc.item(), "steps_to_go_loss": steps.item()}
     if with_d_error:
         errors = d_error(output.steps_to_go_logits, frames.steps_to_go, bins)
@@ -122,10 +128,12 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     if config.model.hf_path is not None:  # recorded absolute, so later stages find it from anywhere
         model = dataclasses.replace(config.model, hf_path=str(Path(config.model.hf_path).resolve()))
         config = dataclasses.replace(config, model=model)
-    tokenizer = None
-    if config.model.goal_encoder == "words":
-        tokenizer = WordTokenizer.from_texts(dataset.tasks, config.model.max_words)
-    elif config.model.goal_encoder == "vector" and "goal" not in dataset.columns:
+    if config.hindsight != "none" and env_id != TABLETOP_ID:
+        raise ValueError(
+            f"--sft.hindsight {config.hindsight} relabels tabletop demonstrations; this run has {env_id} "
+            "data: leave it at 'none'."
+        )
+    if config.model.goal_encoder == "vector" and "goal" not in dataset.columns:
         raise DatasetError(
             f"{dataset_dir} has no 'goal' column for --sft.model.goal-encoder vector; "
             "use 'words' to condition on the episodes' instructions."
@@ -145,8 +153,22 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
         dataset.num_episodes, config.data_fraction, config.val_fraction, config.seed
     )
     train_set, val = dataset.select_episodes(train_ids), dataset.select_episodes(val_ids)
+    relabelled = None
+    if config.hindsight == "block2block":  # from the training episodes only: validation stays as recorded
+        relabelled = block2block_hindsight(train_set, dataset.info["siefm"]["env"]["config"]["block_set"])
+    tokenizer = None
+    if config.model.goal_encoder == "words":
+        texts = [*dataset.tasks, *(relabelled.instructions if relabelled else ())]
+        tokenizer = WordTokenizer.from_texts(texts, config.model.max_words)
     model = build_model(config, train_set, tokenizer)
     train, val_frames = model_frames(model, train_set), model_frames(model, val)
+    hindsight = None
+    if relabelled is not None and len(relabelled) == 0:
+        log.warning("hindsight: no two blocks came into contact in the training episodes; nothing relabelled")
+    elif relabelled is not None:
+        hindsight = hindsight_frames(model, train, relabelled)
+    # its own stream, so the demonstration batches are the same as in a run without hindsight
+    hindsight_generator = torch.Generator().manual_seed(config.seed + 2)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     aux_weight = config.model.instruction_aux_weight
     # its own stream of episodes, so the frame batches are the same as in a run without the objective
@@ -162,8 +184,14 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     log.info(
         "Stage 1: %d train / %d validation episodes, %d frames", len(train_ids), len(val_ids), len(train)
     )
+    if relabelled is not None:
+        metadata["hindsight_frames"] = len(relabelled)
+        log.info(
+            "hindsight: %d relabelled frames, %d instructions", len(relabelled), len(relabelled.instructions)
+        )
     for step in tqdm(range(1, config.steps + 1), desc="Stage 1", unit="step", mininterval=1.0):
-        loss, metrics = sft_loss(model, train.sample(config.batch_size, generator))
+        extra = None if hindsight is None else hindsight.sample(config.batch_size, hindsight_generator)
+        loss, metrics = sft_loss(model, train.sample(config.batch_size, generator), hindsight=extra)
         if aux_weight > 0:
             episodes = torch.randint(train_set.num_episodes, (config.batch_size,), generator=aux_generator)
             aux, accuracy = model.instruction_aux_loss(*train.endpoints(episodes))  # type: ignore[operator]
@@ -277,6 +305,20 @@ def model_frames(model: EFMBase, dataset: EpisodeDataset) -> Frames:
         images_are_features=not trainable,
         episode_ends=torch.stack([bounds[:, 0], bounds[:, 1] - 1], dim=1),
         episode_task=frames.goal[bounds[:, 0]],
+    )
+
+
+def hindsight_frames(model: EFMBase, train: Frames, labels: HindsightLabels) -> Frames:
+    """The relabelled frames as the model reads them: the training frames (states, and a pixel model's
+    frames or features) with their hindsight instructions and labels, and no action (they are no
+    demonstration of the relabelled goal)."""
+    picked = train.batch(torch.from_numpy(labels.frame))
+    return dataclasses.replace(
+        picked,
+        goal=torch.from_numpy(labels.instruction),
+        goal_table=model.goal_input(list(labels.instructions)),
+        steps_to_go=torch.from_numpy(labels.steps_to_go),
+        has_action=torch.zeros(len(labels), dtype=torch.bool),
     )
 
 

@@ -23,6 +23,7 @@ FAMILIES = (
 )
 NOVEL_FAMILY = "banana2location"  # the novel-object experiment's instructions; never in demonstrations
 VERBS = ("push", "move", "slide", "put")
+PREPOSITIONS = ("to", "towards", "next to", "close to")  # block2block's
 _X0, _X1 = BOARD_X
 _XC, _YC = (_X0 + _X1) / 2, 0.0
 ABSOLUTE_LOCATIONS = {
@@ -124,7 +125,7 @@ def sample_task(
             others = [j for j in rng.permutation(n) if j != i and np.linalg.norm(positions[j] - a) >= 0.06]
             if others:
                 j = others[0]
-                prep = ("to", "towards", "next to", "close to")[rng.integers(4)]
+                prep = PREPOSITIONS[rng.integers(len(PREPOSITIONS))]
                 instruction = f"{verb} the {name} {prep} the {block_name(j, blocks)}"
                 return Task(family, instruction, i, tuple(positions[j]), other=j)
         elif family == "block2absolutelocation":
