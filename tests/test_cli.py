@@ -383,6 +383,10 @@ def test_tabletop_through_both_stages_from_the_command_line(
     evaluations = {r["sft/step"]: r["sft/val_d_error_near_goal"] for r in metrics}
     assert reward["metadata"]["step"] == min(evaluations, key=evaluations.get)
     assert reward["metadata"]["val_d_error_near_goal"] == min(evaluations.values())
+    # Stage 1 checks whether the policy's object selector picks the blocks block2block instructions name.
+    grounding = json.loads((sft / "sft_summary.json").read_text())["grounding"]
+    assert set(grounding) == {"moved", "reference", "max_weight"}
+    assert 0 <= grounding["moved"] <= 1 and 0 <= grounding["reference"] <= 1
     # Hindsight block2block labels for the steps-to-go head run through the same command.
     hindsight = ["--sft.hindsight", "block2block", "--sft.steps", "20", "--sft.eval-every", "20"]
     code, _, err = run_cli(

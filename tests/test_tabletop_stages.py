@@ -4,6 +4,7 @@ evaluation protocol and videos."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -17,6 +18,7 @@ from siefm.config import TABLETOP_ID, ImproveConfig, ModelConfig, SFTConfig, to_
 from siefm.envs.tabletop import TabletopConfig, TabletopEnv
 from siefm.envs.tabletop.scene import BOARD_X
 from siefm.envs.tabletop.tasks import NOVEL_FAMILY, sample_task
+from siefm.eval.grounding import selector_grounding
 from siefm.eval.tabletop import efm_batch_policy, evaluate_tabletop, oracle_batch_policy
 from siefm.improve.fleet import TabletopFleet, make_fleet, practice_env
 from siefm.models.efm import EFM, ModelSpec
@@ -48,7 +50,65 @@ def test_object_selector_returns_the_chosen_rows_known_answer() -> None:
     assert_close(out[0], expected, atol=1e-5, rtol=0)
 
 
-def tabletop_model(seed: int = 0, **config: str) -> EFM:
+def test_every_pair_of_selector_queries_gets_its_position_difference() -> None:
+    selector = ObjectSelector(num_objects=3, prefix_dim=4, object_dim=4, text_dim=2, num_roles=3, key_dim=2)
+    with torch.no_grad():  # the three queries pick objects 2, 0 and 1 sharply
+        selector.keys.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]]))
+        selector.queries.weight.zero_()
+        selector.queries.bias.copy_(torch.tensor([-100.0, -100.0, 100.0, 0.0, 0.0, 100.0]))
+    state = torch.tensor([[0.1, 0.2, 0.0, 0.0, 0.3, 0.1, 1.0, 0.0, 0.5, 0.5, 0.0, 1.0, 0.2, 0.4, 0.6, 0.8]])
+    out = selector(state, torch.zeros(1, 2))
+    assert out.shape == (1, selector.out_dim) == (1, 3 * 6 + 3 * 2)
+    p = POSITION_SCALE * torch.tensor([[0.2, 0.4], [0.3, 0.1], [0.5, 0.5]])  # objects 2, 0, 1
+    assert_close(out[0, -6:], torch.cat([p[0] - p[1], p[0] - p[2], p[1] - p[2]]), atol=1e-4, rtol=0)
+
+
+def test_cosine_selector_scores_cannot_saturate_the_softmax() -> None:
+    selector = ObjectSelector(num_objects=8, prefix_dim=4, object_dim=4, text_dim=4, scores="cosine")
+    with torch.no_grad():  # huge queries and keys, one key aligned with every query
+        selector.queries.weight.fill_(100.0)
+        selector.keys.mul_(1000.0)[0] = 1.0
+    weights = selector.weights(torch.ones(1, 4))
+    # logits lie in [-5, 5]: the best object gets at most e^5 / (e^5 + 7 e^-5) of the weight
+    assert weights.max() <= math.exp(5) / (math.exp(5) + 7 * math.exp(-5)) + 1e-6
+    assert weights.min() > 0
+    with pytest.raises(ValueError, match="'dot' or 'cosine'"):
+        ObjectSelector(8, 4, 4, 4, scores="softmax")
+
+
+def test_selector_grounding_counts_the_named_blocks_the_queries_pick() -> None:
+    model = tabletop_model()
+    env = TabletopEnv()
+    moved, reference = [], []
+    for k in range(20):
+        env.reset(seed=k, options={"family": "block2block"})
+        moved.append(env.task.block)
+        reference.append(env.task.other)
+    truth = torch.zeros(20, 2, 8)
+    truth[torch.arange(20), 0, moved] = 1.0
+    truth[torch.arange(20), 1, reference] = 1.0
+    # a selector that always picks the moved block with query 0 and the reference with query 1
+    model.selector.weights = lambda text: truth  # type: ignore[method-assign]
+    assert selector_grounding(model, num_tasks=20) == {"moved": 1.0, "reference": 1.0, "max_weight": 1.0}
+    both_moved = truth.clone()
+    both_moved[:, 1] = truth[:, 0]  # the failure seen on the tabletop: both queries on the moved block
+    model.selector.weights = lambda text: both_moved  # type: ignore[method-assign]
+    assert selector_grounding(model, num_tasks=20)["reference"] == 0.0
+
+
+def test_more_selector_queries_build_a_wider_model_and_old_checkpoints_read_two(tmp_path: Path) -> None:
+    wide = tabletop_model(selector_queries=4, selector_scores="cosine")
+    assert wide.selector.num_roles == 4 and wide.selector.scores == "cosine"
+    path = save_checkpoint(tmp_path / "old", tabletop_model(), {"env": {"id": TABLETOP_ID}})
+    info = json.loads((path / "checkpoint.json").read_text())
+    for name in ("selector_queries", "selector_scores"):  # as written before the options existed
+        del info["model_config"][name]
+    (path / "checkpoint.json").write_text(json.dumps(info))
+    loaded, _ = load_checkpoint(path)
+    assert (loaded.selector.num_roles, loaded.selector.scores) == (2, "dot")
+
+
+def tabletop_model(seed: int = 0, **config: str | int) -> EFM:
     torch.manual_seed(seed)
     tokenizer = WordTokenizer(tabletop_vocabulary(), max_length=16)
     spec = ModelSpec(STATE_DIM, 16, 2, tuple(tokenizer.vocabulary))

@@ -40,6 +40,8 @@ CHECKPOINT_DEFAULTS = {
     "image_size": 64,
     "pixel_readout": "flatten",
     "pixel_steps_to_go_sees": "map",
+    "selector_queries": 2,
+    "selector_scores": "dot",
 }
 
 

@@ -146,6 +146,13 @@ class ModelConfig:
     """'objects' states: numbers before the object rows (tabletop: pusher x, y and target x, y)."""
     object_dim: int = 4
     """'objects' states: numbers per object (tabletop: x, y, cos yaw, sin yaw)."""
+    selector_queries: int = 2
+    """'objects' states: attention queries the instruction makes over the objects (see
+    siefm.models.objects); each adds the selected object's features, and each pair their difference.
+    Checkpoints from before this option read 2."""
+    selector_scores: Literal["dot", "cosine"] = "dot"
+    """'objects' states: how a query scores an object's key: a scaled 'dot' product, or the 'cosine' of the
+    two times 5, which bounds the softmax. Checkpoints from before this option read 'dot'."""
     steps_to_go_sees: Literal["full", "selected"] | None = None
     """'objects' states: what the steps-to-go tower sees besides the instruction: the 'full' state and the
     selected objects, or only the 'selected' objects, which leaves less to memorise episodes by (choice for
@@ -174,6 +181,8 @@ class ModelConfig:
         for name in ("hidden_dim", "num_layers", "text_dim", "max_words"):
             _require(getattr(self, name) >= 1, self, name, ">= 1")
         _require(self.action_bins >= 2, self, "action_bins", ">= 2")
+        _require(self.selector_queries >= 1, self, "selector_queries", ">= 1")
+        _require(self.selector_scores in ("dot", "cosine"), self, "selector_scores", "'dot' or 'cosine'")
         _require(
             self.steps_to_go_bins is None or self.steps_to_go_bins >= 2, self, "steps_to_go_bins", ">= 2"
         )

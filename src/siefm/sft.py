@@ -30,6 +30,8 @@ from siefm.data.hindsight import HindsightLabels, block2block_hindsight
 from siefm.data.normalize import feature_stats
 from siefm.data.pixels import dataset_frame_chunks, frame_pairs
 from siefm.data.sampler import Frames, stage1_split
+from siefm.envs.tabletop import TabletopConfig
+from siefm.eval.grounding import selector_grounding
 from siefm.improve.reward import calibrate_success_threshold
 from siefm.logging import MetricLogger
 from siefm.models.bins import UniformBins
@@ -40,6 +42,7 @@ from siefm.models.text import WordTokenizer
 from siefm.models.vision import encode_in_small_batches
 
 log = logging.getLogger("siefm")
+GROUNDED = 0.9  # share of instructions below which the selector is taken to miss a named block
 
 REQUIRED_COLUMNS = ("observation.state", "action", "steps_to_go", "is_terminal", "is_success")
 
@@ -236,6 +239,7 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     log.info("success threshold s = %.3f steps (%s)", calibration["threshold"], calibration["method"])
     constant = constant_d_error(train.steps_to_go, val_frames.steps_to_go, model.steps_to_go_bins)
     log.info("a constant d would be off by %.2f steps on validation", constant)
+    grounding = instruction_grounding(out / "checkpoints" / "policy", metadata["env"])
     (out / "sft_summary.json").write_text(
         json.dumps(
             {
@@ -244,12 +248,37 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
                 "best": best,
                 "d_error_of_a_constant": constant,
                 "calibration": calibration,
+                "grounding": grounding,
                 "val_episode_ids": val_ids.tolist(),
             },
             indent=2,
         )
     )
     return out
+
+
+def instruction_grounding(policy: Path, env: dict[str, Any]) -> dict[str, float] | None:
+    """How often the policy's object selector picks the blocks a block2block instruction names (see
+    siefm.eval.grounding), with a warning when it misses: a Stage 1 run can lock onto the wrong blocks and
+    then push them for good (docs/tabletop.md). None for models without a selector or boards of one block."""
+    if env["id"] != TABLETOP_ID or env["config"]["block_set"] == "1":
+        return None
+    model, _ = load_checkpoint(policy)
+    if getattr(model, "selector", None) is None:
+        return None
+    grounding = selector_grounding(model, TabletopConfig(block_set=env["config"]["block_set"]))
+    log.info(
+        "instruction grounding: a query picks the block to move in %.0f%% and the reference block in %.0f%% "
+        "of 300 block2block instructions",
+        100 * grounding["moved"],
+        100 * grounding["reference"],
+    )
+    if min(grounding["moved"], grounding["reference"]) < GROUNDED:
+        log.warning(
+            "Stage 1 has not learnt which blocks the instructions name; its policy will often push the "
+            "wrong block. Train longer, or retrain with another --sft.seed."
+        )
+    return grounding
 
 
 def build_model(config: SFTConfig, train: EpisodeDataset, tokenizer: WordTokenizer | None = None) -> EFMBase:

@@ -143,7 +143,12 @@ class EFM(EFMBase):
                         f"rows of {config.object_dim}: use --sft.model.state-encoder flat for this data."
                     )
                 self.selector = ObjectSelector(
-                    num_objects, config.object_prefix_dim, config.object_dim, config.text_dim
+                    num_objects,
+                    config.object_prefix_dim,
+                    config.object_dim,
+                    config.text_dim,
+                    num_roles=config.selector_queries,
+                    scores=config.selector_scores,
                 )
                 in_dim += self.selector.out_dim
         else:
