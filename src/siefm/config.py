@@ -149,10 +149,12 @@ class ModelConfig:
     selector_queries: int = 2
     """'objects' states: attention queries the instruction makes over the objects (see
     siefm.models.objects); each adds the selected object's features, and each pair their difference.
-    Checkpoints from before this option read 2."""
+    Choice: 2 (4 did not stop Stage 1 runs on the 10% subset from missing a named block; docs/tabletop.md,
+    "Which block the instruction names"). Checkpoints from before this option read 2."""
     selector_scores: Literal["dot", "cosine"] = "dot"
     """'objects' states: how a query scores an object's key: a scaled 'dot' product, or the 'cosine' of the
-    two times 5, which bounds the softmax. Checkpoints from before this option read 'dot'."""
+    two times 5, which bounds the softmax (choice: 'dot'; 'cosine' learnt faster but also missed named
+    blocks, docs/tabletop.md). Checkpoints from before this option read 'dot'."""
     steps_to_go_sees: Literal["full", "selected"] | None = None
     """'objects' states: what the steps-to-go tower sees besides the instruction: the 'full' state and the
     selected objects, or only the 'selected' objects, which leaves less to memorise episodes by (choice for
