@@ -27,7 +27,7 @@ import numpy as np
 import tyro
 
 from siefm.checkpoint import load_checkpoint
-from siefm.eval.grounding import selector_grounding
+from siefm.eval.grounding import is_grounded, selector_grounding
 
 VARIANTS = {  # name -> (selector_queries, selector_scores)
     "dot2": (2, "dot"),
@@ -36,7 +36,6 @@ VARIANTS = {  # name -> (selector_queries, selector_scores)
     "cosine2": (2, "cosine"),
     "cosine4": (4, "cosine"),
 }
-FAILED_BELOW = 0.9
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ def check(run: Path) -> dict:
     grounding = selector_grounding(model)
     return {
         **grounding,
-        "failed": min(grounding["moved"], grounding["reference"]) < FAILED_BELOW,
+        "failed": not is_grounded(grounding),
         "val_bc_loss": summary["best"]["policy"],
         "val_reward_metric": summary["best"]["reward"],
     }

@@ -31,7 +31,7 @@ from siefm.data.normalize import feature_stats
 from siefm.data.pixels import dataset_frame_chunks, frame_pairs
 from siefm.data.sampler import Frames, stage1_split
 from siefm.envs.tabletop import TabletopConfig
-from siefm.eval.grounding import selector_grounding
+from siefm.eval.grounding import is_grounded, selector_grounding
 from siefm.improve.reward import calibrate_success_threshold
 from siefm.logging import MetricLogger
 from siefm.models.bins import UniformBins
@@ -42,7 +42,6 @@ from siefm.models.text import WordTokenizer
 from siefm.models.vision import encode_in_small_batches
 
 log = logging.getLogger("siefm")
-GROUNDED = 0.9  # share of instructions below which the selector is taken to miss a named block
 
 REQUIRED_COLUMNS = ("observation.state", "action", "steps_to_go", "is_terminal", "is_success")
 
@@ -273,7 +272,7 @@ def instruction_grounding(policy: Path, env: dict[str, Any]) -> dict[str, float]
         100 * grounding["moved"],
         100 * grounding["reference"],
     )
-    if min(grounding["moved"], grounding["reference"]) < GROUNDED:
+    if not is_grounded(grounding):
         log.warning(
             "Stage 1 has not learnt which blocks the instructions name; its policy will often push the "
             "wrong block. Train longer, or retrain with another --sft.seed."

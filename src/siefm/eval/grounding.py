@@ -15,6 +15,13 @@ import torch
 from siefm.envs.tabletop import TabletopConfig, TabletopEnv
 from siefm.models.efm import EFM
 
+GROUNDED = 0.9  # share of instructions below which a selector is taken to miss a named block
+
+
+def is_grounded(grounding: dict[str, float]) -> bool:
+    """Whether a `selector_grounding` result finds both the moved and the reference block."""
+    return min(grounding["moved"], grounding["reference"]) >= GROUNDED
+
 
 @torch.no_grad()
 def selector_grounding(
