@@ -29,12 +29,14 @@ import tyro
 from siefm.checkpoint import load_checkpoint
 from siefm.eval.grounding import is_grounded, selector_grounding
 
-VARIANTS = {  # name -> (selector_queries, selector_scores)
-    "dot2": (2, "dot"),
-    "dot4": (4, "dot"),
-    "dot6": (6, "dot"),
-    "cosine2": (2, "cosine"),
-    "cosine4": (4, "cosine"),
+VARIANTS = {  # name -> (selector_keys, selector_queries, selector_scores)
+    "dot2": ("slots", 2, "dot"),
+    "dot4": ("slots", 4, "dot"),
+    "dot6": ("slots", 6, "dot"),
+    "cosine2": ("slots", 2, "cosine"),
+    "cosine4": ("slots", 4, "cosine"),
+    "names2": ("names", 2, "dot"),
+    "names4": ("names", 4, "dot"),
 }
 
 
@@ -43,7 +45,7 @@ class Args:
     dataset: Path
     out: Path
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
-    variants: tuple[str, ...] = ("dot2", "dot4")
+    variants: tuple[str, ...] = ("dot2", "names2")
     steps: int = 4000
     data_fraction: float = 1.0
     hindsight: str = "block2block"
@@ -54,12 +56,13 @@ def stage1(args: Args, variant: str, seed: int) -> Path:
     run = args.out / variant / f"seed{seed}"
     if (run / "sft_summary.json").exists():
         return run
-    queries, scores = VARIANTS[variant]
+    keys, queries, scores = VARIANTS[variant]
     command = [
         "siefm", "sft", "--dataset", str(args.dataset), "--out", str(run),
         "--sft.steps", str(args.steps), "--sft.eval-every", "1000", "--sft.seed", str(seed),
         "--sft.data-fraction", str(args.data_fraction), "--sft.hindsight", args.hindsight,
-        "--sft.model.selector-queries", str(queries), "--sft.model.selector-scores", scores,
+        "--sft.model.selector-keys", keys, "--sft.model.selector-queries", str(queries),
+        "--sft.model.selector-scores", scores,
     ]  # fmt: skip
     run.parent.mkdir(parents=True, exist_ok=True)
     with open(run.parent / f"seed{seed}.log", "w") as log:

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from siefm.checkpoint import load_checkpoint, save_checkpoint
+from siefm.checkpoint import env_object_names, fit_to_env, load_checkpoint, placeholder_stats, save_checkpoint
 from siefm.config import TABLETOP_ID, ImproveConfig, ModelConfig, SFTConfig, to_dict
 from siefm.envs.tabletop import TabletopConfig, TabletopEnv
 from siefm.envs.tabletop.scene import BOARD_X
@@ -26,6 +26,7 @@ from siefm.models.objects import POSITION_SCALE, ObjectSelector
 from siefm.models.text import WordTokenizer, tabletop_vocabulary
 
 STATE_DIM = 4 + 4 * 8
+STANDARD_BOARD = {"id": TABLETOP_ID, "config": {"block_set": "8"}}
 
 
 def test_object_selector_returns_the_chosen_rows_known_answer() -> None:
@@ -88,30 +89,95 @@ def test_selector_grounding_counts_the_named_blocks_the_queries_pick() -> None:
     truth[torch.arange(20), 0, moved] = 1.0
     truth[torch.arange(20), 1, reference] = 1.0
     # a selector that always picks the moved block with query 0 and the reference with query 1
-    model.selector.weights = lambda text: truth  # type: ignore[method-assign]
+    model.selector.weights = lambda text, ids: truth  # type: ignore[method-assign]
     assert selector_grounding(model, num_tasks=20) == {"moved": 1.0, "reference": 1.0, "max_weight": 1.0}
     both_moved = truth.clone()
     both_moved[:, 1] = truth[:, 0]  # the failure seen on the tabletop: both queries on the moved block
-    model.selector.weights = lambda text: both_moved  # type: ignore[method-assign]
+    model.selector.weights = lambda text, ids: both_moved  # type: ignore[method-assign]
     assert selector_grounding(model, num_tasks=20)["reference"] == 0.0
 
 
 def test_more_selector_queries_build_a_wider_model_and_old_checkpoints_read_two(tmp_path: Path) -> None:
-    wide = tabletop_model(selector_queries=4, selector_scores="cosine")
+    wide = tabletop_model(selector_queries=4, selector_scores="cosine", selector_keys="slots")
     assert wide.selector.num_roles == 4 and wide.selector.scores == "cosine"
-    path = save_checkpoint(tmp_path / "old", tabletop_model(), {"env": {"id": TABLETOP_ID}})
+    path = save_checkpoint(
+        tmp_path / "old", tabletop_model(selector_keys="slots"), {"env": {"id": TABLETOP_ID}}
+    )
     info = json.loads((path / "checkpoint.json").read_text())
-    for name in ("selector_queries", "selector_scores"):  # as written before the options existed
+    for name in ("selector_queries", "selector_scores", "selector_keys"):  # written before the options
         del info["model_config"][name]
+    del info["spec"]["objects"]
     (path / "checkpoint.json").write_text(json.dumps(info))
     loaded, _ = load_checkpoint(path)
     assert (loaded.selector.num_roles, loaded.selector.scores) == (2, "dot")
+    assert loaded.config.selector_keys == "slots" and loaded.selector.keys is not None
+
+
+def name_selector(names: tuple[str, ...], vocabulary: list[str]) -> tuple[ObjectSelector, WordTokenizer]:
+    """Name keys whose query 0 reads the 3rd and 4th word from the start ("push the RED MOON ...") and
+    query 1 the last two ("... the BLUE CUBE")."""
+    tokenizer = WordTokenizer(vocabulary, max_length=8)
+    selector = ObjectSelector(len(names), 4, 4, text_dim=2, object_words=tokenizer.encode(names), max_words=8)
+    with torch.no_grad():
+        selector.queries.weight.zero_()
+        selector.queries.bias.zero_()
+        selector.position_weights.zero_()
+        selector.position_weights[0, [2, 3]] = 1.0
+        selector.position_weights[1, [14, 15]] = 1.0
+    return selector, tokenizer
+
+
+def test_name_keys_pick_the_objects_the_instruction_names_known_answer() -> None:
+    names = ("red moon", "blue cube", "red cube")
+    selector, tokenizer = name_selector(names, ["push", "the", "red", "blue", "moon", "cube", "to"])
+    ids = tokenizer.encode(["push the red moon to the blue cube", "push the red cube to the red moon"])
+    weights = selector.weights(torch.zeros(2, 2), ids)
+    # the full name scores 5 * 2, a half match (same colour or shape) 5 * 1, no match 0
+    first = torch.softmax(torch.tensor([10.0, 0.0, 5.0]), dim=0)
+    assert_close(weights[0, 0], first)
+    # the second query also loses 20 times the weight the first put on each object
+    assert_close(weights[0, 1], torch.softmax(torch.tensor([0.0, 10.0, 5.0]) - 20 * first, dim=0))
+    assert weights[1].argmax(-1).tolist() == [2, 0]
+    # a query that reads the same words as the first still takes another object: the next best match
+    with torch.no_grad():
+        selector.position_weights[1] = selector.position_weights[0]
+    same = selector.weights(torch.zeros(2, 2), ids)
+    assert same[0].argmax(-1).tolist() == [0, 2] and same[0, 1, 0] < 1e-3
+    with pytest.raises(ValueError, match="word ids"):
+        selector.weights(torch.zeros(2, 2))
+
+
+def test_an_unknown_word_finds_the_object_with_an_unknown_name() -> None:
+    # "banana" is not in the vocabulary: both it and the banana's name become the unknown token
+    selector, tokenizer = name_selector(
+        ("yellow star", "yellow banana"), ["push", "the", "yellow", "star", "to"]
+    )
+    weights = selector.weights(torch.zeros(1, 2), tokenizer.encode(["push the banana to the top left"]))
+    assert weights[0, 0].argmax() == 1 and weights[0, 0, 1] > 0.99
+
+
+def test_a_model_reads_the_banana_boards_names_and_keeps_them_in_its_checkpoint(tmp_path: Path) -> None:
+    model = tabletop_model()
+    assert model.config.selector_keys == "names" and model.spec.objects[7] == "yellow pentagon"
+    banana = {"id": TABLETOP_ID, "config": {"block_set": "banana"}}
+    fit_to_env(tmp_path, model, banana)
+    assert model.spec.objects[7] == "yellow banana"
+    assert (
+        model.selector.object_words[7].tolist()[:2]
+        == model.tokenizer.encode(["yellow banana"])[0, :2].tolist()
+    )
+    loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "ckpt", model, {"env": banana}))
+    assert loaded.spec.objects == model.spec.objects
+    assert_close(loaded.selector.object_words, model.selector.object_words)
+    with pytest.raises(ValueError, match="selector-keys slots"):
+        spec = ModelSpec(STATE_DIM, 16, 2, model.spec.vocabulary)
+        EFM(model.config, spec, placeholder_stats(spec))
 
 
 def tabletop_model(seed: int = 0, **config: str | int) -> EFM:
     torch.manual_seed(seed)
     tokenizer = WordTokenizer(tabletop_vocabulary(), max_length=16)
-    spec = ModelSpec(STATE_DIM, 16, 2, tuple(tokenizer.vocabulary))
+    spec = ModelSpec(STATE_DIM, 16, 2, tuple(tokenizer.vocabulary), env_object_names(STANDARD_BOARD))
     ones = {"state": torch.ones(STATE_DIM), "goal": torch.ones(16), "action": torch.full((2,), 0.05)}
     stats = {k: {"mean": 0 * v, "std": v, "min": -v, "max": v} for k, v in ones.items()}
     return EFM(ModelConfig(hidden_dim=32, num_layers=1, **config).resolve(TABLETOP_ID), spec, stats)

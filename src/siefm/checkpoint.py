@@ -42,6 +42,7 @@ CHECKPOINT_DEFAULTS = {
     "pixel_steps_to_go_sees": "map",
     "selector_queries": 2,
     "selector_scores": "dot",
+    "selector_keys": "slots",
 }
 
 
@@ -94,6 +95,24 @@ def env_sizes(env: dict[str, Any]) -> tuple[int, int | None]:
     if env.get("id") == TABLETOP_ID:
         return 4 + 4 * len(BLOCK_SETS[env["config"].get("block_set", "8")]), None
     raise CheckpointError(f"unknown env {env.get('id')!r}: siefm knows {POINTMASS_ID} and {TABLETOP_ID}.")
+
+
+def env_object_names(env: dict[str, Any]) -> tuple[str, ...]:
+    """Names of the objects whose rows an env's state lists, as an instruction words them (tabletop: colour
+    and shape); () for envs without objects."""
+    if env.get("id") != TABLETOP_ID:
+        return ()
+    return tuple(f"{b.colour} {b.shape}" for b in BLOCK_SETS[env["config"].get("block_set", "8")])
+
+
+def fit_to_env(path: Path, model: EFMBase, env: dict[str, Any]) -> None:
+    """Refuses a checkpoint that does not fit the env (`check_fits_env`), then tells the model the names of
+    the env's objects, which may differ from its training board's (the banana board)."""
+    check_fits_env(path, model, env)
+    if names := env_object_names(env):
+        use_names = getattr(model, "use_object_names", None)
+        if use_names is not None:
+            use_names(names)
 
 
 def check_fits_env(path: Path, model: EFMBase, env: dict[str, Any]) -> None:

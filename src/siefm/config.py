@@ -155,6 +155,13 @@ class ModelConfig:
     """'objects' states: how a query scores an object's key: a scaled 'dot' product, or the 'cosine' of the
     two times 5, which bounds the softmax (choice: 'dot'; 'cosine' learnt faster but also missed named
     blocks, docs/tabletop.md). Checkpoints from before this option read 'dot'."""
+    selector_keys: Literal["slots", "names"] = "names"
+    """'objects' states: what a query scores. 'slots': a learned key per object row, so which words mean
+    which row must be learnt; 'names': the object's name words (colour and shape on the tabletop), matched
+    against the instruction's words at each position, from the start and from the end, so a query learns
+    only where in an instruction a role's name stands (see siefm.models.objects). Choice: 'names'; with
+    'slots', 4 of 6 short Stage 1 runs on the 10% subset missed a named block (docs/tabletop.md, "Which
+    block the instruction names"). Checkpoints from before this option read 'slots'."""
     steps_to_go_sees: Literal["full", "selected"] | None = None
     """'objects' states: what the steps-to-go tower sees besides the instruction: the 'full' state and the
     selected objects, or only the 'selected' objects, which leaves less to memorise episodes by (choice for
@@ -185,6 +192,13 @@ class ModelConfig:
         _require(self.action_bins >= 2, self, "action_bins", ">= 2")
         _require(self.selector_queries >= 1, self, "selector_queries", ">= 1")
         _require(self.selector_scores in ("dot", "cosine"), self, "selector_scores", "'dot' or 'cosine'")
+        _require(self.selector_keys in ("slots", "names"), self, "selector_keys", "'slots' or 'names'")
+        _require(
+            self.selector_keys == "slots" or self.selector_scores == "dot",
+            self,
+            "selector_scores",
+            "'dot' with --sft.model.selector-keys names (cosine scores are for slot keys)",
+        )
         _require(
             self.steps_to_go_bins is None or self.steps_to_go_bins >= 2, self, "steps_to_go_bins", ">= 2"
         )

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from siefm.checkpoint import load_checkpoint, save_checkpoint
+from siefm.checkpoint import env_object_names, load_checkpoint, save_checkpoint
 from siefm.config import TABLETOP_ID, SFTConfig, to_dict
 from siefm.data.dataset import DatasetError, EpisodeDataset, read_dataset
 from siefm.data.hindsight import HindsightLabels, block2block_hindsight
@@ -292,7 +292,8 @@ def build_model(config: SFTConfig, train: EpisodeDataset, tokenizer: WordTokeniz
         goal_dim = columns["goal"].shape[1]
     vocabulary = tuple(tokenizer.vocabulary) if tokenizer is not None else ()
     state, action = columns["observation.state"], columns["action"]
-    spec = ModelSpec(state.shape[1], goal_dim, action.shape[1], vocabulary)
+    objects = env_object_names(train.info.get("siefm", {}).get("env", {}))
+    spec = ModelSpec(state.shape[1], goal_dim, action.shape[1], vocabulary, objects)
     goal = columns["goal"] if "goal" in columns else np.zeros((1, goal_dim))  # used by vector goals only
     stats = {
         "state": feature_stats(state),

@@ -38,7 +38,8 @@ def selector_grounding(
         moved.append(env.task.block)
         reference.append(env.task.other)
     env.close()
-    weights = model.selector.weights(model.text_encoder(model.goal_input(instructions)))  # (N, Q, objects)
+    ids = model.goal_input(instructions)
+    weights = model.selector.weights(model.text_encoder(ids), ids)  # (N, Q, objects)
     picks = weights.argmax(-1).numpy()  # (N, Q)
     return {
         "moved": _best_query_share(picks, np.asarray(moved)),

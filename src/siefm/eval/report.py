@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from siefm.checkpoint import CheckpointError, check_fits_env, load_checkpoint
+from siefm.checkpoint import CheckpointError, fit_to_env, load_checkpoint
 from siefm.config import POINTMASS_ID, EvalConfig
 from siefm.envs.pointmass import PointMassConfig
 from siefm.envs.pointmass_demos import straight_line_policy
@@ -40,7 +40,7 @@ def evaluate_checkpoint(
     env = metadata["env"]
     if env["id"] != POINTMASS_ID:  # the board evaluated on, which --eval.block-set may change
         env = {"id": env["id"], "config": dataclasses.asdict(tabletop_board(env, config))}
-    check_fits_env(Path(checkpoint), model, env)
+    fit_to_env(Path(checkpoint), model, env)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"env": env, "checkpoint": str(Path(checkpoint).resolve())}
@@ -49,7 +49,7 @@ def evaluate_checkpoint(
     else:
         if reward is not None:
             reward_efm, reward_meta = load_checkpoint(Path(reward))
-            check_fits_env(Path(reward), reward_efm, env)
+            fit_to_env(Path(reward), reward_efm, env)
         else:
             reward_efm, reward_meta = model, metadata
         reward_model = RewardModel(reward_efm, reward_meta.get("success_threshold", 0.0))

@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from siefm.checkpoint import CheckpointError, check_fits_env, load_checkpoint, replace_dir, save_checkpoint
+from siefm.checkpoint import CheckpointError, fit_to_env, load_checkpoint, replace_dir, save_checkpoint
 from siefm.config import ImproveConfig, from_dict, to_dict
 from siefm.improve.fleet import Fleet, camera_size, make_fleet, practice_env
 from siefm.improve.practice_data import PracticeStream, discard_unfinished, iteration_dir
@@ -109,7 +109,7 @@ def _load_inputs(
     config = config.resolve(policy_meta["env"]["id"])
     env = practice_env(policy_meta["env"], config)
     for name, model in (("policy", policy_efm), ("reward", reward_efm)):
-        check_fits_env(checkpoints[name], model, env)
+        fit_to_env(checkpoints[name], model, env)
     threshold = config.success_threshold
     if threshold is None:
         if "success_threshold" not in reward_meta:

@@ -10,6 +10,7 @@ goal: a z-scored goal vector (PointMass), or an instruction encoded by the learn
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -34,9 +35,11 @@ class ModelSpec:
     goal_dim: int  # vector goals: their size; instruction goals: words per instruction (max_words)
     action_dim: int
     vocabulary: tuple[str, ...] = ()  # instruction goals: the tokenizer's words, index = token id
+    objects: tuple[str, ...] = ()  # object-list states: each row's object name ("red moon"), if known
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "vocabulary", tuple(self.vocabulary))  # a JSON list after loading
+        for name in ("vocabulary", "objects"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))  # a JSON list after loading
 
 
 @dataclass
@@ -142,6 +145,14 @@ class EFM(EFMBase):
                         f"a state of size {spec.state_dim} is not {config.object_prefix_dim} numbers plus "
                         f"rows of {config.object_dim}: use --sft.model.state-encoder flat for this data."
                     )
+                object_words = None
+                if config.selector_keys == "names":
+                    if len(spec.objects) != num_objects:
+                        raise ValueError(
+                            f"--sft.model.selector-keys names needs the name of each of the {num_objects} "
+                            f"objects (the data gives {len(spec.objects)}): use selector-keys slots."
+                        )
+                    object_words = self.tokenizer.encode(spec.objects)
                 self.selector = ObjectSelector(
                     num_objects,
                     config.object_prefix_dim,
@@ -149,6 +160,8 @@ class EFM(EFMBase):
                     config.text_dim,
                     num_roles=config.selector_queries,
                     scores=config.selector_scores,
+                    object_words=object_words,
+                    max_words=spec.goal_dim,
                 )
                 in_dim += self.selector.out_dim
         else:
@@ -171,6 +184,18 @@ class EFM(EFMBase):
             return self.tokenizer.encode([str(text) for text in goals])
         return torch.as_tensor(np.asarray(goals), dtype=torch.float32)
 
+    def use_object_names(self, names: Sequence[str]) -> None:
+        """Reads the object rows as the objects `names` (a board with other objects in the same layout, the
+        banana's): name keys then look for the new names; slot keys, which ignore names, are unchanged."""
+        names = tuple(names)
+        if self.selector is None or not self.spec.objects or names == self.spec.objects:
+            return
+        if len(names) != len(self.spec.objects):
+            raise ValueError(f"{len(names)} object names for a model of {len(self.spec.objects)} objects.")
+        self.spec = dataclasses.replace(self.spec, objects=names)
+        if self.selector.keys is None:
+            self.selector.object_words = self.tokenizer.encode(names).to(self.selector.object_words.device)
+
     def _inputs(
         self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor, selected_only: bool = False
     ) -> torch.Tensor:
@@ -179,7 +204,7 @@ class EFM(EFMBase):
             text = self.text_encoder(goal)
             if self.selector is None:
                 return torch.cat([state, text], dim=-1)
-            selected = self.selector(obs["state"], text)
+            selected = self.selector(obs["state"], text, goal)
             return torch.cat([text, selected] if selected_only else [state, text, selected], dim=-1)
         return (torch.cat([obs["state"], goal], dim=-1) - self.input_mean) / self.input_std
 

@@ -9,11 +9,19 @@ key, and the softmax-weighted rows come out, together with their positions relat
 each other. It works for any number of objects of fixed identity.
 
 An instruction names at most two blocks (the block to move, the reference), so two queries are the
-default. On the tabletop's 10% subset some Stage 1 runs lock a query onto the wrong block early (each
-query on either named block at random, or both on the moved block) and, the softmax being saturated,
-never recover: those runs end at 16-18% on block2block. `num_roles` > 2 and `scores="cosine"` (bounded
-logits) are options against it; in short runs neither removed the failure (docs/tabletop.md, "Which block
-the instruction names"), so the default stays 2 dot-product queries.
+default. A query scores objects in one of two ways:
+- 'slots': a learned identity key per object row. On the tabletop's 10% subset many Stage 1 runs lock a
+  query onto the wrong block early (each query on either named block at random, or both on the moved
+  block) and, the softmax being saturated, never recover: those runs end at 16-18% on block2block. More
+  queries and bounded (cosine) scores did not remove the failure (docs/tabletop.md, "Which block the
+  instruction names").
+- 'names': each object's name words (on the tabletop its colour and shape) are compared with the
+  instruction's words, laid out from the start and from the end; a query is a weight per layout position,
+  and an object's score is the sum of the weights of the positions its name words fill. The query then
+  only has to learn where a role's name stands ("push the _ _ to ..." / "... the _ _" at the end), the
+  same for every block, instead of eight blocks' names separately; a query cannot take an object an
+  earlier query took. A word the vocabulary lacks (token 1)
+  matches an object whose name has one, so a never-seen object ("push the banana to ...") is still found.
 """
 
 from __future__ import annotations
@@ -24,11 +32,17 @@ import math
 import torch
 from torch import nn
 
+from siefm.models.text import from_both_ends
+
 POSITION_SCALE = 10.0  # metres -> decimetres, so the selected positions are O(1) inputs
+NAME_SCALE = 5.0  # name scores: lets Adam's ~lr-sized steps reach a decisive softmax within ~1,000 steps
+EXCLUDE = 20.0  # name scores: logit penalty, per unit of weight, on objects earlier queries took
 
 
 class ObjectSelector(nn.Module):
-    """(B, S) states and (B, T) instruction codes -> (B, out_dim) features of the selected objects."""
+    """(B, S) states, (B, T) instruction codes (and, for name keys, the (B, L) word ids) -> (B, out_dim)
+    features of the selected objects. `object_words` (objects, W) are the word ids of each object's name
+    (0 pads): given, queries score names ('names'), else learned slot keys ('slots')."""
 
     def __init__(
         self,
@@ -39,6 +53,8 @@ class ObjectSelector(nn.Module):
         num_roles: int = 2,
         key_dim: int = 16,
         scores: str = "dot",
+        object_words: torch.Tensor | None = None,
+        max_words: int | None = None,
     ):
         super().__init__()
         if num_objects < 1 or prefix_dim < 2 or object_dim < 2 or num_roles < 1:
@@ -51,15 +67,47 @@ class ObjectSelector(nn.Module):
         self.num_objects, self.prefix_dim, self.object_dim = num_objects, prefix_dim, object_dim
         self.num_roles, self.key_dim, self.scores = num_roles, key_dim, scores
         self.pairs = list(itertools.combinations(range(num_roles), 2))
-        self.keys = nn.Parameter(torch.randn(num_objects, key_dim) / math.sqrt(key_dim))
-        self.queries = nn.Linear(text_dim, num_roles * key_dim)
+        self.keys: nn.Parameter | None = None
+        if object_words is None:
+            self.keys = nn.Parameter(torch.randn(num_objects, key_dim) / math.sqrt(key_dim))
+            self.queries = nn.Linear(text_dim, num_roles * key_dim)
+            return
+        if object_words.shape[0] != num_objects or max_words is None or scores != "dot":
+            raise ValueError(
+                f"name keys need one name per object ({object_words.shape[0]} for {num_objects}), "
+                "the instructions' max_words and dot scores."
+            )
+        # Not saved with the weights: the names come from the spec, so a board whose objects are renamed
+        # (the banana) is used by setting the spec's names (see EFM.use_object_names).
+        self.register_buffer("object_words", object_words, persistent=False)
+        self.positions = 2 * max_words  # the words from the start, then aligned to the end
+        self.position_weights = nn.Parameter(torch.zeros(num_roles, self.positions))
+        self.queries = nn.Linear(text_dim, num_roles * self.positions)
 
     @property
     def out_dim(self) -> int:
         return self.num_roles * (self.object_dim + 2) + 2 * len(self.pairs)
 
-    def weights(self, text: torch.Tensor) -> torch.Tensor:
-        """(B, roles, objects) attention of each query over the objects."""
+    def weights(self, text: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, roles, objects) attention of each query over the objects (`ids`: the word ids, name keys)."""
+        if self.keys is None:
+            if ids is None:
+                raise ValueError("a selector with name keys needs the instruction's word ids.")
+            layout = from_both_ends(ids)  # (B, P)
+            same = (layout[:, :, None, None] == self.object_words[None, None]).any(-1)  # (B, P, objects)
+            filled = (same & (layout != 0)[..., None]).float()
+            weights = self.position_weights + self.queries(text).view(-1, self.num_roles, self.positions)
+            logits = NAME_SCALE * weights @ filled  # (B, roles, objects)
+            # Choice: the queries name different objects. Each query's logits lose EXCLUDE times the
+            # weight the earlier queries put on an object, so the second cannot settle on the first's
+            # object, and on block2block falls at once to the other fully named block. Without this, one of
+            # six short Stage 1 runs had both queries on the moved block (docs/tabletop.md).
+            taken = torch.zeros_like(logits[:, 0])
+            roles = []
+            for role in range(self.num_roles):
+                roles.append(torch.softmax(logits[:, role] - EXCLUDE * taken, dim=-1))
+                taken = taken + roles[-1]
+            return torch.stack(roles, dim=1)
         queries = self.queries(text).view(-1, self.num_roles, self.key_dim)
         if self.scores == "cosine":
             # Unit vectors and a fixed scale bound every logit to [-5, 5], so the softmax cannot saturate
@@ -68,9 +116,11 @@ class ObjectSelector(nn.Module):
             return torch.softmax(5.0 * cosines, dim=-1)
         return torch.softmax(queries @ self.keys.T / math.sqrt(self.key_dim), dim=-1)
 
-    def forward(self, state: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, state: torch.Tensor, text: torch.Tensor, ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
         objects = state[:, self.prefix_dim :].view(-1, self.num_objects, self.object_dim)
-        selected = self.weights(text) @ objects  # (B, roles, object_dim)
+        selected = self.weights(text, ids) @ objects  # (B, roles, object_dim)
         positions = selected[..., :2] * POSITION_SCALE
         to_pusher = positions - state[:, None, :2] * POSITION_SCALE
         features = [selected[..., 2:].flatten(1), positions.flatten(1), to_pusher.flatten(1)]
