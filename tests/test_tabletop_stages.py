@@ -147,6 +147,16 @@ def test_name_keys_pick_the_objects_the_instruction_names_known_answer() -> None
         selector.weights(torch.zeros(2, 2))
 
 
+def test_the_exclusion_does_not_push_the_earlier_query_off_its_object() -> None:
+    names = ("red moon", "blue cube", "red cube")
+    selector, tokenizer = name_selector(names, ["push", "the", "red", "blue", "moon", "cube", "to"])
+    ids = tokenizer.encode(["push the red moon to the blue cube"])
+    # a loss on the second query's weights alone reaches the first query's position weights not at all
+    selector.weights(torch.zeros(1, 2), ids)[0, 1, 0].backward()
+    assert selector.position_weights.grad[0].abs().max() == 0
+    assert selector.position_weights.grad[1].abs().max() > 0
+
+
 def test_an_unknown_word_finds_the_object_with_an_unknown_name() -> None:
     # "banana" is not in the vocabulary: both it and the banana's name become the unknown token
     selector, tokenizer = name_selector(

@@ -101,12 +101,15 @@ class ObjectSelector(nn.Module):
             # Choice: the queries name different objects. Each query's logits lose EXCLUDE times the
             # weight the earlier queries put on an object, so the second cannot settle on the first's
             # object, and on block2block falls at once to the other fully named block. Without this, one of
-            # six short Stage 1 runs had both queries on the moved block (docs/tabletop.md).
+            # six short Stage 1 runs had both queries on the moved block (docs/tabletop.md). The penalty
+            # passes no gradient back to the earlier queries: with it, a later query's pull towards a
+            # block came back 20x as a push on the earlier query to leave that block, and in an 80% run
+            # the first query ended on no named block at all (docs/tabletop.md).
             taken = torch.zeros_like(logits[:, 0])
             roles = []
             for role in range(self.num_roles):
                 roles.append(torch.softmax(logits[:, role] - EXCLUDE * taken, dim=-1))
-                taken = taken + roles[-1]
+                taken = taken + roles[-1].detach()
             return torch.stack(roles, dim=1)
         queries = self.queries(text).view(-1, self.num_roles, self.key_dim)
         if self.scores == "cosine":
