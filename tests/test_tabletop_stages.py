@@ -119,8 +119,6 @@ def name_selector(names: tuple[str, ...], vocabulary: list[str]) -> tuple[Object
     tokenizer = WordTokenizer(vocabulary, max_length=8)
     selector = ObjectSelector(len(names), 4, 4, text_dim=2, object_words=tokenizer.encode(names), max_words=8)
     with torch.no_grad():
-        selector.queries.weight.zero_()
-        selector.queries.bias.zero_()
         selector.position_weights.zero_()
         selector.position_weights[0, [2, 3]] = 1.0
         selector.position_weights[1, [14, 15]] = 1.0
@@ -138,6 +136,8 @@ def test_name_keys_pick_the_objects_the_instruction_names_known_answer() -> None
     # the second query also loses 20 times the weight the first put on each object
     assert_close(weights[0, 1], torch.softmax(torch.tensor([0.0, 10.0, 5.0]) - 20 * first, dim=0))
     assert weights[1].argmax(-1).tolist() == [2, 0]
+    # the queries are shared position weights: the encoded text does not move them
+    assert_close(selector.weights(torch.randn(2, 2), ids), weights)
     # a query that reads the same words as the first still takes another object: the next best match
     with torch.no_grad():
         selector.position_weights[1] = selector.position_weights[0]

@@ -81,8 +81,11 @@ class ObjectSelector(nn.Module):
         # (the banana) is used by setting the spec's names (see EFM.use_object_names).
         self.register_buffer("object_words", object_words, persistent=False)
         self.positions = 2 * max_words  # the words from the start, then aligned to the end
+        # Choice: a query is its position weights alone, the same for every instruction. A per-instruction
+        # term from the encoded text (tried first) let the queries learn which block each instruction
+        # names one instruction at a time again, and 3 of 6 short runs locked onto the wrong blocks as
+        # slot keys do; with the shared weights alone none of 6 did (docs/tabletop.md).
         self.position_weights = nn.Parameter(torch.zeros(num_roles, self.positions))
-        self.queries = nn.Linear(text_dim, num_roles * self.positions)
 
     @property
     def out_dim(self) -> int:
@@ -96,8 +99,7 @@ class ObjectSelector(nn.Module):
             layout = from_both_ends(ids)  # (B, P)
             same = (layout[:, :, None, None] == self.object_words[None, None]).any(-1)  # (B, P, objects)
             filled = (same & (layout != 0)[..., None]).float()
-            weights = self.position_weights + self.queries(text).view(-1, self.num_roles, self.positions)
-            logits = NAME_SCALE * weights @ filled  # (B, roles, objects)
+            logits = NAME_SCALE * self.position_weights @ filled  # (B, roles, objects)
             # Choice: the queries name different objects. Each query's logits lose EXCLUDE times the
             # weight the earlier queries put on an object, so the second cannot settle on the first's
             # object, and on block2block falls at once to the other fully named block. Without this, one of
