@@ -159,9 +159,10 @@ class ModelConfig:
     """'objects' states: what a query scores. 'slots': a learned key per object row, so which words mean
     which row must be learnt; 'names': the object's name words (colour and shape on the tabletop), matched
     against the instruction's words at each position, from the start and from the end, so a query learns
-    only where in an instruction a role's name stands (see siefm.models.objects). Choice: 'names'; with
-    'slots', 4 of 6 short Stage 1 runs on the 10% subset missed a named block (docs/tabletop.md, "Which
-    block the instruction names"). Checkpoints from before this option read 'slots'."""
+    only where in an instruction a role's name stands (see siefm.models.objects). Choice: 'names'; in
+    6 short Stage 1 runs on 10%-subset-sized data, 4 missed a named block with 'slots' and none with
+    'names' (docs/tabletop.md, "Which block the instruction names"). Checkpoints from before this option
+    read 'slots'."""
     steps_to_go_sees: Literal["full", "selected"] | None = None
     """'objects' states: what the steps-to-go tower sees besides the instruction: the 'full' state and the
     selected objects, or only the 'selected' objects, which leaves less to memorise episodes by (choice for

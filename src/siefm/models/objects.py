@@ -19,9 +19,10 @@ default. A query scores objects in one of two ways:
   instruction's words, laid out from the start and from the end; a query is a weight per layout position,
   and an object's score is the sum of the weights of the positions its name words fill. The query then
   only has to learn where a role's name stands ("push the _ _ to ..." / "... the _ _" at the end), the
-  same for every block, instead of eight blocks' names separately; a query cannot take an object an
-  earlier query took. A word the vocabulary lacks (token 1)
-  matches an object whose name has one, so a never-seen object ("push the banana to ...") is still found.
+  same for every block, instead of eight blocks' names separately. A query cannot take an object an
+  earlier query took. A word the vocabulary lacks (token 1) matches an object whose name has one, so a
+  never-seen object ("push the banana to ...") is still found. In 6 short runs on the 10% subset's size
+  none missed a named block (docs/tabletop.md).
 """
 
 from __future__ import annotations
