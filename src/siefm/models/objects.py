@@ -94,26 +94,32 @@ class ObjectSelector(nn.Module):
 
     def weights(self, text: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
         """(B, roles, objects) attention of each query over the objects (`ids`: the word ids, name keys)."""
-        if self.keys is None:
-            if ids is None:
-                raise ValueError("a selector with name keys needs the instruction's word ids.")
-            layout = from_both_ends(ids)  # (B, P)
-            same = (layout[:, :, None, None] == self.object_words[None, None]).any(-1)  # (B, P, objects)
-            filled = (same & (layout != 0)[..., None]).float()
-            logits = NAME_SCALE * self.position_weights @ filled  # (B, roles, objects)
-            # Choice: the queries name different objects. Each query's logits lose EXCLUDE times the
-            # weight the earlier queries put on an object, so the second cannot settle on the first's
-            # object, and on block2block falls at once to the other fully named block. Without this, one of
-            # six short Stage 1 runs had both queries on the moved block (docs/tabletop.md). The penalty
-            # passes no gradient back to the earlier queries: with it, a later query's pull towards a
-            # block came back 20x as a push on the earlier query to leave that block, and in an 80% run
-            # the first query ended on no named block at all (docs/tabletop.md).
-            taken = torch.zeros_like(logits[:, 0])
-            roles = []
-            for role in range(self.num_roles):
-                roles.append(torch.softmax(logits[:, role] - EXCLUDE * taken, dim=-1))
-                taken = taken + roles[-1].detach()
-            return torch.stack(roles, dim=1)
+        if self.keys is not None:
+            return self._slot_weights(text)
+        if ids is None:
+            raise ValueError("a selector with name keys needs the instruction's word ids.")
+        return self._name_weights(ids)
+
+    def _name_weights(self, ids: torch.Tensor) -> torch.Tensor:
+        layout = from_both_ends(ids)  # (B, P)
+        same = (layout[:, :, None, None] == self.object_words[None, None]).any(-1)  # (B, P, objects)
+        filled = (same & (layout != 0)[..., None]).float()
+        logits = NAME_SCALE * self.position_weights @ filled  # (B, roles, objects)
+        # Choice: the queries name different objects. Each query's logits lose EXCLUDE times the weight the
+        # earlier queries put on an object, so the second cannot settle on the first's object, and on
+        # block2block falls at once to the other fully named block. Without this (and with a text term in
+        # the queries), one of six short Stage 1 runs had both queries on the moved block. The penalty
+        # passes no gradient back to the earlier queries: with it, a later query's pull towards a block
+        # came back 20x as a push on the earlier query to leave that block, and in an 80% run the first
+        # query ended on no named block at all (docs/tabletop.md).
+        taken = torch.zeros_like(logits[:, 0])
+        roles = []
+        for role in range(self.num_roles):
+            roles.append(torch.softmax(logits[:, role] - EXCLUDE * taken, dim=-1))
+            taken = taken + roles[-1].detach()
+        return torch.stack(roles, dim=1)
+
+    def _slot_weights(self, text: torch.Tensor) -> torch.Tensor:
         queries = self.queries(text).view(-1, self.num_roles, self.key_dim)
         if self.scores == "cosine":
             # Unit vectors and a fixed scale bound every logit to [-5, 5], so the softmax cannot saturate
