@@ -211,6 +211,24 @@ def test_instruction_goal_model_acts_and_scores_from_raw_instructions() -> None:
     assert not {id(p) for p in model.steps_to_go_tower.parameters()} & trained
 
 
+@pytest.mark.parametrize("steps_to_go_sees", ["full", "selected"])
+def test_forward_encodes_the_instruction_once_and_matches_the_per_head_calls(steps_to_go_sees: str) -> None:
+    model = tabletop_model(steps_to_go_sees=steps_to_go_sees)
+    state = torch.randn(5, STATE_DIM, generator=torch.Generator().manual_seed(0))
+    goals = model.goal_input(["push the red moon to the blue cube"] * 3 + ["move the green star up"] * 2)
+    calls = []
+    hooks = [
+        m.register_forward_hook(lambda *_: calls.append(1)) for m in (model.text_encoder, model.selector)
+    ]
+    output = model({"state": state}, goals)
+    assert len(calls) == 2  # one text encoding and one selection serve both heads
+    for hook in hooks:
+        hook.remove()
+    assert_close(output.steps_to_go_logits, model.steps_to_go_logits({"state": state}, goals))
+    action = output.actions.mode()
+    assert_close(output.actions.log_prob(action), model.log_prob({"state": state}, goals, action))
+
+
 def test_a_checkpoint_from_before_word_positions_loads_as_words_from_the_start(tmp_path: Path) -> None:
     old = tabletop_model(word_positions="start")
     path = save_checkpoint(tmp_path / "old", old, {"env": {"id": TABLETOP_ID}})

@@ -196,27 +196,39 @@ class EFM(EFMBase):
         if self.selector.keys is None:
             self.selector.object_words = self.tokenizer.encode(names).to(self.selector.object_words.device)
 
-    def _inputs(
-        self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor, selected_only: bool = False
-    ) -> torch.Tensor:
-        if self.tokenizer is not None:
-            state = (obs["state"] - self.input_mean) / self.input_std
-            text = self.text_encoder(goal)
-            if self.selector is None:
-                return torch.cat([state, text], dim=-1)
-            selected = self.selector(obs["state"], text, goal)
-            return torch.cat([text, selected] if selected_only else [state, text, selected], dim=-1)
-        return (torch.cat([obs["state"], goal], dim=-1) - self.input_mean) / self.input_std
+    def _tower_inputs(
+        self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The policy tower's and the steps-to-go tower's inputs, from one pass of the encoders.
+
+        The text encoder and the object selector are shared by both towers; `forward` (every Stage 1 step)
+        needs both inputs, and encoding once for both instead of once per head saves that work."""
+        if self.tokenizer is None:
+            both = (torch.cat([obs["state"], goal], dim=-1) - self.input_mean) / self.input_std
+            return both, both
+        state = (obs["state"] - self.input_mean) / self.input_std
+        text = self.text_encoder(goal)
+        if self.selector is None:
+            both = torch.cat([state, text], dim=-1)
+            return both, both
+        selected = self.selector(obs["state"], text, goal)
+        policy = torch.cat([state, text, selected], dim=-1)
+        if self.config.steps_to_go_sees == "selected":
+            return policy, torch.cat([text, selected], dim=-1)
+        return policy, policy
 
     def action_distribution(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> ActionDistribution:
-        return self.action_head(self.policy_tower(self._inputs(obs, goal)))
+        return self.action_head(self.policy_tower(self._tower_inputs(obs, goal)[0]))
 
     def steps_to_go_logits(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
-        selected_only = self.selector is not None and self.config.steps_to_go_sees == "selected"
-        return self.steps_to_go_head(self.steps_to_go_tower(self._inputs(obs, goal, selected_only)))
+        return self.steps_to_go_head(self.steps_to_go_tower(self._tower_inputs(obs, goal)[1]))
 
     def forward(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> EFMOutput:
-        return EFMOutput(self.action_distribution(obs, goal), self.steps_to_go_logits(obs, goal))
+        policy_input, steps_input = self._tower_inputs(obs, goal)
+        return EFMOutput(
+            self.action_head(self.policy_tower(policy_input)),
+            self.steps_to_go_head(self.steps_to_go_tower(steps_input)),
+        )
 
     def frozen_inputs(self, obs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """State observations have nothing frozen to precompute."""
