@@ -8,7 +8,8 @@ initialisation; the evaluation episodes are the same), then aggregate the block2
             --stage2-seeds 0 1 2
     done
     python benchmarks/tabletop_seeds.py --results runs/bench-tabletop-det16/results.json \
-        runs/bench-det16-seed1/results.json runs/bench-det16-seed2/results.json --out OUT.json
+        runs/bench-det16-seed1/results.json runs/bench-det16-seed2/results.json --out OUT.json \
+        --plot OUT.png
 
 For each policy it reports the block2block success of every Stage 1 seed and their mean and standard
 deviation. A Stage 2 mode's figure for one Stage 1 seed is the mean over its Stage 2 seeds, so every
@@ -25,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import tyro
 
+from siefm.eval.plots import plot_seed_success
+
 
 @dataclass(frozen=True)
 class Args:
@@ -32,6 +35,20 @@ class Args:
     """results.json of `benchmarks/tabletop.py`, one per Stage 1 seed."""
     out: Path | None = None
     """Write the aggregate here as JSON."""
+    plot: Path | None = None
+    """Draw the block2block success per policy here (PNG): the means as bars, each Stage 1 seed as a line."""
+    title: str = ""
+    """The plot's title."""
+
+
+# The plot's order and labels: from Stage 1 on 10%, through practice, to Stage 1 on 80% and the oracle.
+PLOT_LABELS = {
+    "bc10": "Stage 1\n10%",
+    "stage2_episodic": "Stage 2 from 10%\nepisodic",
+    "stage2_reset-free": "Stage 2 from 10%\nreset-free",
+    "bc80": "Stage 1\n80%",
+    "optimal": "oracle",
+}
 
 
 def block2block_by_policy(results: dict) -> dict[str, float]:
@@ -72,6 +89,10 @@ def main(args: Args) -> dict:
     summary["results"] = [str(path) for path in args.results]
     if args.out is not None:
         args.out.write_text(json.dumps(summary, indent=2))
+    if args.plot is not None:
+        rates = summary["block2block"]
+        rows = {label: rates[name] for name, label in PLOT_LABELS.items() if name in rates}
+        plot_seed_success(rows, summary["stage1_seeds"], args.plot, args.title)
     return summary
 
 

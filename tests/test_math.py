@@ -6,6 +6,7 @@ the code under test.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -332,3 +333,22 @@ def test_tabletop_seed_aggregate_weighs_each_stage1_seed_equally(monkeypatch: py
     assert summary["block2block"]["bc10"]["mean"] == pytest.approx(0.65)
     # Paired with its own Stage 1 seed's 80% policy: 0.8 - 0.84 and 0.9 - 0.8.
     assert summary["stage2_minus_bc80"]["stage2_reset-free"]["per_seed"] == pytest.approx([-0.04, 0.1])
+
+
+def test_tabletop_seed_aggregate_writes_its_json_and_plot(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    import tabletop_seeds as module
+
+    paths = []
+    for seed, rates in ((0, [0.8]), (1, [0.9])):
+        paths.append(tmp_path / f"seed{seed}.json")
+        paths[-1].write_text(json.dumps(_benchmark_results(seed, 0.6, 0.85, rates)))
+    out, plot = tmp_path / "seeds.json", tmp_path / "seeds.png"
+    module.main(module.Args(results=tuple(paths), out=out, plot=plot))
+    assert json.loads(out.read_text())["block2block"]["stage2_reset-free"]["mean"] == pytest.approx(0.85)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "other.json").write_text("{}")
+    with pytest.raises(SystemExit, match=r"not a results\.json"):
+        module.main(module.Args(results=(tmp_path / "other.json",)))

@@ -94,3 +94,32 @@ def plot_family_success(results: dict[str, dict[str, Any]], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def plot_seed_success(
+    rows: dict[str, dict[str, Any]], seeds: Sequence[int], path: Path, title: str = ""
+) -> Path:
+    """Bars of the mean success per policy over Stage 1 seeds, with each seed's figures joined by a line.
+
+    `rows` maps a policy's label to {"per_seed": [one rate per seed in `seeds`], "mean": m}
+    (benchmarks/tabletop_seeds.py). The lines show what a mean of three seeds hides: which seed sits where."""
+    labels = list(rows)
+    means = [rows[label]["mean"] for label in labels]
+    fig, ax = plt.subplots(figsize=(2.2 + 1.3 * len(labels), 3.8))
+    x = np.arange(len(labels))
+    ax.bar(x, means, 0.6, color="C0", alpha=0.4)
+    for i, seed in enumerate(seeds):
+        values = [rows[label]["per_seed"][i] for label in labels]
+        ax.plot(x, values, "o-", color=f"C{i + 1}", ms=5, lw=0.8, label=f"Stage 1 seed {seed}")
+    for k, mean in enumerate(means):  # at the bar's foot, clear of the seeds' dots
+        ax.text(k, 0.03, f"mean\n{mean:.1%}", ha="center", fontsize=8)
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("true success")
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
