@@ -196,38 +196,40 @@ class EFM(EFMBase):
         if self.selector.keys is None:
             self.selector.object_words = self.tokenizer.encode(names).to(self.selector.object_words.device)
 
-    def _tower_inputs(
-        self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The policy tower's and the steps-to-go tower's inputs, from one pass of the encoders.
+    def _encode(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> list[torch.Tensor]:
+        """The encoded inputs, one pass of the encoders: [z-scored state and goal] for vector goals, else
+        [z-scored state, instruction code] and, with object selection, the selected objects' features.
 
-        The text encoder and the object selector are shared by both towers; `forward` (every Stage 1 step)
-        needs both inputs, and encoding once for both instead of once per head saves that work."""
+        The policy tower reads them all; `forward` (every Stage 1 step) feeds both towers from one call, so
+        the text encoder and the selector run once per batch, not once per head."""
         if self.tokenizer is None:
-            both = (torch.cat([obs["state"], goal], dim=-1) - self.input_mean) / self.input_std
-            return both, both
-        state = (obs["state"] - self.input_mean) / self.input_std
-        text = self.text_encoder(goal)
-        if self.selector is None:
-            both = torch.cat([state, text], dim=-1)
-            return both, both
-        selected = self.selector(obs["state"], text, goal)
-        policy = torch.cat([state, text, selected], dim=-1)
-        if self.config.steps_to_go_sees == "selected":
-            return policy, torch.cat([text, selected], dim=-1)
-        return policy, policy
+            return [(torch.cat([obs["state"], goal], dim=-1) - self.input_mean) / self.input_std]
+        pieces = [(obs["state"] - self.input_mean) / self.input_std, self.text_encoder(goal)]
+        if self.selector is not None:
+            pieces.append(self.selector(obs["state"], pieces[1], goal))
+        return pieces
+
+    def _steps_to_go_input(
+        self, pieces: list[torch.Tensor], policy_input: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The steps-to-go tower's input: the policy's (reused when given), or, with `steps_to_go_sees =
+        'selected'`, the instruction code and the selected objects only."""
+        if self.selector is not None and self.config.steps_to_go_sees == "selected":
+            return torch.cat(pieces[1:], dim=-1)
+        return torch.cat(pieces, dim=-1) if policy_input is None else policy_input
 
     def action_distribution(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> ActionDistribution:
-        return self.action_head(self.policy_tower(self._tower_inputs(obs, goal)[0]))
+        return self.action_head(self.policy_tower(torch.cat(self._encode(obs, goal), dim=-1)))
 
     def steps_to_go_logits(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
-        return self.steps_to_go_head(self.steps_to_go_tower(self._tower_inputs(obs, goal)[1]))
+        return self.steps_to_go_head(self.steps_to_go_tower(self._steps_to_go_input(self._encode(obs, goal))))
 
     def forward(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> EFMOutput:
-        policy_input, steps_input = self._tower_inputs(obs, goal)
+        pieces = self._encode(obs, goal)
+        policy_input = torch.cat(pieces, dim=-1)
         return EFMOutput(
             self.action_head(self.policy_tower(policy_input)),
-            self.steps_to_go_head(self.steps_to_go_tower(steps_input)),
+            self.steps_to_go_head(self.steps_to_go_tower(self._steps_to_go_input(pieces, policy_input))),
         )
 
     def frozen_inputs(self, obs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
