@@ -16,7 +16,11 @@ Per seed, on the nested `--data-fraction` subset of the dataset:
 Success against practice episodes comes from each Stage 2 run's metrics (the true success of the episodes
 practised in each iteration). Writes OUT/results.json (with the DESIGN.md keys: `bc` = (a)'s Stage 1
 policy, `improved` = Stage 2 with the pretrained reward model, `optimal` = oracle, for the first seed) and
-OUT/ablation.png. Stage 1 runs already in OUT are reused, so an interrupted benchmark can be rerun.
+OUT/ablation.png. Stage 1 runs and finished Stage 2 runs already in OUT are reused, so an interrupted
+benchmark can be rerun, and a Stage 2 arm can be run by hand beside another job (`siefm improve
+--sft-run OUT/seedK/sft-pretrained --policy OUT/seedK/sft-pretrained/checkpoints/policy
+--out OUT/seedK/improve-reward-pretrained --improve.num-iterations 40 --improve.seed K`); a reused run
+must have the settings the benchmark asks for.
 """
 
 from __future__ import annotations
@@ -34,11 +38,12 @@ import numpy as np
 import tyro
 
 from siefm.checkpoint import load_checkpoint
-from siefm.config import EvalConfig, ImproveConfig, ModelConfig, SFTConfig
+from siefm.config import EvalConfig, ImproveConfig, ModelConfig, SFTConfig, from_dict
 from siefm.data.dataset import read_dataset
-from siefm.demo import improve_and_summarise, machine_info
+from siefm.demo import improve_and_summarise, machine_info, stage2_summary
 from siefm.eval.report import evaluate_tabletop_policies, tabletop_summaries
 from siefm.improve.reward import RewardModel
+from siefm.improve.train import POLICY_DIR
 from siefm.models.build import ENCODER_PRESETS
 from siefm.sft import train_sft
 from siefm.tabletop_demo import dataset_summary, episodes_per_family
@@ -78,8 +83,33 @@ def stage1(args: Args, encoder: str, seed: int, **changes: int) -> Path:
 
 
 def stage2(args: Args, reward_run: Path, policy: Path, name: str, seed: int) -> dict:
+    out = args.out / f"seed{seed}" / name
     config = dataclasses.replace(args.improve, seed=seed)
-    return improve_and_summarise(reward_run, args.out / f"seed{seed}" / name, config, policy)
+    if (out / POLICY_DIR).exists():  # finished before (or by hand with the same settings): reused
+        check_reused_stage2(out, reward_run, policy, config)
+        return {**stage2_summary(out), "reused": True}
+    return improve_and_summarise(reward_run, out, config, policy)
+
+
+def check_reused_stage2(run: Path, reward_run: Path, policy: Path, config: ImproveConfig) -> None:
+    """A finished Stage 2 run is reused only if it started from the same checkpoints with the settings asked
+    for (those left at None are the domain defaults, recorded resolved), or it would change the results."""
+    recorded = json.loads((run / "config.json").read_text())
+    settings = from_dict(ImproveConfig, recorded["improve"])
+    differing = [
+        f.name
+        for f in dataclasses.fields(ImproveConfig)
+        if getattr(config, f.name) is not None and getattr(settings, f.name) != getattr(config, f.name)
+    ]
+    if recorded["sft_run"] != str(reward_run.resolve()):
+        differing.append("sft_run")
+    if recorded["policy"] != str(policy.resolve()):
+        differing.append("policy")
+    if differing:
+        raise SystemExit(
+            f"{run} ran with other Stage 2 settings ({', '.join(differing)}) than this benchmark asks for; "
+            "delete it, or pass the same --improve options."
+        )
 
 
 def run_seed(args: Args, seed: int) -> dict:

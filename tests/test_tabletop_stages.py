@@ -410,3 +410,22 @@ def test_tabletop_benchmark_refuses_a_leftover_stage1_run_with_other_settings(
     old_rule = SFTConfig(steps=30_000, eval_every=1_000, data_fraction=0.1, reward_selection="d_error")
     with pytest.raises(SystemExit, match="reward_selection"):
         benchmark.check_reused_stage1(tmp_path, old_rule)
+
+
+def test_pixel_benchmark_reuses_a_stage2_run_only_with_the_same_checkpoints_and_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    import pixels as benchmark
+
+    sft_run, policy = tmp_path / "sft", tmp_path / "sft" / "checkpoints" / "policy"
+    # as `siefm improve` records it: the tabletop defaults (N, c) resolved
+    ran = ImproveConfig(num_iterations=40, seed=1, num_updates=16, reward_scale=0.05)
+    recorded = {"command": "improve", "sft_run": str(sft_run), "policy": str(policy), "improve": to_dict(ran)}
+    (tmp_path / "config.json").write_text(json.dumps(recorded))
+    asked = ImproveConfig(num_iterations=40, seed=1)
+    benchmark.check_reused_stage2(tmp_path, sft_run, policy, asked)
+    with pytest.raises(SystemExit, match="num_iterations, seed"):
+        benchmark.check_reused_stage2(tmp_path, sft_run, policy, ImproveConfig(num_iterations=64, seed=0))
+    with pytest.raises(SystemExit, match="policy"):
+        benchmark.check_reused_stage2(tmp_path, sft_run, tmp_path / "other", asked)

@@ -29,7 +29,7 @@ from siefm.eval.diagnostics import reward_model_diagnostics
 from siefm.eval.evaluate import EvalResult, efm_policy, evaluate, wilson_interval
 from siefm.eval.plots import plot_learning_curve, plot_trajectories
 from siefm.improve.reward import precision_recall
-from siefm.improve.train import improve
+from siefm.improve.train import POLICY_DIR, improve
 from siefm.logging import read_metrics
 from siefm.sft import train_sft
 
@@ -175,7 +175,13 @@ def improve_and_summarise(
     """Runs Stage 2 (`siefm improve`) and summarises it for a benchmark: its counters, the detector's
     pooled precision and recall, how practice ended, and the practice curve."""
     started = time.perf_counter()
-    path = improve(sft_run, out, config, policy)
+    improve(sft_run, out, config, policy)
+    return {**stage2_summary(out), "wall_seconds_total": time.perf_counter() - started}
+
+
+def stage2_summary(out: Path) -> dict[str, Any]:
+    """The benchmark summary of the finished Stage 2 run in `out` (see `improve_and_summarise`)."""
+    path = out / POLICY_DIR
     records = read_metrics(out / "metrics.jsonl")
     meta = load_checkpoint(path)[1]
     return {
@@ -190,7 +196,6 @@ def improve_and_summarise(
             "true_success": [r["rollout/true_success"] for r in records],
             "detected_success": [r["rollout/detected_success"] for r in records],
         },
-        "wall_seconds_total": time.perf_counter() - started,
     }
 
 
