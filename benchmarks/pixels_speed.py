@@ -2,7 +2,8 @@
 
     MUJOCO_GL=egl python benchmarks/pixels_speed.py --dataset runs/data-20k --out runs/bench-pixels-speed
 
-Encoder choices (64 x 64 frames, 8 blocks, one torch thread, nothing else running):
+Encoder choices (`--image-size` frames, 96 x 96 by default, 8 blocks, one torch thread, nothing else
+running):
 - pretrained: EfficientNet-Lite0 (frozen) + MiniLM token states (frozen);
 - pretrained, no cache: the same model re-encoding both frames of every sample on every batch, which is
   what the feature cache saves;
@@ -12,7 +13,7 @@ samples/s = batch x steps / seconds, median of `--repeats`. The one-off cost of 
 dataset's frames is reported separately, per frame. Stage 2: `collect_practice` of N x B = 1,024 samples
 with 16 robots, a policy and a reward model of the same choice (untrained: only speed is measured), median
 of `--repeats`, as env steps/s and as a ratio to the raw simulator with the camera (one board stepping with
-random 3 cm pushes and rendering one 64 x 64 frame per step). Results go to OUT/results.json.
+random 3 cm pushes and rendering one frame per step). Results go to OUT/results.json.
 """
 
 from __future__ import annotations
@@ -47,9 +48,11 @@ class Args:
     episodes: int = 200
     """Demonstrations whose frames Stage 1 trains on here."""
     steps: int = 50
-    batch_size: int = 64
+    batch_size: int = 128
+    """Pixel Stage 1's default batch."""
     repeats: int = 3
-    image_size: int = 64
+    image_size: int = ModelConfig().image_size
+    """Frame side; the pixel model's default (96)."""
 
 
 def model_config(choice: str, image_size: int) -> ModelConfig:
