@@ -17,7 +17,7 @@ from siefm.checkpoint import load_checkpoint, save_checkpoint
 from siefm.config import POINTMASS_ID, TABLETOP_ID, ImproveConfig, ModelConfig
 from siefm.data.collect_tabletop import TabletopCollectConfig, collect_tabletop
 from siefm.data.dataset import read_dataset
-from siefm.data.pixels import dataset_frame_chunks, frame_pairs, render_dataset_frames
+from siefm.data.pixels import dataset_frame_chunks, encoded_dataset_frames, frame_pairs, render_dataset_frames
 from siefm.envs.tabletop import TabletopConfig, TabletopEnv
 from siefm.envs.tabletop.camera import Camera
 from siefm.envs.tabletop.oracle import PushOracle
@@ -145,6 +145,23 @@ def test_dataset_frames_come_in_chunks_of_the_same_frames(tabletop_data: Path) -
     chunks = list(dataset_frame_chunks(dataset, SIZE, chunk_frames=7))
     assert [len(chunk) for chunk in chunks[:-1]] == [7] * (len(chunks) - 1) and 0 < len(chunks[-1]) <= 7
     assert (np.concatenate(chunks) == render_dataset_frames(dataset, SIZE)).all()
+
+
+def test_frozen_features_of_a_dataset_are_the_same_from_worker_processes_and_in_process(
+    tabletop_data: Path,
+) -> None:
+    from siefm.models.vision import ScratchCNN
+
+    torch.manual_seed(0)
+    encoder = ScratchCNN().eval()  # any frozen encoder; this one needs no extra
+    dataset = read_dataset(tabletop_data).select_episodes(np.array([0, 1]))
+    with torch.no_grad():
+        expected = encoder(torch.from_numpy(render_dataset_frames(dataset, SIZE))).half()
+    in_process = encoded_dataset_frames(dataset, SIZE, encoder, workers=1, chunk_frames=7)
+    two_workers = encoded_dataset_frames(dataset, SIZE, encoder, workers=2, chunk_frames=7)
+    assert in_process.shape == expected.shape and in_process.dtype == torch.float16
+    assert_close(in_process, expected, atol=1e-3, rtol=1e-3)
+    assert_close(two_workers, expected, atol=1e-3, rtol=1e-3)  # every chunk, back in frame order
 
 
 # --- the pixel EFM --------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from siefm.config import TABLETOP_ID, SFTConfig, to_dict
 from siefm.data.dataset import DatasetError, EpisodeDataset, read_dataset
 from siefm.data.hindsight import HindsightLabels, block2block_hindsight
 from siefm.data.normalize import feature_stats
-from siefm.data.pixels import dataset_frame_chunks, frame_pairs
+from siefm.data.pixels import dataset_frame_chunks, encoded_dataset_frames, frame_pairs
 from siefm.data.sampler import Frames, stage1_split
 from siefm.envs.tabletop import TabletopConfig
 from siefm.eval.grounding import is_grounded, selector_grounding
@@ -39,7 +39,6 @@ from siefm.models.build import build_efm
 from siefm.models.efm import EFMBase, EFMOutput, ModelSpec
 from siefm.models.pretrained import MAX_TOKENS
 from siefm.models.text import WordTokenizer
-from siefm.models.vision import encode_in_small_batches
 
 log = logging.getLogger("siefm")
 
@@ -317,14 +316,15 @@ def model_frames(model: EFMBase, dataset: EpisodeDataset) -> Frames:
     if model.config.observation != "pixels":
         return frames
     trainable = model.vision.trainable  # type: ignore[attr-defined]
-    images = torch.empty(0)
-    start = 0  # filled chunk by chunk: a frozen encoder's images are never held whole, nor anything twice
-    for chunk in dataset_frame_chunks(dataset, model.config.image_size):
-        block = torch.from_numpy(chunk) if trainable else encode_frames(model, torch.from_numpy(chunk))
-        if start == 0:
-            images = torch.empty((dataset.num_frames, *block.shape[1:]), dtype=block.dtype)
-        images[start : start + len(block)] = block
-        start += len(block)
+    size = model.config.image_size
+    if trainable:  # the frames themselves, filled chunk by chunk so that nothing is held twice
+        images = torch.empty((dataset.num_frames, size, size, 3), dtype=torch.uint8)
+        start = 0
+        for chunk in dataset_frame_chunks(dataset, size):
+            images[start : start + len(chunk)] = torch.from_numpy(chunk)
+            start += len(chunk)
+    else:  # a frozen encoder's images are never held whole
+        images = encoded_dataset_frames(dataset, size, model.vision)  # type: ignore[arg-type]
     ids = torch.from_numpy(frame_pairs(dataset))
     bounds = torch.from_numpy(dataset.episode_bounds)
     return dataclasses.replace(
@@ -349,12 +349,6 @@ def hindsight_frames(model: EFMBase, train: Frames, labels: HindsightLabels) -> 
         steps_to_go=torch.from_numpy(labels.steps_to_go),
         has_action=torch.zeros(len(labels), dtype=torch.bool),
     )
-
-
-def encode_frames(model: EFMBase, images: torch.Tensor) -> torch.Tensor:
-    """(I, H, W, 3) uint8 -> (I, C, h, w) float16 features of the model's frozen vision encoder (float16
-    halves the cache; the towers read them as float32)."""
-    return encode_in_small_batches(model.vision, images).half()  # type: ignore[arg-type]
 
 
 def eval_batch_size(model: EFMBase) -> int:
