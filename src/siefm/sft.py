@@ -28,7 +28,7 @@ from siefm.config import TABLETOP_ID, SFTConfig, to_dict
 from siefm.data.dataset import DatasetError, EpisodeDataset, read_dataset
 from siefm.data.hindsight import HindsightLabels, block2block_hindsight
 from siefm.data.normalize import feature_stats
-from siefm.data.pixels import dataset_frame_chunks, encoded_dataset_frames, frame_pairs
+from siefm.data.pixels import dataset_frame_chunks, encoded_dataset_frames, frame_pairs, stack_chunks
 from siefm.data.sampler import Frames, stage1_split
 from siefm.envs.tabletop import TabletopConfig
 from siefm.eval.grounding import is_grounded, selector_grounding
@@ -317,12 +317,8 @@ def model_frames(model: EFMBase, dataset: EpisodeDataset) -> Frames:
         return frames
     trainable = model.vision.trainable  # type: ignore[attr-defined]
     size = model.config.image_size
-    if trainable:  # the frames themselves, filled chunk by chunk so that nothing is held twice
-        images = torch.empty((dataset.num_frames, size, size, 3), dtype=torch.uint8)
-        start = 0
-        for chunk in dataset_frame_chunks(dataset, size):
-            images[start : start + len(chunk)] = torch.from_numpy(chunk)
-            start += len(chunk)
+    if trainable:  # the frames themselves
+        images = stack_chunks(map(torch.from_numpy, dataset_frame_chunks(dataset, size)), dataset.num_frames)
     else:  # a frozen encoder's images are never held whole
         images = encoded_dataset_frames(dataset, size, model.vision)  # type: ignore[arg-type]
     ids = torch.from_numpy(frame_pairs(dataset))

@@ -23,7 +23,7 @@ from siefm.envs.tabletop.camera import Camera
 from siefm.models.vision import VisionEncoder, encode_in_small_batches
 
 TABLETOP_ID = "siefm/Tabletop-v0"
-ENCODE_CHUNK_FRAMES = 4096  # frames a worker renders and encodes per task (47 MB of features at 96 x 96)
+CHUNK_FRAMES = 4096  # frames rendered (and encoded) per chunk, by a worker per task: 47 MB of features at 96
 
 
 def render_dataset_frames(dataset: EpisodeDataset, size: int) -> np.ndarray:
@@ -32,7 +32,7 @@ def render_dataset_frames(dataset: EpisodeDataset, size: int) -> np.ndarray:
 
 
 def dataset_frame_chunks(
-    dataset: EpisodeDataset, size: int, chunk_frames: int = 4096
+    dataset: EpisodeDataset, size: int, chunk_frames: int = CHUNK_FRAMES
 ) -> Iterator[np.ndarray]:
     """The dataset's frames in frame order, rendered `chunk_frames` at a time: a consumer that keeps only
     each chunk's encoding never holds all the images, which at 128 x 128 are 15 GB for 300K frames."""
@@ -53,7 +53,7 @@ def encoded_dataset_frames(
     size: int,
     encoder: VisionEncoder,
     workers: int | None = None,
-    chunk_frames: int = ENCODE_CHUNK_FRAMES,
+    chunk_frames: int = CHUNK_FRAMES,
 ) -> torch.Tensor:
     """(F, C, h, w) float16 features of a frozen `encoder` for every frame of a tabletop dataset (float16
     halves the cache; the towers read them as float32), rendered and encoded `chunk_frames` at a time by
@@ -64,33 +64,36 @@ def encoded_dataset_frames(
     two processes rendered and encoded 1.9x as many frames per second as one with two threads. A dataset
     of one chunk is done in this process, where starting workers would cost more than it saves."""
     states = dataset.columns["observation.state"]
-    starts = range(0, len(states), chunk_frames)
-    pieces = [states[start : start + chunk_frames] for start in starts]
+    pieces = [states[start : start + chunk_frames] for start in range(0, len(states), chunk_frames)]
     workers = min(os.cpu_count() or 1, 4) if workers is None else workers
     args = (board_config(dataset), size, encoder)
     with tqdm(total=len(states), desc="dataset frames", unit="frame", mininterval=1.0) as progress:
         if workers > 1 and len(pieces) > 1:
             context = torch.multiprocessing.get_context("spawn")  # no forked OpenMP or EGL state
             with context.Pool(min(workers, len(pieces)), _start_worker, (*args, 1)) as pool:
-                blocks = pool.imap(_encode_in_worker, pieces)
-                return _fill(blocks, starts, len(states), progress)
+                return stack_chunks(pool.imap(_encode_in_worker, pieces), len(states), progress)
         else:
             encode = FrameEncoder(*args)
             try:
-                return _fill(map(encode, pieces), starts, len(states), progress)
+                return stack_chunks(map(encode, pieces), len(states), progress)
             finally:
                 encode.close()
 
 
-def _fill(blocks: Iterable[torch.Tensor], starts: range, frames: int, progress: tqdm) -> torch.Tensor:
-    """The blocks, in order, in one (frames, ...) tensor allocated at the first: nothing is held twice."""
-    features = torch.empty(0)
-    for start, block in zip(starts, blocks, strict=True):
+def stack_chunks(chunks: Iterable[torch.Tensor], frames: int, progress: tqdm | None = None) -> torch.Tensor:
+    """Consecutive chunks of `frames` rows, in order, in one tensor allocated at the first chunk: nothing
+    is held twice, as a concatenation would."""
+    stacked, start = torch.empty(0), 0
+    for chunk in chunks:
         if start == 0:
-            features = torch.empty((frames, *block.shape[1:]), dtype=block.dtype)
-        features[start : start + len(block)] = block
-        progress.update(len(block))
-    return features
+            stacked = torch.empty((frames, *chunk.shape[1:]), dtype=chunk.dtype)
+        stacked[start : start + len(chunk)] = chunk
+        start += len(chunk)
+        if progress is not None:
+            progress.update(len(chunk))
+    if start != frames:
+        raise ValueError(f"the chunks hold {start} rows, not {frames}.")
+    return stacked
 
 
 class FrameRenderer:
