@@ -44,7 +44,7 @@ from siefm.demo import improve_and_summarise, machine_info, stage2_summary
 from siefm.eval.report import evaluate_tabletop_policies, tabletop_summaries
 from siefm.improve.reward import RewardModel
 from siefm.improve.train import POLICY_DIR
-from siefm.models.build import ENCODER_PRESETS
+from siefm.models.build import with_encoders
 from siefm.sft import train_sft
 from siefm.tabletop_demo import dataset_summary, episodes_per_family
 
@@ -74,7 +74,7 @@ class Args:
 def stage1(args: Args, encoder: str, seed: int, **changes: int) -> Path:
     run = args.out / f"seed{seed}" / f"sft-{encoder}"
     if not (run / "sft_summary.json").exists():
-        model = dataclasses.replace(args.sft.model, **ENCODER_PRESETS[encoder])
+        model = with_encoders(args.sft.model, encoder)
         config = dataclasses.replace(
             args.sft, model=model, data_fraction=args.data_fraction, seed=seed, **changes
         )

@@ -89,11 +89,14 @@ class ModelConfig:
     3-layer CNN of the same output shape, trained in Stage 1) or 'hf' (a Hugging Face vision or CLIP /
     SigLIP-style model loaded from the local directory `hf_path`, frozen). Stage 2 freezes every vision
     encoder, as the paper."""
-    pixel_readout: Literal["flatten", "keypoints"] = "keypoints"
+    pixel_readout: Literal["flatten", "keypoints", "board"] = "keypoints"
     """'pixels': how each tower reads its instruction-conditioned feature map: 'flatten' (every cell into
     the MLP) or 'keypoints' (a spatial softmax: the x, y of 16 learned keypoints, plus each channel's
     maximum; choice: keypoints, whose coordinates carry over to layouts not seen in training, where a
-    flattened map is memorised by layout; docs/pixels.md)."""
+    flattened map is memorised by layout; docs/pixels.md). Or 'board': a reader estimates every block's
+    pose from the current frame, trained in Stage 1 on the poses the demonstrations recorded, and the
+    state model's towers act and predict steps-to-go on that estimate (siefm.models.board_efm; needs
+    'words' instructions, the default with it)."""
     pixel_towers: Literal["separate", "shared"] = "separate"
     """'pixels': 'separate' fusion towers for the action and the steps-to-go head, or one 'shared' tower
     under both heads, as the paper's single model (PAPER.md §2), so behaviour cloning shapes the features
@@ -218,8 +221,32 @@ class ModelConfig:
         )
         _require(self.image_size >= 16, self, "image_size", ">= 16")
         _require(
-            self.pixel_readout in ("flatten", "keypoints"), self, "pixel_readout", "'flatten' or 'keypoints'"
+            self.pixel_readout in ("flatten", "keypoints", "board"),
+            self,
+            "pixel_readout",
+            "'flatten', 'keypoints' or 'board'",
         )
+        if self.pixel_readout == "board":  # the state model's towers replace the pixel towers
+            _require(
+                self.goal_encoder in (None, "words"),
+                self,
+                "goal_encoder",
+                "'words' with --sft.model.pixel-readout board (its object selector matches the instruction's "
+                "words to the blocks' names)",
+            )
+            _require(
+                self.pixel_towers == "separate" and self.pixel_steps_to_go_sees == "map",
+                self,
+                "pixel_readout",
+                "'flatten' or 'keypoints' with pixel_towers 'shared' or pixel_steps_to_go_sees 'selected' "
+                "(the board readout has the state model's towers)",
+            )
+            _require(
+                self.instruction_aux_weight == 0,
+                self,
+                "instruction_aux_weight",
+                "0 with --sft.model.pixel-readout board",
+            )
         _require(self.pixel_towers in ("separate", "shared"), self, "pixel_towers", "'separate' or 'shared'")
         _require(
             self.pixel_steps_to_go_sees in ("map", "selected"),
@@ -272,7 +299,8 @@ class ModelConfig:
     def resolve(self, env_id: str) -> ModelConfig:
         """This config with the None fields set to `env_id`'s domain defaults (another env's data gets a flat
         state encoder; its goal, action and steps-to-go settings must be given). Pixel models exist for the
-        tabletop only, and their instructions default to the pretrained MiniLM encoder."""
+        tabletop only, and their instructions default to the pretrained MiniLM encoder (the board readout's to
+        the word encoder, which its object selector needs)."""
         config = self
         if self.observation == "pixels":
             if env_id != TABLETOP_ID:
@@ -280,7 +308,8 @@ class ModelConfig:
                     f"ModelConfig.observation = 'pixels' needs tabletop data ({TABLETOP_ID}), not {env_id}: "
                     "use --sft.model.observation state."
                 )
-            config = dataclasses.replace(self, goal_encoder=self.goal_encoder or "minilm")
+            text = "words" if self.pixel_readout == "board" else "minilm"
+            config = dataclasses.replace(self, goal_encoder=self.goal_encoder or text)
         if env_id not in MODEL_DEFAULTS:
             config = dataclasses.replace(
                 self,

@@ -96,7 +96,8 @@ def sft_loss(
     """The Stage 1 objective: BC + steps-to-go with equal weight; `with_d_error` (validation) also reports
     d's error, which is not trained. `hindsight` frames (relabelled goals) join the steps-to-go term only,
     each weighted as a demonstration frame."""
-    output = model(frames.observation(), frames.goal_input())
+    obs = model.encoded(frames.observation())
+    output = model(obs, frames.goal_input())
     bc = bc_loss(output, frames.action, frames.has_action)
     bins = model.steps_to_go_bins
     logits, labels = output.steps_to_go_logits, frames.steps_to_go
@@ -105,13 +106,18 @@ def sft_loss(
         logits, labels = torch.cat([logits, extra]), torch.cat([labels, hindsight.steps_to_go])
     steps = steps_to_go_loss(logits, labels, bins)
     metrics = {"bc_loss": bc.item(), "steps_to_go_loss": steps.item()}
+    total = bc + steps
+    perception = model.perception_loss(obs)
+    if perception is not None:
+        total = total + perception[0]
+        metrics.update(perception[1])
     if with_d_error:
         errors = d_error(output.steps_to_go_logits, frames.steps_to_go, bins)
         metrics["d_error"] = errors.mean().item()
         metrics["near_goal_error_sum"], metrics["near_goal_frames"] = near_goal_error_sum(
             errors, frames.steps_to_go
         )
-    return bc + steps, metrics
+    return total, metrics
 
 
 def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
@@ -228,6 +234,7 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
                     "sft/val_d_error",
                     "sft/val_d_error_near_goal",
                     "sft/val_instruction_accuracy",
+                    "sft/val_board_error_cm",
                 ),
             )
     logger.close()
@@ -362,8 +369,9 @@ def validation_losses(model: EFMBase, frames: Frames, aux_batch: int = 128) -> d
     for chunk in frames.chunks(eval_batch_size(model)):
         _, metrics = sft_loss(model, chunk, with_d_error=True)
         totals["bc_loss"] += metrics["bc_loss"] * chunk.has_action.sum().item()
-        for key in ("steps_to_go_loss", "d_error"):
-            totals[key] += metrics[key] * len(chunk)
+        for key in ("steps_to_go_loss", "d_error", "board_error_cm"):
+            if key in metrics:
+                totals[key] = totals.get(key, 0.0) + metrics[key] * len(chunk)
         near_goal_sum += metrics["near_goal_error_sum"]
         near_goal_frames += metrics["near_goal_frames"]
     result = {
@@ -372,6 +380,8 @@ def validation_losses(model: EFMBase, frames: Frames, aux_batch: int = 128) -> d
         "d_error": totals["d_error"] / len(frames),
         "d_error_near_goal": near_goal_sum / max(near_goal_frames, 1),
     }
+    if "board_error_cm" in totals:
+        result["board_error_cm"] = totals["board_error_cm"] / len(frames)
     if model.config.instruction_aux_weight > 0:
         assert frames.episode_ends is not None  # pixel models' frames hold them
         num_episodes = len(frames.episode_ends)

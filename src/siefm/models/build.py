@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from siefm.config import ModelConfig
 from siefm.models.efm import EFM, EFMBase, ModelSpec, Stats
 
@@ -12,11 +14,25 @@ ENCODER_PRESETS = {
 }
 
 
+def with_encoders(config: ModelConfig, preset: str) -> ModelConfig:
+    """`config` with one of the ablation's encoder sets (ENCODER_PRESETS). The board readout matches the
+    instruction's words to the blocks' names, so it keeps the word encoder and only the vision encoder
+    changes."""
+    encoders = dict(ENCODER_PRESETS[preset])
+    if config.pixel_readout == "board":
+        encoders["goal_encoder"] = "words"
+    return dataclasses.replace(config, **encoders)
+
+
 def build_efm(config: ModelConfig, spec: ModelSpec, stats: Stats, pretrained: bool = True) -> EFMBase:
     """A fresh EFM for a resolved `config`. `pretrained=False` skips reading packaged pretrained weights
     for a model whose checkpoint is about to load its own copy."""
+    if config.observation == "pixels" and config.pixel_readout == "board":
+        from siefm.models.board_efm import BoardEFM  # the vision stack is imported only when used
+
+        return BoardEFM(config, spec, stats, pretrained)
     if config.observation == "pixels":
-        from siefm.models.pixel_efm import PixelEFM  # the vision stack is imported only when used
+        from siefm.models.pixel_efm import PixelEFM
 
         return PixelEFM(config, spec, stats, pretrained)
     return EFM(config, spec, stats)

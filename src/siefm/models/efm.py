@@ -59,7 +59,7 @@ def mlp(in_dim: int, hidden_dim: int, num_layers: int, dropout: float = 0.0) -> 
 
 class EFMBase(nn.Module):
     """What every EFM offers Stage 1, Stage 2 and evaluation, given its two outputs' logits (the vector EFM
-    below and `siefm.models.pixel_efm.PixelEFM`)."""
+    below, `siefm.models.pixel_efm.PixelEFM` and `siefm.models.board_efm.BoardEFM`)."""
 
     config: ModelConfig
     spec: ModelSpec
@@ -79,6 +79,16 @@ class EFMBase(nn.Module):
 
     def policy_parameters(self) -> Iterator[nn.Parameter]:
         raise NotImplementedError
+
+    def encoded(self, obs: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+        """`obs` with whatever the model encodes first done once (pixel models' frames), for one Stage 1 step
+        to share between its losses."""
+        return obs
+
+    def perception_loss(self, obs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]] | None:
+        """A Stage 1 loss on what the model perceives, with its metrics; None for models with none (all but
+        the board-reading pixel model, siefm.models.board_efm)."""
+        return None
 
     @property
     def steps_to_go_bins(self) -> UniformBins:

@@ -214,18 +214,56 @@ def instruction_retrieval(
     return loss, accuracy
 
 
-class PixelEFM(EFMBase):
-    """The EFM from pixels (see the module docstring)."""
+class PixelInputs(EFMBase):
+    """What every EFM from pixels shares: the vision encoder, and frames (B, 2, H, W, 3) turned into feature
+    maps (B, 2, C, h, w), computed once and reused where the encoder is frozen."""
 
-    def __init__(self, config: ModelConfig, spec: ModelSpec, stats: Stats, pretrained: bool = True):
+    def __init__(self, config: ModelConfig, spec: ModelSpec, pretrained: bool):
         super().__init__()
-        if config.observation != "pixels" or config.goal_encoder not in ("words", "minilm", "hf"):
-            raise ValueError("a PixelEFM needs a resolved pixel ModelConfig with an instruction encoder.")
         self.config, self.spec = config, spec
         self.vision = build_vision_encoder(
             config.vision_encoder, config.image_size, config.hf_path, pretrained
         )
-        side = self.vision.output_size(config.image_size)
+        self.side = self.vision.output_size(config.image_size)
+
+    def encode_frames(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 2, H, W, 3) uint8 frames -> (B, 2, C, h, w) feature maps."""
+        return self._as_cached(self.vision(pixels.flatten(0, 1))).unflatten(0, pixels.shape[:2])
+
+    def _as_cached(self, features: torch.Tensor) -> torch.Tensor:
+        """A frozen encoder's features rounded to float16, as Stage 1 caches them, so the model (and the
+        threshold s calibrated on it) sees the same inputs live as in training."""
+        return features if self.vision.trainable else features.half().float()
+
+    @torch.no_grad()
+    def frozen_inputs(self, obs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Observations with the frames replaced by their (frozen) features, to reuse across updates.
+        Frames already encoded with the same weights come from the process's feature cache."""
+        if "features" in obs:
+            return dict(obs)
+        pixels = obs["pixels"]
+        features = self._as_cached(FRAME_FEATURES.encode(self.vision, pixels.flatten(0, 1)))
+        return {"state": obs["state"], "features": features.unflatten(0, pixels.shape[:2])}
+
+    def _features(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return (obs["features"] if "features" in obs else self.encode_frames(obs["pixels"])).float()
+
+    def encoded(self, obs: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+        """`obs` with raw frames encoded (with gradients, for a trainable encoder), so that both heads of one
+        forward pass, and Stage 1's other losses, share one encoding."""
+        if "pixels" in obs:
+            return {"state": obs["state"], "features": self.encode_frames(obs["pixels"])}
+        return obs
+
+
+class PixelEFM(PixelInputs):
+    """The EFM from pixels (see the module docstring)."""
+
+    def __init__(self, config: ModelConfig, spec: ModelSpec, stats: Stats, pretrained: bool = True):
+        if config.observation != "pixels" or config.goal_encoder not in ("words", "minilm", "hf"):
+            raise ValueError("a PixelEFM needs a resolved pixel ModelConfig with an instruction encoder.")
+        super().__init__(config, spec, pretrained)
+        side = self.side
         self.tokenizer: WordTokenizer | None = None
         self.frozen_text: FrozenTextTokens | None = None
         if config.goal_encoder == "words":
@@ -277,28 +315,6 @@ class PixelEFM(EFMBase):
         assert self.frozen_text is not None
         return self.frozen_text.encode(texts)
 
-    def encode_frames(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(B, 2, H, W, 3) uint8 frames -> (B, 2, C, h, w) feature maps."""
-        return self._as_cached(self.vision(pixels.flatten(0, 1))).unflatten(0, pixels.shape[:2])
-
-    def _as_cached(self, features: torch.Tensor) -> torch.Tensor:
-        """A frozen encoder's features rounded to float16, as Stage 1 caches them, so the model (and the
-        threshold s calibrated on it) sees the same inputs live as in training."""
-        return features if self.vision.trainable else features.half().float()
-
-    @torch.no_grad()
-    def frozen_inputs(self, obs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Observations with the frames replaced by their (frozen) features, to reuse across updates.
-        Frames already encoded with the same weights come from the process's feature cache."""
-        if "features" in obs:
-            return dict(obs)
-        pixels = obs["pixels"]
-        features = self._as_cached(FRAME_FEATURES.encode(self.vision, pixels.flatten(0, 1)))
-        return {"state": obs["state"], "features": features.unflatten(0, pixels.shape[:2])}
-
-    def _features(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return (obs["features"] if "features" in obs else self.encode_frames(obs["pixels"])).float()
-
     def _trunk(self, tower: nn.Module, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
         proprio = obs["state"][:, : self.proprio_mean.shape[0]]
         proprio = (proprio - self.proprio_mean) / self.proprio_std
@@ -323,8 +339,7 @@ class PixelEFM(EFMBase):
         return self.steps_to_go_head(self._trunk(self.steps_to_go_tower, obs, goal))
 
     def forward(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> EFMOutput:
-        if "pixels" in obs:  # encode once for both towers
-            obs = {"state": obs["state"], "features": self.encode_frames(obs["pixels"])}
+        obs = self.encoded(obs)
         return EFMOutput(self.action_distribution(obs, goal), self.steps_to_go_logits(obs, goal))
 
     def policy_parameters(self) -> Iterator[nn.Parameter]:
