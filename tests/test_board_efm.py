@@ -62,9 +62,11 @@ def test_the_model_never_reads_the_recorded_block_poses_but_its_reader_learns_fr
 
 def test_heads_do_not_train_the_reader_and_the_reader_loss_trains_nothing_else() -> None:
     model = board_model()
-    obs, instructions = board_observation(steps=1)
+    raw, instructions = board_observation(steps=1)
     goals = model.goal_input(instructions)
+    obs = model.encoded(raw)  # as Stage 1: the board is read once, with gradients, for every loss
     out = model(obs, goals)
+    assert_close(out.steps_to_go_logits, model(raw, goals).steps_to_go_logits)
     (out.steps_to_go_logits.sum() + out.actions.log_prob(torch.zeros(2, 2)).sum()).backward()
     assert all(p.grad is None for p in model.reader.parameters())
     assert all(p.grad is None for p in model.vision.parameters())

@@ -77,7 +77,8 @@ class ModelConfig:
     """'state': the env's state vector; 'pixels' (tabletop): the previous and current RGB frame of the
     front camera at `image_size`, rendered from the demonstrations' states in Stage 1 and by the boards
     in Stage 2 and evaluation. Of the state, the model then reads only the pusher's position and target
-    (the reference's observation), never the block poses."""
+    (the reference's observation), never the block poses (the 'board' readout learns from the recorded
+    poses in Stage 1, as labels only)."""
     image_size: int = 96
     """'pixels': side of the square camera frames (choice: 96. Stage 1 on the 10% subset reached 6-15% on
     block2block at 64, 23.5% at 96 and 32% at 128, and a probe located blocks to 5.8, 2.6 and 1.6 cm;

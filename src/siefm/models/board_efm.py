@@ -115,17 +115,28 @@ class BoardEFM(PixelInputs):
         object by its Stage 1 appearance, so a new object (the banana) is not seen."""
         self.board.use_object_names(names)
 
+    def encoded(self, obs: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+        """`obs` with the frames encoded and the reader's estimate ("blocks"), with gradients, so that one
+        Stage 1 step reads the board once for the heads and the reader's loss."""
+        obs = super().encoded(obs)
+        return {**obs, "blocks": self.estimated_blocks(obs)}
+
     def estimated_blocks(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """(B, objects, 4): the reader's estimate from the current frame."""
+        if "blocks" in obs:
+            return obs["blocks"]
         return self.reader(self._features(obs)[:, 1])
 
     def estimated_state(self, obs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The state model's observation: the recorded pusher position and target, then the estimated block
         rows in place of the recorded ones (detached: the heads do not train the reader)."""
-        with torch.no_grad():
-            blocks = self.estimated_blocks(obs).flatten(1)
+        if "blocks" in obs:
+            blocks = obs["blocks"].detach()
+        else:
+            with torch.no_grad():
+                blocks = self.estimated_blocks(obs)
         prefix = obs["state"][:, : self.config.object_prefix_dim]
-        return {"state": torch.cat([prefix, blocks], dim=-1)}
+        return {"state": torch.cat([prefix, blocks.flatten(1)], dim=-1)}
 
     def perception_loss(self, obs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """The reader's loss against the recorded block rows of `obs["state"]`, and its mean error in cm."""
@@ -140,7 +151,7 @@ class BoardEFM(PixelInputs):
         return self.board.steps_to_go_logits(self.estimated_state(obs), goal)
 
     def forward(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> EFMOutput:
-        return self.board(self.estimated_state(self.encoded(obs)), goal)
+        return self.board(self.estimated_state(obs), goal)
 
     def policy_parameters(self) -> Iterator[nn.Parameter]:
         """What Stage 2 trains: the state model's policy layers. The vision encoder and the reader are
