@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_pixels import BOARD_METADATA, SIZE, STATE_DIM, board_observation, tabletop_data  # noqa: F401
 from torch.testing import assert_close
 
 from siefm.checkpoint import load_checkpoint, save_checkpoint
@@ -17,7 +18,6 @@ from siefm.models.board_efm import BoardEFM, board_error
 from siefm.models.build import build_efm, with_encoders
 from siefm.models.efm import ModelSpec
 from siefm.models.text import WordTokenizer, tabletop_vocabulary
-from test_pixels import BOARD_METADATA, SIZE, STATE_DIM, board_observation, tabletop_data  # noqa: F401
 
 NAMES = tuple(f"{b.colour} {b.shape}" for b in BLOCK_SETS["4"])
 

@@ -70,7 +70,8 @@ class BoardReader(nn.Module):
 def board_error(estimate: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The reader's loss and its position error: (B, objects, 4) estimates against the recorded rows.
     The loss is the mean squared error with positions in decimetres (POSITION_SCALE), so a 1 cm error
-    weighs as a 0.1 error in cos or sin of the yaw; the error is each block's centre distance in cm, (B, objects)."""
+    weighs as a 0.1 error in cos or sin of the yaw; the error is each block's centre distance in cm,
+    (B, objects)."""
     offset = estimate - rows
     loss = ((offset[..., :2] * POSITION_SCALE) ** 2).sum(-1).mean() + (offset[..., 2:] ** 2).sum(-1).mean()
     return loss, 100 * offset[..., :2].norm(dim=-1)
@@ -81,15 +82,21 @@ class BoardEFM(PixelInputs):
     [pusher position and target, estimated block rows]."""
 
     def __init__(self, config: ModelConfig, spec: ModelSpec, stats: Stats, pretrained: bool = True):
-        if config.observation != "pixels" or config.pixel_readout != "board" or config.goal_encoder != "words":
-            raise ValueError("a BoardEFM needs a resolved pixel ModelConfig with pixel_readout 'board' and "
-                             "'words' instructions.")
+        if (
+            config.observation != "pixels"
+            or config.pixel_readout != "board"
+            or config.goal_encoder != "words"
+        ):
+            raise ValueError(
+                "a BoardEFM needs a resolved pixel ModelConfig with pixel_readout 'board' and "
+                "'words' instructions."
+            )
         super().__init__(config, spec, pretrained)
         self.num_objects, leftover = divmod(spec.state_dim - config.object_prefix_dim, config.object_dim)
         if leftover or self.num_objects < 1 or config.object_dim != 4:
             raise ValueError(
-                f"pixel_readout 'board' reads tabletop boards (pusher then x, y, cos, sin per block); a state of "
-                f"{spec.state_dim} numbers is not that."
+                "pixel_readout 'board' reads tabletop boards (pusher then x, y, cos, sin per block); a "
+                f"state of {spec.state_dim} numbers is not that."
             )
         self.reader = BoardReader(self.vision.out_channels, self.side, self.num_objects)
         self.board = EFM(dataclasses.replace(config, observation="state"), spec, stats)

@@ -85,7 +85,9 @@ class EFMBase(nn.Module):
         to share between its losses."""
         return obs
 
-    def perception_loss(self, obs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]] | None:
+    def perception_loss(
+        self, obs: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float]] | None:
         """A Stage 1 loss on what the model perceives, with its metrics; None for models with none (all but
         the board-reading pixel model, siefm.models.board_efm)."""
         return None
