@@ -3,7 +3,8 @@
 Both losses are computed on every batch and summed with equal weight (choice: the paper splits each batch
 evenly between the objectives; with one model on one batch that is the same weighting). Pixel models may
 add the paper's auxiliary LanguageTable objective, the instruction from an episode's first and last frame,
-on a batch of as many episodes, weighted by `instruction_aux_weight`. The policy and the reward model are
+on a batch of as many episodes, weighted by `instruction_aux_weight`; the board-reading pixel model adds its
+reader's loss (siefm.models.board_efm). The policy and the reward model are
 selected separately, each by its own validation loss, and the success threshold s is then calibrated on
 the validation episodes with the selected reward model (PAPER.md §3, §8).
 """
@@ -95,7 +96,9 @@ def sft_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The Stage 1 objective: BC + steps-to-go with equal weight; `with_d_error` (validation) also reports
     d's error, which is not trained. `hindsight` frames (relabelled goals) join the steps-to-go term only,
-    each weighted as a demonstration frame."""
+    each weighted as a demonstration frame. A model's perception loss (the board reader's: estimated
+    against recorded block poses) is added with weight 1: it alone trains the reader (and a trainable
+    vision encoder), so its weight trades off against no other loss."""
     obs = model.encoded(frames.observation())
     output = model(obs, frames.goal_input())
     bc = bc_loss(output, frames.action, frames.has_action)

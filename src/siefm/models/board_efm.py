@@ -53,7 +53,7 @@ class BoardReader(nn.Module):
             nn.ReLU(),
         )
         self.heat_maps = nn.Conv2d(READER_CHANNELS, num_objects, 1)
-        self.image_position = SpatialSoftmax(side)
+        self.image_position = SpatialSoftmax(side)  # its grid: each cell's x, y in [-1, 1]
         self.to_board = nn.Sequential(nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 2))  # -> decimetres
         self.to_yaw = nn.Linear(READER_CHANNELS, 2)
 

@@ -16,6 +16,8 @@ Layout (choices for this CPU-sized model):
 - the heads are the tabletop defaults: tokenized actions and 50 steps-to-go bins;
 - optionally (`instruction_aux_weight`), the paper's auxiliary Stage 1 objective: tell the instruction
   from an episode's first and last frame (InstructionFromEndpoints).
+The board readout (`pixel_readout = 'board'`) replaces the towers: siefm.models.board_efm. Both share
+PixelInputs below (the vision encoder and the feature caching).
 Observations are {"state": (B, S), "pixels": (B, 2, H, W, 3) uint8}, or "features" (B, 2, C, h, w) in place
 of "pixels": frozen encodings computed once (Stage 1 caches them for the whole dataset, Stage 2 for the
 buffer), so the encoder is not run again on every update.
