@@ -22,10 +22,9 @@ import tyro
 
 from siefm.checkpoint import load_checkpoint
 from siefm.data.dataset import read_dataset
-from siefm.data.pixels import dataset_frame_chunks
+from siefm.data.pixels import CHUNK_FRAMES, FrameEncoder, board_config
 from siefm.envs.tabletop.scene import BLOCK_SETS
 from siefm.models.board_efm import BoardEFM
-from siefm.models.vision import encode_in_small_batches
 
 APART_CM = 5.0  # a same-colour pair closer than this is not counted for mix-ups
 
@@ -48,15 +47,15 @@ def read_board(args: Args) -> dict:
     val_ids = np.asarray(json.loads((args.run / "sft_summary.json").read_text())["val_episode_ids"])
     dataset = read_dataset(Path(metadata["dataset"])).select_episodes(val_ids)
     keep = np.arange(0, dataset.num_frames, args.stride)
-    states = torch.from_numpy(dataset.columns["observation.state"][keep]).float()
-    rows = states[:, model.config.object_prefix_dim :].unflatten(1, (model.num_objects, -1))
-    estimates, offset = [], 0
-    for chunk in dataset_frame_chunks(dataset, model.config.image_size):
-        picked = keep[(keep >= offset) & (keep < offset + len(chunk))] - offset
-        offset += len(chunk)
-        features = model._as_cached(encode_in_small_batches(model.vision, torch.from_numpy(chunk[picked])))
-        estimates.append(model.reader(features.float()))
-    estimate = torch.cat(estimates)
+    states = dataset.columns["observation.state"][keep]
+    blocks = torch.from_numpy(states[:, model.config.object_prefix_dim :]).float()
+    rows = blocks.unflatten(1, (model.num_objects, -1))
+    encode = FrameEncoder(board_config(dataset), model.config.image_size, model.vision)  # only kept frames
+    try:
+        pieces = range(0, len(keep), CHUNK_FRAMES)
+        estimate = torch.cat([model.reader(encode(states[i : i + CHUNK_FRAMES]).float()) for i in pieces])
+    finally:
+        encode.close()
     error_cm = 100 * (estimate[..., :2] - rows[..., :2]).norm(dim=-1)  # (frames, blocks)
     return {
         "frames": len(keep),

@@ -8,30 +8,26 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_pixels import BOARD_METADATA, SIZE, STATE_DIM, board_observation, tabletop_data  # noqa: F401
+from test_pixels import (  # noqa: F401
+    BOARD_METADATA,
+    SIZE,
+    board_observation,
+    pixel_config,
+    pixel_model,
+    tabletop_data,
+)
 from torch.testing import assert_close
 
-from siefm.checkpoint import load_checkpoint, save_checkpoint
+from siefm.checkpoint import env_object_names, load_checkpoint, save_checkpoint
 from siefm.config import TABLETOP_ID, ModelConfig
-from siefm.envs.tabletop.scene import BLOCK_SETS
 from siefm.models.board_efm import BoardEFM, board_error
-from siefm.models.build import build_efm, with_encoders
-from siefm.models.efm import ModelSpec
-from siefm.models.text import WordTokenizer, tabletop_vocabulary
+from siefm.models.build import with_encoders
 
-NAMES = tuple(f"{b.colour} {b.shape}" for b in BLOCK_SETS["4"])
+NAMES = env_object_names(BOARD_METADATA["env"])  # the 4-block board the tests render
 
 
 def board_model(seed: int = 0, **overrides: object) -> BoardEFM:
-    fields = {"observation": "pixels", "image_size": SIZE, "hidden_dim": 32, "num_layers": 1}
-    fields |= {"vision_encoder": "scratch", "pixel_readout": "board"}
-    config = ModelConfig(**{**fields, **overrides}).resolve(TABLETOP_ID)  # type: ignore[arg-type]
-    torch.manual_seed(seed)
-    vocabulary = tuple(WordTokenizer(tabletop_vocabulary()).vocabulary)
-    spec = ModelSpec(STATE_DIM, 16, 2, vocabulary, NAMES)
-    ones = {"state": torch.ones(STATE_DIM), "goal": torch.ones(16), "action": torch.full((2,), 0.05)}
-    stats = {k: {"mean": 0 * v, "std": v, "min": -v, "max": v} for k, v in ones.items()}
-    model = build_efm(config, spec, stats)
+    model = pixel_model(pixel_config(pixel_readout="board", **overrides), seed, objects=NAMES)
     assert isinstance(model, BoardEFM)
     return model
 

@@ -39,10 +39,12 @@ def pixel_config(**overrides: object) -> ModelConfig:
     return ModelConfig(**{**fields, **overrides}).resolve(TABLETOP_ID)  # type: ignore[arg-type]
 
 
-def pixel_model(config: ModelConfig | None = None, seed: int = 0, goal_dim: int = 16):
+def pixel_model(
+    config: ModelConfig | None = None, seed: int = 0, goal_dim: int = 16, objects: tuple[str, ...] = ()
+):
     torch.manual_seed(seed)
     vocabulary = tuple(WordTokenizer(tabletop_vocabulary()).vocabulary)
-    spec = ModelSpec(STATE_DIM, goal_dim, 2, vocabulary)
+    spec = ModelSpec(STATE_DIM, goal_dim, 2, vocabulary, objects)
     ones = {"state": torch.ones(STATE_DIM), "goal": torch.ones(goal_dim), "action": torch.full((2,), 0.05)}
     stats = {k: {"mean": 0 * v, "std": v, "min": -v, "max": v} for k, v in ones.items()}
     return build_efm(config or pixel_config(), spec, stats)

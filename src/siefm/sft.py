@@ -357,6 +357,9 @@ def hindsight_frames(model: EFMBase, train: Frames, labels: HindsightLabels) -> 
     )
 
 
+FRAME_MEANS = ("steps_to_go_loss", "d_error", "board_error_cm")  # validation metrics averaged over frames
+
+
 def eval_batch_size(model: EFMBase) -> int:
     """Frames per forward pass without gradients: smaller for pixel models, whose activations are large."""
     return 1024 if model.config.observation == "pixels" else 8192
@@ -367,24 +370,21 @@ def validation_losses(model: EFMBase, frames: Frames, aux_batch: int = 128) -> d
     """Frame-weighted validation BC and steps-to-go losses, and the mean error of d in steps. With the
     auxiliary objective, also its loss and retrieval accuracy over consecutive groups of `aux_batch`
     validation episodes (the training batch size: retrieval is harder among more instructions)."""
-    totals = {"bc_loss": 0.0, "steps_to_go_loss": 0.0, "d_error": 0.0}
+    totals = {"bc_loss": 0.0}
     near_goal_sum, near_goal_frames = 0.0, 0
     for chunk in frames.chunks(eval_batch_size(model)):
         _, metrics = sft_loss(model, chunk, with_d_error=True)
         totals["bc_loss"] += metrics["bc_loss"] * chunk.has_action.sum().item()
-        for key in ("steps_to_go_loss", "d_error", "board_error_cm"):
+        for key in FRAME_MEANS:
             if key in metrics:
                 totals[key] = totals.get(key, 0.0) + metrics[key] * len(chunk)
         near_goal_sum += metrics["near_goal_error_sum"]
         near_goal_frames += metrics["near_goal_frames"]
     result = {
-        "bc_loss": totals["bc_loss"] / frames.has_action.sum().item(),
-        "steps_to_go_loss": totals["steps_to_go_loss"] / len(frames),
-        "d_error": totals["d_error"] / len(frames),
+        "bc_loss": totals.pop("bc_loss") / frames.has_action.sum().item(),
+        **{key: total / len(frames) for key, total in totals.items()},
         "d_error_near_goal": near_goal_sum / max(near_goal_frames, 1),
     }
-    if "board_error_cm" in totals:
-        result["board_error_cm"] = totals["board_error_cm"] / len(frames)
     if model.config.instruction_aux_weight > 0:
         assert frames.episode_ends is not None  # pixel models' frames hold them
         num_episodes = len(frames.episode_ends)
