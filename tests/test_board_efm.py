@@ -56,13 +56,20 @@ def test_the_model_never_reads_the_recorded_block_poses_but_its_reader_learns_fr
     assert not torch.allclose(model.log_prob(moved, goals, action), model.log_prob(obs, goals, action))
 
 
-def test_heads_do_not_train_the_reader_and_the_reader_loss_trains_nothing_else() -> None:
-    model = board_model()
+@pytest.mark.parametrize("learn_from", ["estimate", "recorded"])
+def test_heads_do_not_train_the_reader_and_the_reader_loss_trains_nothing_else(learn_from: str) -> None:
+    model = board_model(board_towers_learn_from=learn_from)
     raw, instructions = board_observation(steps=1)
     goals = model.goal_input(instructions)
     obs = model.encoded(raw)  # as Stage 1: the board is read once, with gradients, for every loss
     out = model(obs, goals)
-    assert_close(out.steps_to_go_logits, model(raw, goals).steps_to_go_logits)
+    towers_read = raw if learn_from == "recorded" else model.estimated_state(raw)
+    assert_close(out.steps_to_go_logits, model.board(towers_read, goals).steps_to_go_logits)
+    if learn_from == "recorded":  # training on the recorded poses; evaluation (validation) on the estimate
+        estimated = model.board(model.estimated_state(raw), goals).steps_to_go_logits
+        assert not torch.allclose(out.steps_to_go_logits, estimated)
+        assert_close(model.eval()(model.encoded(raw), goals).steps_to_go_logits, estimated)
+        model.train()
     (out.steps_to_go_logits.sum() + out.actions.log_prob(torch.zeros(2, 2)).sum()).backward()
     assert all(p.grad is None for p in model.reader.parameters())
     assert all(p.grad is None for p in model.vision.parameters())

@@ -43,6 +43,7 @@ CHECKPOINT_DEFAULTS = {
     "selector_queries": 2,
     "selector_scores": "dot",
     "selector_keys": "slots",
+    "board_towers_learn_from": "estimate",
 }
 
 

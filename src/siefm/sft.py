@@ -105,7 +105,7 @@ def sft_loss(
     bins = model.steps_to_go_bins
     logits, labels = output.steps_to_go_logits, frames.steps_to_go
     if hindsight is not None:
-        extra = model.steps_to_go_logits(hindsight.observation(), hindsight.goal_input())
+        extra = model.steps_to_go_logits(model.encoded(hindsight.observation()), hindsight.goal_input())
         logits, labels = torch.cat([logits, extra]), torch.cat([labels, hindsight.steps_to_go])
     steps = steps_to_go_loss(logits, labels, bins)
     metrics = {"bc_loss": bc.item(), "steps_to_go_loss": steps.item()}

@@ -123,10 +123,16 @@ class BoardEFM(PixelInputs):
         self.board.use_object_names(names)
 
     def encoded(self, obs: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
-        """`obs` with the frames encoded and the reader's estimate ("blocks"), with gradients, so that one
-        Stage 1 step reads the board once for the heads and the reader's loss."""
+        """`obs` with the frames encoded and the state the towers read ("towers_state"), so that one Stage 1
+        step reads the board once for the heads and the reader's loss. In training with
+        `board_towers_learn_from = 'recorded'` the towers read the recorded state; otherwise, and always in
+        eval mode (Stage 1's validation), the reader's estimate ("blocks", kept with gradients for its
+        loss)."""
         obs = super().encoded(obs)
-        return {**obs, "blocks": self.estimated_blocks(obs)}
+        if self.training and self.config.board_towers_learn_from == "recorded":
+            return {**obs, "towers_state": obs["state"]}  # the reader reads only for its loss
+        blocks = self.estimated_blocks(obs)
+        return {**obs, "blocks": blocks, "towers_state": self.with_blocks(obs["state"], blocks.detach())}
 
     def estimated_blocks(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """(B, objects, 4): the reader's estimate from the current frame."""
@@ -134,16 +140,17 @@ class BoardEFM(PixelInputs):
             return obs["blocks"]
         return self.reader(self._features(obs)[:, 1])
 
+    def with_blocks(self, state: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+        """The recorded pusher position and target of `state`, then `blocks` in place of its block rows."""
+        return torch.cat([state[:, : self.config.object_prefix_dim], blocks.flatten(1)], dim=-1)
+
     def estimated_state(self, obs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The state model's observation: the recorded pusher position and target, then the estimated block
-        rows in place of the recorded ones (detached: the heads do not train the reader)."""
-        if "blocks" in obs:
-            blocks = obs["blocks"].detach()
-        else:
-            with torch.no_grad():
-                blocks = self.estimated_blocks(obs)
-        prefix = obs["state"][:, : self.config.object_prefix_dim]
-        return {"state": torch.cat([prefix, blocks.flatten(1)], dim=-1)}
+        """The state the towers read: the recorded pusher position and target, then the estimated block
+        rows (detached: the heads do not train the reader), or what `encoded` chose in Stage 1."""
+        if "towers_state" in obs:
+            return {"state": obs["towers_state"]}
+        with torch.no_grad():
+            return {"state": self.with_blocks(obs["state"], self.estimated_blocks(obs))}
 
     def perception_loss(self, obs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """The reader's loss against the recorded block rows of `obs["state"]`, and its mean error in cm."""
