@@ -62,6 +62,7 @@ def read_board(args: Args) -> dict:
         "episodes": len(val_ids),
         "median_error_cm": round(float(error_cm.median()), 2),
         "mean_error_cm": round(float(error_cm.mean()), 2),
+        "rms_error_cm": round(float(error_cm.square().mean().sqrt()), 2),  # benchmarks/board_noise.py's sigma
         "within_2cm": round(float((error_cm < 2).float().mean()), 3),
         "within_5cm": round(float((error_cm < 5).float().mean()), 3),
         "same_colour_mix_ups": mix_ups(estimate, rows, metadata["env"]["config"]["block_set"]),

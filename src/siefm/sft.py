@@ -96,9 +96,9 @@ def sft_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The Stage 1 objective: BC + steps-to-go with equal weight; `with_d_error` (validation) also reports
     d's error, which is not trained. `hindsight` frames (relabelled goals) join the steps-to-go term only,
-    each weighted as a demonstration frame. A model's perception loss (the board reader's: estimated
-    against recorded block poses) is added with weight 1: it alone trains the reader (and a trainable
-    vision encoder), so its weight trades off against no other loss."""
+    each weighted as a demonstration frame and encoded as one (`encoded`). A model's perception loss (the
+    board reader's: estimated against recorded block poses) is added with weight 1: it alone trains the
+    reader (and a trainable vision encoder), so its weight trades off against no other loss."""
     obs = model.encoded(frames.observation())
     output = model(obs, frames.goal_input())
     bc = bc_loss(output, frames.action, frames.has_action)

@@ -18,6 +18,9 @@ Choices:
   projection is the same for every block); the yaw is read from the features under the heat map.
 - The estimate goes to the towers detached: the reader learns only from the recorded poses, so neither
   head can shape it into a code for the training layouts.
+- In Stage 1 training the towers read the recorded poses (`board_towers_learn_from = 'recorded'`), so
+  they learn what the state model learns; the reader's error meets them at run time only. Towers trained
+  on the estimate ('estimate') acted worse, on the estimate and on exact poses (docs/pixels.md).
 - The reader is part of perception: Stage 2 trains the policy's layers only, as with the vision encoder.
 """
 
