@@ -19,9 +19,10 @@ from test_pixels import (  # noqa: F401
 from torch.testing import assert_close
 
 from siefm.checkpoint import env_object_names, load_checkpoint, save_checkpoint
-from siefm.config import TABLETOP_ID, ModelConfig
+from siefm.config import TABLETOP_ID, ModelConfig, SFTConfig
 from siefm.models.board_efm import BoardEFM, board_error
 from siefm.models.build import with_encoders
+from siefm.sft import stage1_optimizer
 
 NAMES = env_object_names(BOARD_METADATA["env"])  # the 4-block board the tests render
 
@@ -77,6 +78,23 @@ def test_heads_do_not_train_the_reader_and_the_reader_loss_trains_nothing_else(l
     model.perception_loss(obs)[0].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.reader.parameters())
     assert all(p.grad is None for p in model.board.parameters())
+
+
+@pytest.mark.parametrize("vision_encoder", ["scratch", "efficientnet-lite0"])
+def test_stage1_trains_perception_at_its_own_learning_rate(vision_encoder: str) -> None:
+    model = board_model(vision_encoder=vision_encoder)
+    optimizer = stage1_optimizer(model, SFTConfig(lr=3e-4, perception_lr=1e-3))
+    rates = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    assert len(rates) == sum(len(group["params"]) for group in optimizer.param_groups)  # each once
+    assert set(rates) == {id(p) for p in model.parameters()}
+    perception = [
+        *model.reader.parameters(),
+        *(model.vision.parameters() if vision_encoder == "scratch" else ()),
+    ]
+    assert {rates.pop(id(p)) for p in perception} == {1e-3}
+    assert set(rates.values()) == {3e-4}
+    state_model = board_model().board
+    assert [g["lr"] for g in stage1_optimizer(state_model, SFTConfig()).param_groups] == [SFTConfig().lr]
 
 
 def test_stage2_trains_the_state_towers_policy_side_only() -> None:

@@ -123,6 +123,16 @@ def sft_loss(
     return total, metrics
 
 
+def stage1_optimizer(model: EFMBase, config: SFTConfig) -> torch.optim.AdamW:
+    """AdamW over every parameter: the perception layers at `perception_lr`, the rest at `lr`."""
+    perception = list(model.perception_parameters())
+    seen = {id(p) for p in perception}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in seen]}]
+    if perception:
+        groups.append({"params": perception, "lr": config.perception_lr})
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
 def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     """Trains Stage 1 and writes `out/checkpoints/{policy,reward}`; returns `out`."""
     start = time.perf_counter()
@@ -179,7 +189,7 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
         hindsight = hindsight_frames(model, train, relabelled)
     # its own stream, so the demonstration batches are the same as in a run without hindsight
     hindsight_generator = torch.Generator().manual_seed(config.seed + 2)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = stage1_optimizer(model, config)
     aux_weight = config.model.instruction_aux_weight
     # its own stream of episodes, so the frame batches are the same as in a run without the objective
     aux_generator = torch.Generator().manual_seed(config.seed + 1)

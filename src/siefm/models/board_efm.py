@@ -161,6 +161,12 @@ class BoardEFM(PixelInputs):
         loss, error_cm = board_error(self.estimated_blocks(obs), rows)
         return loss, {"board_error_cm": error_cm.mean().item()}
 
+    def perception_parameters(self) -> Iterator[nn.Parameter]:
+        """The reader's, and a trainable vision encoder's: the towers' losses reach neither."""
+        yield from self.reader.parameters()
+        if self.vision.trainable:
+            yield from self.vision.parameters()
+
     def action_distribution(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> ActionDistribution:
         return self.board.action_distribution(self.estimated_state(obs), goal)
 

@@ -92,6 +92,10 @@ class EFMBase(nn.Module):
         the board-reading pixel model, siefm.models.board_efm)."""
         return None
 
+    def perception_parameters(self) -> Iterator[nn.Parameter]:
+        """The parameters only `perception_loss` trains (Stage 1 gives them their own learning rate)."""
+        return iter(())
+
     @property
     def steps_to_go_bins(self) -> UniformBins:
         return steps_to_go_bins(self.config.steps_to_go_bins, self.config.steps_to_go_max)
