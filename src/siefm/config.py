@@ -97,8 +97,9 @@ class ModelConfig:
     flattened map is memorised by layout; docs/pixels.md). Or 'board': a reader estimates every block's
     pose from the current frame, trained in Stage 1 on the poses the demonstrations recorded, and the
     state model's towers act and predict steps-to-go on that estimate (siefm.models.board_efm; needs
-    'words' instructions, the default with it). Not the default: at 96 x 96 its reader located blocks to
-    2.9 cm (median), too coarse to push with, and Stage 1 reached 3% on block2block (docs/pixels.md)."""
+    'words' instructions, the default with it). Not the default: its reader has not yet located blocks to
+    the centimetre or so a policy needs (benchmarks/board_noise.py), and Stage 1 reached 3% on block2block
+    at 96 x 96 and 6.5% at 128 x 128 (docs/pixels.md)."""
     board_towers_learn_from: Literal["estimate", "recorded"] = "recorded"
     """'board' readout: what block poses the towers read in Stage 1 training. 'estimate': the reader's
     (detached), as at run time; 'recorded': the poses the demonstrations recorded, so the towers learn to
