@@ -22,7 +22,7 @@ import tyro
 
 from siefm.checkpoint import load_checkpoint
 from siefm.data.dataset import read_dataset
-from siefm.data.pixels import CHUNK_FRAMES, FrameEncoder, board_config
+from siefm.data.pixels import encoded_state_chunks
 from siefm.envs.tabletop.scene import BLOCK_SETS
 from siefm.models.board_efm import BoardEFM
 
@@ -50,12 +50,8 @@ def read_board(args: Args) -> dict:
     states = dataset.columns["observation.state"][keep]
     blocks = torch.from_numpy(states[:, model.config.object_prefix_dim :]).float()
     rows = blocks.unflatten(1, (model.num_objects, -1))
-    encode = FrameEncoder(board_config(dataset), model.config.image_size, model.vision)  # only kept frames
-    try:
-        pieces = range(0, len(keep), CHUNK_FRAMES)
-        estimate = torch.cat([model.reader(encode(states[i : i + CHUNK_FRAMES]).float()) for i in pieces])
-    finally:
-        encode.close()
+    chunks = encoded_state_chunks(dataset, states, model.config.image_size, model.vision)  # kept frames only
+    estimate = torch.cat([model.reader(features.float()) for features in chunks])
     error_cm = 100 * (estimate[..., :2] - rows[..., :2]).norm(dim=-1)  # (frames, blocks)
     return {
         "frames": len(keep),

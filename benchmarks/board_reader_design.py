@@ -20,17 +20,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import tyro
+from pixels_localisation import PUSHER_DIMS, split_frames
 
-from siefm.data.dataset import read_dataset
-from siefm.data.pixels import CHUNK_FRAMES, FrameEncoder, board_config
+from siefm.data.pixels import encoded_state_chunks
 from siefm.demo import machine_info
 from siefm.models.board_efm import BoardReader, board_error
 from siefm.models.vision import build_vision_encoder
 
-PREFIX = 4  # the pusher's position and target, then x, y, cos, sin per block
 VARIANTS = {"stage1": (3e-4, True), "lr1e-3": (1e-3, True), "position-only": (3e-4, False)}
 
 
@@ -52,21 +50,12 @@ class Args:
 
 def encoded_rows(args: Args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Features of the kept frames, their recorded block rows (F, blocks, 4), and which frames train."""
-    dataset = read_dataset(args.dataset).select_episodes(np.arange(args.train_episodes + args.test_episodes))
-    keep = np.arange(0, dataset.num_frames, args.stride)
-    episode_starts = np.array([start for start, _ in dataset.episode_bounds])
-    is_train = np.searchsorted(episode_starts, keep, side="right") - 1 < args.train_episodes
+    dataset, keep, is_train = split_frames(args.dataset, args.train_episodes, args.test_episodes, args.stride)
     states = dataset.columns["observation.state"][keep]
     encoder = build_vision_encoder("efficientnet-lite0", args.size)
-    encode = FrameEncoder(board_config(dataset), args.size, encoder)
-    try:
-        features = torch.cat(
-            [encode(states[i : i + CHUNK_FRAMES]) for i in range(0, len(states), CHUNK_FRAMES)]
-        )
-    finally:
-        encode.close()
-    rows = torch.from_numpy(states[:, PREFIX:]).float().unflatten(1, (-1, 4))
-    return features, rows, torch.from_numpy(is_train)
+    features = torch.cat(list(encoded_state_chunks(dataset, states, args.size, encoder)))
+    rows = torch.from_numpy(states[:, PUSHER_DIMS:]).float().unflatten(1, (-1, 4))
+    return features, rows, is_train
 
 
 def train_variant(args: Args, name: str, features, rows, is_train) -> dict[str, float]:
@@ -80,11 +69,9 @@ def train_variant(args: Args, name: str, features, rows, is_train) -> dict[str, 
     for _ in range(args.steps):
         batch = torch.randint(len(train_x), (args.batch_size,), generator=generator)
         estimate, target = reader(train_x[batch].float()), train_rows[batch]
-        if not with_yaw:  # the yaw head is left untrained
-            estimate, target = estimate[..., :2], target[..., :2]
-        loss, _ = board_error(
-            torch.nn.functional.pad(estimate, (0, 2)), torch.nn.functional.pad(target, (0, 2))
-        )
+        if not with_yaw:  # the yaw head is left untrained: its estimate is replaced by the recorded yaw
+            estimate = torch.cat([estimate[..., :2], target[..., 2:]], dim=-1)
+        loss, _ = board_error(estimate, target)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -24,7 +24,7 @@ import torch
 import tyro
 from torch import nn
 
-from siefm.data.dataset import read_dataset
+from siefm.data.dataset import EpisodeDataset, read_dataset
 from siefm.data.pixels import dataset_frame_chunks
 from siefm.demo import machine_info
 from siefm.models.pixel_efm import SpatialSoftmax
@@ -67,11 +67,20 @@ class LocalisationProbe(nn.Module):
         return self.to_board(self.maps(features))
 
 
-def probe_size(args: Args, size: int) -> dict[str, float]:
-    dataset = read_dataset(args.dataset).select_episodes(np.arange(args.train_episodes + args.test_episodes))
-    keep = np.arange(0, dataset.num_frames, args.stride)
+def split_frames(
+    path: Path, train_episodes: int, test_episodes: int, stride: int
+) -> tuple[EpisodeDataset, np.ndarray, torch.Tensor]:
+    """The dataset's first train + test episodes, every stride-th frame of them (indices), and which of
+    those frames are from the first `train_episodes` (the rest are held-out layouts)."""
+    dataset = read_dataset(path).select_episodes(np.arange(train_episodes + test_episodes))
+    keep = np.arange(0, dataset.num_frames, stride)
     episode_starts = np.array([start for start, _ in dataset.episode_bounds])
-    is_train = torch.from_numpy(np.searchsorted(episode_starts, keep, side="right") - 1 < args.train_episodes)
+    is_train = torch.from_numpy(np.searchsorted(episode_starts, keep, side="right") - 1 < train_episodes)
+    return dataset, keep, is_train
+
+
+def probe_size(args: Args, size: int) -> dict[str, float]:
+    dataset, keep, is_train = split_frames(args.dataset, args.train_episodes, args.test_episodes, args.stride)
     states = dataset.columns["observation.state"][keep]
     if states.shape[1] != PUSHER_DIMS + 4 * BLOCKS:
         width = states.shape[1]

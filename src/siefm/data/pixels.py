@@ -96,6 +96,19 @@ def stack_chunks(chunks: Iterable[torch.Tensor], frames: int, progress: tqdm | N
     return stacked
 
 
+def encoded_state_chunks(
+    dataset: EpisodeDataset, states: np.ndarray, size: int, encoder: VisionEncoder
+) -> Iterator[torch.Tensor]:
+    """(N, C, h, w) float16 features of `states` (rows of the dataset's state column, any subset), rendered
+    and encoded CHUNK_FRAMES at a time in this process: for benchmarks that read only some frames."""
+    encode = FrameEncoder(board_config(dataset), size, encoder)
+    try:
+        for start in range(0, len(states), CHUNK_FRAMES):
+            yield encode(states[start : start + CHUNK_FRAMES])
+    finally:
+        encode.close()
+
+
 class FrameRenderer:
     """Renders tabletop states as the policy's camera sees them."""
 
