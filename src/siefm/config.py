@@ -90,6 +90,13 @@ class ModelConfig:
     3-layer CNN of the same output shape, trained in Stage 1) or 'hf' (a Hugging Face vision or CLIP /
     SigLIP-style model loaded from the local directory `hf_path`, frozen). Stage 2 freezes every vision
     encoder, as the paper."""
+    vision_weights: Literal["imagenet", "random"] = "imagenet"
+    """'efficientnet-lite0': 'imagenet' (its pretrained weights) or 'random' (the same layers randomly
+    initialised from the Stage 1 seed, their batch-norm statistics measured on the training frames, then
+    frozen as the pretrained ones are). 'random' is the pretraining ablation's no-pretraining arm for a
+    model whose encoder must stay frozen so that its features can be cached: a trainable CNN reads the
+    raw frames, which for the 10% subset at 128 x 128 (24 GB) do not fit this machine's memory
+    (docs/pixels.md)."""
     pixel_readout: Literal["flatten", "keypoints", "board"] = "keypoints"
     """'pixels': how each tower reads its instruction-conditioned feature map: 'flatten' (every cell into
     the MLP) or 'keypoints' (a spatial softmax: the x, y of 16 learned keypoints, plus each channel's
@@ -281,6 +288,14 @@ class ModelConfig:
             self,
             "vision_encoder",
             "'efficientnet-lite0', 'scratch' or 'hf'",
+        )
+        _require(
+            self.vision_weights == "imagenet"
+            or (self.vision_weights == "random" and self.vision_encoder == "efficientnet-lite0"),
+            self,
+            "vision_weights",
+            "'imagenet', or 'random' with vision_encoder 'efficientnet-lite0' (the one with weights to leave "
+            "out)",
         )
         uses_hf = self.goal_encoder == "hf" or (self.observation == "pixels" and self.vision_encoder == "hf")
         _require(not uses_hf or bool(self.hf_path), self, "hf_path", "a model directory for 'hf' encoders")

@@ -29,7 +29,13 @@ from siefm.config import TABLETOP_ID, SFTConfig, to_dict
 from siefm.data.dataset import DatasetError, EpisodeDataset, read_dataset
 from siefm.data.hindsight import HindsightLabels, block2block_hindsight
 from siefm.data.normalize import feature_stats
-from siefm.data.pixels import dataset_frame_chunks, encoded_dataset_frames, frame_pairs, stack_chunks
+from siefm.data.pixels import (
+    dataset_frame_chunks,
+    encoded_dataset_frames,
+    frame_pairs,
+    sample_dataset_frames,
+    stack_chunks,
+)
 from siefm.data.sampler import Frames, stage1_split
 from siefm.envs.tabletop import TabletopConfig
 from siefm.eval.grounding import is_grounded, selector_grounding
@@ -299,6 +305,11 @@ def instruction_grounding(policy: Path, env: dict[str, Any]) -> dict[str, float]
     return grounding
 
 
+# Frames whose statistics a randomly initialised vision encoder's batch norms take
+# (ModelConfig.vision_weights): each channel's mean over ~10^7 pixel positions, in seconds of rendering.
+RANDOM_ENCODER_FRAMES = 2048
+
+
 def build_model(config: SFTConfig, train: EpisodeDataset, tokenizer: WordTokenizer | None = None) -> EFMBase:
     """A fresh EFM sized and normalised for the training episodes (the BC statistics skip final frames).
 
@@ -319,7 +330,11 @@ def build_model(config: SFTConfig, train: EpisodeDataset, tokenizer: WordTokeniz
         "goal": feature_stats(np.asarray(goal, dtype=np.float32)),
         "action": feature_stats(action[~columns["is_terminal"]]),
     }
-    return build_efm(model_config, spec, stats)
+    model = build_efm(model_config, spec, stats)
+    if model_config.observation == "pixels" and model_config.vision_weights == "random":
+        frames = sample_dataset_frames(train, model_config.image_size, RANDOM_ENCODER_FRAMES, config.seed)
+        model.vision.measure_batch_norm(torch.from_numpy(frames))  # type: ignore[attr-defined]
+    return model
 
 
 def model_frames(model: EFMBase, dataset: EpisodeDataset) -> Frames:

@@ -31,6 +31,18 @@ def render_dataset_frames(dataset: EpisodeDataset, size: int) -> np.ndarray:
     return np.concatenate(list(dataset_frame_chunks(dataset, size)))
 
 
+def sample_dataset_frames(dataset: EpisodeDataset, size: int, count: int, seed: int) -> np.ndarray:
+    """(count, size, size, 3) uint8: frames of `count` states drawn uniformly, without replacement, from a
+    tabletop dataset (all of them if it has fewer)."""
+    states = dataset.columns["observation.state"]
+    picked = np.random.default_rng(seed).permutation(len(states))[:count]
+    renderer = FrameRenderer(board_config(dataset), size)
+    try:
+        return renderer.render(states[np.sort(picked)])
+    finally:
+        renderer.close()
+
+
 def dataset_frame_chunks(
     dataset: EpisodeDataset, size: int, chunk_frames: int = CHUNK_FRAMES
 ) -> Iterator[np.ndarray]:

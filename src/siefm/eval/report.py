@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from siefm.checkpoint import CheckpointError, fit_to_env, load_checkpoint
-from siefm.config import POINTMASS_ID, EvalConfig
+from siefm.config import POINTMASS_ID, EvalConfig, to_dict
 from siefm.envs.pointmass import PointMassConfig
 from siefm.envs.pointmass_demos import straight_line_policy
 from siefm.envs.tabletop import TabletopConfig
@@ -43,7 +43,11 @@ def evaluate_checkpoint(
     fit_to_env(Path(checkpoint), model, env)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"env": env, "checkpoint": str(Path(checkpoint).resolve())}
+    results: dict[str, Any] = {
+        "env": env,
+        "checkpoint": str(Path(checkpoint).resolve()),
+        "eval": to_dict(config),  # so that a reader can tell which episodes the figures are of
+    }
     if metadata["env"]["id"] == POINTMASS_ID:
         results.update(_pointmass(model, metadata, out, config, str(checkpoint)))
     else:

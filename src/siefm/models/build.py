@@ -11,6 +11,9 @@ from siefm.models.efm import EFM, EFMBase, ModelSpec, Stats
 ENCODER_PRESETS = {
     "pretrained": {"vision_encoder": "efficientnet-lite0", "goal_encoder": "minilm"},
     "scratch": {"vision_encoder": "scratch", "goal_encoder": "words"},
+    # No pretrained weights, but a frozen encoder whose features can be cached, where the scratch CNN's
+    # raw frames would not fit in memory (ModelConfig.vision_weights).
+    "random": {"vision_encoder": "efficientnet-lite0", "vision_weights": "random", "goal_encoder": "words"},
 }
 
 

@@ -223,9 +223,8 @@ class PixelInputs(EFMBase):
     def __init__(self, config: ModelConfig, spec: ModelSpec, pretrained: bool):
         super().__init__()
         self.config, self.spec = config, spec
-        self.vision = build_vision_encoder(
-            config.vision_encoder, config.image_size, config.hf_path, pretrained
-        )
+        imagenet = pretrained and config.vision_weights == "imagenet"
+        self.vision = build_vision_encoder(config.vision_encoder, config.image_size, config.hf_path, imagenet)
         self.side = self.vision.output_size(config.image_size)
 
     def encode_frames(self, pixels: torch.Tensor) -> torch.Tensor:

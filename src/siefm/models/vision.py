@@ -121,6 +121,26 @@ class EfficientNetLite0(VisionEncoder):
             x = block(x)
         return x
 
+    @torch.no_grad()
+    def measure_batch_norm(self, frames: torch.Tensor, batch: int = 256) -> None:
+        """Sets every batch norm's statistics to their average over `frames` (N, H, W, 3) uint8, as training
+        would have left them: what randomly initialised layers need before they are frozen, since their
+        default statistics (mean 0, variance 1) shrink the features ~1000-fold by the 5th block."""
+        norms = [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # a cumulative average over the batches
+            norm.training = True
+        try:
+            for start in range(0, len(frames), batch):
+                x = self.stem((to_unit_images(frames[start : start + batch]) - self.mean) / self.std)
+                for block in self.blocks:
+                    x = block(x)
+        finally:
+            for norm in norms:
+                norm.training = False
+            self._forget_folded()
+
     def _folded(self) -> tuple[nn.Module, nn.ModuleList]:
         """The stem and blocks with each batch norm folded into the convolution before it: the same
         function (frozen, eval-mode statistics) in fewer operations. Choice: the folded copy is held
