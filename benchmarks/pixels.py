@@ -172,6 +172,7 @@ def plot_ablation(per_seed: dict[int, dict], path: Path) -> None:
             label = f"{name.replace('reward_', '')} reward model" if seed == min(per_seed) else None
             curve = run["curve"]
             axis.plot(curve["practice_episodes"], curve["true_success"], color=colour, label=label)
+    axis.set_xscale("log")  # an arm whose detector fires at once practises ~1,000 one-step episodes a round
     axis.set_xlabel("practice episodes")
     axis.set_ylabel("true success of practice episodes")
     axis.set_title("Stage 2 from pixels, block2block (same Stage 1 policy)")
