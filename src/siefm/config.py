@@ -106,7 +106,7 @@ class ModelConfig:
     state model's towers act and predict steps-to-go on that estimate (siefm.models.board_efm; needs
     'words' instructions, the default with it). Not the default: its reader has not yet located blocks to
     the centimetre or so a policy needs (benchmarks/board_noise.py), and Stage 1 reached 3% on block2block
-    at 96 x 96 and 6.5% at 128 x 128 (docs/pixels.md)."""
+    at 96 x 96 and 8.5% at 128 x 128 (13.3% after Stage 2, three seeds; docs/pixels.md)."""
     board_towers_learn_from: Literal["estimate", "recorded"] = "recorded"
     """'board' readout: what block poses the towers read in Stage 1 training. 'estimate': the reader's
     (detached), as at run time; 'recorded': the poses the demonstrations recorded, so the towers learn to
