@@ -115,7 +115,9 @@ class EfficientNetLite0(VisionEncoder):
         return super().train(False)  # frozen: batch norm keeps its ImageNet statistics
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        stem, blocks = self._folded()
+        return self._through(*self._folded(), images)
+
+    def _through(self, stem: nn.Module, blocks: nn.ModuleList, images: torch.Tensor) -> torch.Tensor:
         x = stem((to_unit_images(images) - self.mean) / self.std)
         for block in blocks:
             x = block(x)
@@ -132,10 +134,8 @@ class EfficientNetLite0(VisionEncoder):
             norm.momentum = None  # a cumulative average over the batches
             norm.training = True
         try:
-            for start in range(0, len(frames), batch):
-                x = self.stem((to_unit_images(frames[start : start + batch]) - self.mean) / self.std)
-                for block in self.blocks:
-                    x = block(x)
+            for start in range(0, len(frames), batch):  # the unfolded layers: their norms are measured
+                self._through(self.stem, self.blocks, frames[start : start + batch])
         finally:
             for norm in norms:
                 norm.training = False
