@@ -26,8 +26,14 @@ import numpy as np
 import tyro
 
 from siefm.checkpoint import load_checkpoint
-from siefm.envs.tabletop import TabletopConfig
-from siefm.eval.tabletop import BatchPolicy, PolicyFactory, efm_batch_policy, evaluate_tabletop, pooled
+from siefm.domains.tabletop.env import TabletopConfig
+from siefm.domains.tabletop.evaluate import (
+    BatchPolicy,
+    PolicyFactory,
+    efm_batch_policy,
+    evaluate_tabletop,
+    pooled,
+)
 
 
 @dataclass(frozen=True)

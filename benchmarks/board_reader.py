@@ -23,7 +23,7 @@ import tyro
 from siefm.checkpoint import load_checkpoint
 from siefm.data.dataset import read_dataset
 from siefm.data.pixels import encoded_state_chunks
-from siefm.envs.tabletop.scene import BLOCK_SETS
+from siefm.domains.tabletop.scene import BLOCK_SETS
 from siefm.models.board_efm import BoardEFM
 
 APART_CM = 5.0  # a same-colour pair closer than this is not counted for mix-ups

@@ -25,7 +25,7 @@ import tyro
 from pixels_localisation import PUSHER_DIMS, split_frames
 
 from siefm.data.pixels import encoded_state_chunks
-from siefm.demo import machine_info
+from siefm.eval.summaries import machine_info
 from siefm.models.board_efm import BoardReader, board_error
 from siefm.models.vision import build_vision_encoder
 

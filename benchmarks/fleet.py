@@ -24,13 +24,16 @@ import torch
 import tyro
 
 from siefm.checkpoint import load_checkpoint
-from siefm.config import TABLETOP_ID, ImproveConfig
-from siefm.demo import machine_info
-from siefm.envs.tabletop import TabletopConfig, TabletopEnv
+from siefm.config import ImproveConfig
+from siefm.domains import REGISTRY
+from siefm.domains.tabletop.env import TabletopConfig, TabletopEnv
+from siefm.eval.summaries import machine_info
 from siefm.improve.fleet import make_fleet, practice_env
 from siefm.improve.ray_fleet import RayFleet, import_ray
 from siefm.improve.reward import RewardModel
 from siefm.improve.rollout import collect_practice
+
+TABLETOP_ID = REGISTRY["tabletop"].env_id
 
 
 @dataclass(frozen=True)

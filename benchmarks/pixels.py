@@ -44,12 +44,12 @@ import tyro
 
 from siefm.config import EvalConfig, ImproveConfig, ModelConfig, SFTConfig, from_dict, to_dict
 from siefm.data.dataset import read_dataset
-from siefm.demo import improve_and_summarise, machine_info, stage2_summary
+from siefm.domains.tabletop.demo import dataset_summary, episodes_per_family
 from siefm.eval.report import evaluate_checkpoint
+from siefm.eval.summaries import improve_and_summarise, machine_info, stage2_summary
 from siefm.improve.train import POLICY_DIR
 from siefm.models.build import ENCODER_PRESETS, with_encoders
 from siefm.sft import train_sft
-from siefm.tabletop_demo import dataset_summary, episodes_per_family
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt

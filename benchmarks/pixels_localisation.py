@@ -26,7 +26,7 @@ from torch import nn
 
 from siefm.data.dataset import EpisodeDataset, read_dataset
 from siefm.data.pixels import dataset_frame_chunks
-from siefm.demo import machine_info
+from siefm.eval.summaries import machine_info
 from siefm.models.pixel_efm import SpatialSoftmax
 from siefm.models.vision import build_vision_encoder, encode_in_small_batches
 

@@ -28,16 +28,19 @@ import numpy as np
 import torch
 import tyro
 
-from siefm.config import TABLETOP_ID, ImproveConfig, ModelConfig, SFTConfig
+from siefm.config import ImproveConfig, ModelConfig, SFTConfig
 from siefm.data.dataset import read_dataset
-from siefm.demo import machine_info
-from siefm.envs.tabletop import TabletopConfig, TabletopEnv
-from siefm.envs.tabletop.camera import Camera
+from siefm.domains import REGISTRY
+from siefm.domains.tabletop.camera import Camera
+from siefm.domains.tabletop.env import TabletopConfig, TabletopEnv
+from siefm.eval.summaries import machine_info
 from siefm.improve.fleet import make_fleet, practice_env
 from siefm.improve.reward import RewardModel
 from siefm.improve.rollout import collect_practice
 from siefm.models.build import ENCODER_PRESETS
 from siefm.sft import build_model, model_frames, sft_loss
+
+TABLETOP_ID = REGISTRY["tabletop"].env_id
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import tyro
 
-from siefm.demo import DemoConfig, run_demo
-from siefm.eval.evaluate import wilson_interval
+from siefm.domains.pointmass.demo import DemoConfig, run_demo
+from siefm.eval.stats import wilson_interval
 
 HEADLINES = {
     "demonstrator success": ("demonstrator", "success_rate"),

@@ -27,16 +27,20 @@ import torch
 import tyro
 
 from siefm.checkpoint import load_checkpoint
-from siefm.config import POINTMASS_ID, to_dict
-from siefm.data.collect import collect_demonstrations
+from siefm.config import to_dict
 from siefm.data.dataset import read_dataset
-from siefm.demo import DemoConfig, machine_info
-from siefm.envs.pointmass_demos import straight_line_policy
-from siefm.eval.evaluate import efm_policy, evaluate
+from siefm.domains import REGISTRY
+from siefm.domains.pointmass.collect import collect_demonstrations
+from siefm.domains.pointmass.demo import DemoConfig
+from siefm.domains.pointmass.demonstrator import straight_line_policy
+from siefm.domains.pointmass.evaluate import efm_policy, evaluate
+from siefm.eval.summaries import machine_info
 from siefm.improve.train import improve
 from siefm.logging import read_metrics
 from siefm.models.efm import EFM
 from siefm.sft import train_sft
+
+POINTMASS_ID = REGISTRY["pointmass"].env_id
 
 
 @dataclass(frozen=True)

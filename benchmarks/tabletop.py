@@ -37,15 +37,18 @@ import numpy as np
 import tyro
 
 from siefm.checkpoint import load_checkpoint
-from siefm.config import TABLETOP_ID, EvalConfig, ImproveConfig, SFTConfig, from_dict
+from siefm.config import EvalConfig, ImproveConfig, SFTConfig, from_dict
 from siefm.data.dataset import read_dataset
-from siefm.demo import improve_and_summarise, machine_info
+from siefm.domains import REGISTRY
+from siefm.domains.tabletop.demo import dataset_summary, episodes_per_family
+from siefm.domains.tabletop.evaluate import evaluate_tabletop_policies, tabletop_summaries
 from siefm.eval.plots import plot_family_success, plot_learning_curve
-from siefm.eval.report import evaluate_tabletop_policies, tabletop_summaries
+from siefm.eval.summaries import improve_and_summarise, machine_info
 from siefm.improve.reward import RewardModel
 from siefm.logging import read_metrics
 from siefm.sft import train_sft
-from siefm.tabletop_demo import dataset_summary, episodes_per_family
+
+TABLETOP_ID = REGISTRY["tabletop"].env_id
 
 
 @dataclass(frozen=True)

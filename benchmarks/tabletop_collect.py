@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import tyro
 
-from siefm.data.collect_tabletop import TabletopCollectConfig, collect_tabletop
 from siefm.data.dataset import read_dataset
-from siefm.envs.tabletop.tasks import FAMILIES
+from siefm.domains.tabletop.collect import TabletopCollectConfig, collect_tabletop
+from siefm.domains.tabletop.tasks import FAMILIES
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import tyro
 
-from siefm.envs.tabletop import TabletopConfig, TabletopEnv
-from siefm.envs.tabletop.oracle import PushOracle
-from siefm.envs.tabletop.tasks import FAMILIES
-from siefm.eval.evaluate import wilson_interval
+from siefm.domains.tabletop.env import TabletopConfig, TabletopEnv
+from siefm.domains.tabletop.oracle import PushOracle
+from siefm.domains.tabletop.tasks import FAMILIES
+from siefm.eval.stats import wilson_interval
 
 
 @dataclass(frozen=True)

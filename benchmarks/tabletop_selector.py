@@ -27,7 +27,7 @@ import numpy as np
 import tyro
 
 from siefm.checkpoint import load_checkpoint
-from siefm.eval.grounding import is_grounded, selector_grounding
+from siefm.domains.tabletop.grounding import is_grounded, selector_grounding
 
 VARIANTS = {  # name -> (selector_keys, selector_queries, selector_scores)
     "dot2": ("slots", 2, "dot"),

@@ -28,11 +28,11 @@ import tyro
 from siefm.checkpoint import load_checkpoint
 from siefm.config import EvalConfig, ImproveConfig, SFTConfig
 from siefm.data.dataset import read_dataset
-from siefm.demo import improve_and_summarise, machine_info
-from siefm.eval.report import evaluate_tabletop_policies, tabletop_summaries
+from siefm.domains.tabletop.demo import dataset_summary, episodes_per_family
+from siefm.domains.tabletop.evaluate import evaluate_tabletop_policies, tabletop_summaries
+from siefm.eval.summaries import improve_and_summarise, machine_info
 from siefm.improve.reward import RewardModel
 from siefm.sft import train_sft
-from siefm.tabletop_demo import dataset_summary, episodes_per_family
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import tyro
 
-from siefm.envs.tabletop import TabletopConfig, TabletopEnv
+from siefm.domains.tabletop.env import TabletopConfig, TabletopEnv
 
 
 @dataclass(frozen=True)

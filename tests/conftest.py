@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from siefm.config import CollectConfig, ImproveConfig, ModelConfig, SFTConfig
+from siefm.config import ImproveConfig, ModelConfig, SFTConfig
+from siefm.domains.pointmass.collect import CollectConfig
 
 torch.set_num_threads(1)
 
@@ -25,7 +26,7 @@ class LearnerCrash(RuntimeError):
 @pytest.fixture(scope="session")
 def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """About 57 demonstrations (60 simulated, the short ones dropped), written once per session."""
-    from siefm.data.collect import collect_demonstrations
+    from siefm.domains.pointmass.collect import collect_demonstrations
 
     return collect_demonstrations(
         tmp_path_factory.mktemp("data") / "dataset", CollectConfig(num_episodes=60, seed=0)

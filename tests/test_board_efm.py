@@ -18,13 +18,21 @@ from test_pixels import (  # noqa: F401
 )
 from torch.testing import assert_close
 
-from siefm.checkpoint import env_object_names, load_checkpoint, save_checkpoint
-from siefm.config import TABLETOP_ID, ModelConfig, SFTConfig
+from siefm.checkpoint import env_spec, load_checkpoint, save_checkpoint
+from siefm.config import ModelConfig, SFTConfig
+from siefm.domains import REGISTRY
 from siefm.models.board_efm import BoardEFM, board_error
 from siefm.models.build import with_encoders
 from siefm.sft import stage1_optimizer
 
-NAMES = env_object_names(BOARD_METADATA["env"])  # the 4-block board the tests render
+TABLETOP_ID = REGISTRY["tabletop"].env_id
+
+
+def object_names(env: dict) -> tuple[str, ...]:
+    return env_spec(env).object_names
+
+
+NAMES = object_names(BOARD_METADATA["env"])  # the 4-block board the tests render
 
 
 def board_model(seed: int = 0, **overrides: object) -> BoardEFM:

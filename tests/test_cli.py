@@ -14,10 +14,13 @@ import torch
 
 from siefm.checkpoint import save_checkpoint
 from siefm.cli import main
-from siefm.config import POINTMASS_ID, ModelConfig
+from siefm.config import ModelConfig
 from siefm.data.dataset import read_dataset
+from siefm.domains import REGISTRY
 from siefm.logging import read_metrics
 from siefm.models.efm import EFM, ModelSpec
+
+POINTMASS_ID = REGISTRY["pointmass"].env_id
 
 TINY_DEMO = [
     "--collect.num-episodes",

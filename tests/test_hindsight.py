@@ -14,9 +14,10 @@ from torch.testing import assert_close
 
 from siefm.config import SFTConfig
 from siefm.data.dataset import EpisodeDataset
-from siefm.data.hindsight import HindsightLabels, block2block_hindsight
+from siefm.data.relabel import RelabelledGoals
 from siefm.data.sampler import Frames
-from siefm.envs.tabletop.tasks import PREPOSITIONS, VERBS
+from siefm.domains.tabletop.hindsight import block2block_hindsight
+from siefm.domains.tabletop.tasks import PREPOSITIONS, VERBS
 from siefm.sft import hindsight_frames, sft_loss, train_sft
 
 # The 8-block board's names, in state-row order (tasks.block_name).
@@ -108,7 +109,7 @@ def test_hindsight_frames_join_only_the_steps_to_go_loss() -> None:
 
 
 def test_hindsight_is_refused_for_pointmass_data(dataset_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="relabels tabletop demonstrations"):
+    with pytest.raises(ValueError, match="offers no such relabelling"):
         train_sft(dataset_dir, tmp_path / "run", SFTConfig(steps=1, hindsight="block2block"))
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
@@ -127,7 +128,7 @@ def test_hindsight_frames_keep_each_frame_and_its_images() -> None:
         goal_table=model.goal_input(["push the red moon to the blue cube"]),
     )
     labels = block2block_hindsight(two_episodes(), "8")
-    picked = HindsightLabels(np.array([2, 3]), np.array([1, 0]), np.array([1, 0]), labels.instructions[:2])
+    picked = RelabelledGoals(np.array([2, 3]), np.array([1, 0]), np.array([1, 0]), labels.instructions[:2])
     frames = hindsight_frames(model, train, picked)
     assert_close(frames.state, train.state[2:])
     assert frames.image_ids.tolist() == [[1, 2], [2, 3]] and frames.images is train.images

@@ -17,7 +17,7 @@ from torch.testing import assert_close
 
 from siefm.data.sampler import steps_to_go_labels
 from siefm.eval.diagnostics import rank_correlation
-from siefm.eval.evaluate import wilson_interval
+from siefm.eval.stats import wilson_interval
 from siefm.improve.reinforce import discounted_returns, reinforce_loss
 from siefm.improve.reward import (
     calibrate_success_threshold,

@@ -12,20 +12,15 @@ from safetensors.torch import load_file, save_file
 from torch.testing import assert_close
 
 from siefm.checkpoint import METADATA, WEIGHTS, CheckpointError, load_checkpoint, save_checkpoint
-from siefm.config import (
-    POINTMASS_ID,
-    TABLETOP_ID,
-    CollectConfig,
-    EvalConfig,
-    ImproveConfig,
-    ModelConfig,
-    SFTConfig,
-    from_dict,
-    to_dict,
-)
-from siefm.demo import DemoConfig
-from siefm.envs.pointmass import PointMassConfig
+from siefm.config import EvalConfig, ImproveConfig, ModelConfig, SFTConfig, from_dict, to_dict
+from siefm.domains import REGISTRY
+from siefm.domains.pointmass.collect import CollectConfig
+from siefm.domains.pointmass.demo import DemoConfig
+from siefm.domains.pointmass.env import PointMassConfig
 from siefm.models.efm import EFM, ModelSpec
+
+POINTMASS_ID = REGISTRY["pointmass"].env_id
+TABLETOP_ID = REGISTRY["tabletop"].env_id
 
 SPEC = ModelSpec(state_dim=4, goal_dim=2, action_dim=2)
 HEADS = ["gaussian", "tokenized"]

@@ -14,19 +14,24 @@ import torch
 from torch.testing import assert_close
 
 from siefm.checkpoint import load_checkpoint, save_checkpoint
-from siefm.config import POINTMASS_ID, TABLETOP_ID, ImproveConfig, ModelConfig
-from siefm.data.collect_tabletop import TabletopCollectConfig, collect_tabletop
+from siefm.config import ImproveConfig, ModelConfig
 from siefm.data.dataset import read_dataset
 from siefm.data.pixels import dataset_frame_chunks, encoded_dataset_frames, frame_pairs, render_dataset_frames
-from siefm.envs.tabletop import TabletopConfig, TabletopEnv
-from siefm.envs.tabletop.camera import Camera
-from siefm.envs.tabletop.oracle import PushOracle
+from siefm.domains import REGISTRY
+from siefm.domains.tabletop.camera import Camera
+from siefm.domains.tabletop.collect import TabletopCollectConfig, collect_tabletop
+from siefm.domains.tabletop.env import TabletopConfig, TabletopEnv
+from siefm.domains.tabletop.oracle import PushOracle
+from siefm.domains.tabletop.tasks import vocabulary as tabletop_vocabulary
 from siefm.improve.fleet import make_fleet
 from siefm.improve.reward import RewardModel
 from siefm.improve.rollout import collect_practice
 from siefm.models.build import build_efm
 from siefm.models.efm import ModelSpec
-from siefm.models.text import WordTokenizer, tabletop_vocabulary
+from siefm.models.text import WordTokenizer
+
+POINTMASS_ID = REGISTRY["pointmass"].env_id
+TABLETOP_ID = REGISTRY["tabletop"].env_id
 
 STATE_DIM = 4 + 4 * 4  # the 4-block board
 SIZE = 32  # small frames keep these tests fast
@@ -109,7 +114,7 @@ def test_cameras_larger_than_the_boards_own_frames_render() -> None:
 
 def test_demo_obs_and_the_model_observation_must_agree() -> None:
     from siefm.config import SFTConfig
-    from siefm.tabletop_demo import TabletopDemoConfig
+    from siefm.domains.tabletop.demo import TabletopDemoConfig
 
     assert TabletopDemoConfig(obs="pixels").stage1.model.observation == "pixels"
     assert TabletopDemoConfig().stage1.model.observation == "state"
@@ -259,7 +264,7 @@ def test_stage1_frames_hold_each_episodes_first_and_last_frame(tabletop_data: Pa
 
 
 def test_pixel_models_are_for_the_tabletop_and_hf_encoders_need_a_directory() -> None:
-    with pytest.raises(ValueError, match="needs tabletop data"):
+    with pytest.raises(ValueError, match="renders camera frames"):
         ModelConfig(observation="pixels").resolve(POINTMASS_ID)
     with pytest.raises(ValueError, match="hf_path"):
         ModelConfig(observation="pixels", vision_encoder="hf")
@@ -273,9 +278,10 @@ def test_a_missing_pretrained_package_names_the_extra(monkeypatch: pytest.Monkey
     def missing(name: str) -> None:
         raise ImportError(name)
 
+    config = pixel_config(vision_encoder="efficientnet-lite0")  # resolving imports the domain
     monkeypatch.setattr(pretrained.importlib, "import_module", missing)
     with pytest.raises(ValueError, match=r"pip install 'siefm\[pretrained\]'"):
-        pixel_model(pixel_config(vision_encoder="efficientnet-lite0"))
+        pixel_model(config)
 
 
 def test_stage2_buffer_holds_the_features_the_policy_acted_on() -> None:

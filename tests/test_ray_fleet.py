@@ -19,13 +19,16 @@ import torch
 from conftest import TINY_IMPROVE, LearnerCrash, assert_same_practice
 
 from siefm.checkpoint import load_checkpoint
-from siefm.config import POINTMASS_ID, ImproveConfig
+from siefm.config import ImproveConfig
 from siefm.data.dataset import read_dataset
+from siefm.domains import REGISTRY
 from siefm.improve.practice_data import PracticeStream
 from siefm.improve.ray_fleet import PracticeWorker, RayFleet, import_ray
 from siefm.improve.reward import RewardModel
 from siefm.improve.train import improve, resume_improve
 from siefm.logging import read_metrics
+
+POINTMASS_ID = REGISTRY["pointmass"].env_id
 
 
 def test_without_ray_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,10 +25,10 @@ from siefm.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from siefm.config import ImproveConfig, ModelConfig, SFTConfig, from_dict, to_dict
 from siefm.data.dataset import DatasetError, read_dataset
 from siefm.data.stream import finish_stream
-from siefm.envs.pointmass import PointMassConfig
-from siefm.envs.pointmass_demos import pd_action
+from siefm.domains.pointmass.demonstrator import pd_action
+from siefm.domains.pointmass.env import PointMassConfig
+from siefm.domains.pointmass.fleet import LocalFleet
 from siefm.improve import rollout
-from siefm.improve.fleet import LocalFleet
 from siefm.improve.practice_data import PracticeStream, discard_unfinished
 from siefm.improve.reward import RewardModel
 from siefm.improve.rollout import PracticeBatch, collect_practice

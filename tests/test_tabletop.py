@@ -8,10 +8,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import siefm.envs  # noqa: F401  (registers the envs)
-from siefm.envs.tabletop import TabletopConfig, TabletopEnv
-from siefm.envs.tabletop.scene import BLOCK_SETS, BOARD_X, BOARD_Y, Block
-from siefm.envs.tabletop.tasks import FAMILIES, Task, block_name, on_board, sample_task
+import siefm.domains  # noqa: F401  (registers the envs)
+from siefm.domains.tabletop.env import TabletopConfig, TabletopEnv
+from siefm.domains.tabletop.scene import BLOCK_SETS, BOARD_X, BOARD_Y, Block
+from siefm.domains.tabletop.tasks import FAMILIES, Task, block_name, on_board, sample_task
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +178,7 @@ def test_render_follows_render_mode() -> None:
 
 
 def test_the_oracle_solves_most_block2block_tasks() -> None:
-    from siefm.envs.tabletop.oracle import PushOracle
+    from siefm.domains.tabletop.oracle import PushOracle
 
     env = TabletopEnv(TabletopConfig(families=("block2block",)))
     oracle = PushOracle()
@@ -195,7 +195,7 @@ def test_the_oracle_solves_most_block2block_tasks() -> None:
 
 
 def test_oracle_detours_visit_their_waypoints_before_the_task() -> None:
-    from siefm.envs.tabletop.oracle import PushOracle
+    from siefm.domains.tabletop.oracle import PushOracle
 
     env = TabletopEnv(TabletopConfig(families=("block2block",)))
     lengths = {}
@@ -226,15 +226,15 @@ def test_oracle_detours_visit_their_waypoints_before_the_task() -> None:
     assert lengths[3] > lengths[0] * 1.2  # detours make the demonstrations longer
     with pytest.raises(ValueError, match="max_detours"):
         PushOracle(max_detours=-1)
-    from siefm.data.collect_tabletop import TabletopCollectConfig
+    from siefm.domains.tabletop.collect import TabletopCollectConfig
 
     with pytest.raises(ValueError, match="max_detours"):
         TabletopCollectConfig(max_detours=-1)
 
 
 def test_parallel_collection_writes_successful_oracle_episodes(tmp_path) -> None:
-    from siefm.data.collect_tabletop import TabletopCollectConfig, collect_tabletop
     from siefm.data.dataset import read_dataset
+    from siefm.domains.tabletop.collect import TabletopCollectConfig, collect_tabletop
 
     config = TabletopCollectConfig(num_episodes=6, env=TabletopConfig(block_set="4"), num_workers=2)
     dataset = read_dataset(collect_tabletop(tmp_path / "data", config))

@@ -13,17 +13,27 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from siefm.checkpoint import env_object_names, fit_to_env, load_checkpoint, placeholder_stats, save_checkpoint
-from siefm.config import TABLETOP_ID, ImproveConfig, ModelConfig, SFTConfig, to_dict
-from siefm.envs.tabletop import TabletopConfig, TabletopEnv
-from siefm.envs.tabletop.scene import BOARD_X
-from siefm.envs.tabletop.tasks import NOVEL_FAMILY, sample_task
-from siefm.eval.grounding import selector_grounding
-from siefm.eval.tabletop import efm_batch_policy, evaluate_tabletop, oracle_batch_policy
-from siefm.improve.fleet import TabletopFleet, make_fleet, practice_env
+from siefm.checkpoint import env_spec, fit_to_env, load_checkpoint, placeholder_stats, save_checkpoint
+from siefm.config import ImproveConfig, ModelConfig, SFTConfig, to_dict
+from siefm.domains import REGISTRY
+from siefm.domains.tabletop.env import TabletopConfig, TabletopEnv
+from siefm.domains.tabletop.evaluate import efm_batch_policy, evaluate_tabletop, oracle_batch_policy
+from siefm.domains.tabletop.fleet import TabletopFleet
+from siefm.domains.tabletop.grounding import selector_grounding
+from siefm.domains.tabletop.scene import BOARD_X
+from siefm.domains.tabletop.tasks import NOVEL_FAMILY, sample_task
+from siefm.domains.tabletop.tasks import vocabulary as tabletop_vocabulary
+from siefm.improve.fleet import make_fleet, practice_env
 from siefm.models.efm import EFM, ModelSpec
 from siefm.models.objects import POSITION_SCALE, ObjectSelector
-from siefm.models.text import WordTokenizer, tabletop_vocabulary
+from siefm.models.text import WordTokenizer
+
+TABLETOP_ID = REGISTRY["tabletop"].env_id
+
+
+def object_names(env: dict) -> tuple[str, ...]:
+    return env_spec(env).object_names
+
 
 STATE_DIM = 4 + 4 * 8
 STANDARD_BOARD = {"id": TABLETOP_ID, "config": {"block_set": "8"}}
@@ -187,7 +197,7 @@ def test_a_model_reads_the_banana_boards_names_and_keeps_them_in_its_checkpoint(
 def tabletop_model(seed: int = 0, **config: str | int) -> EFM:
     torch.manual_seed(seed)
     tokenizer = WordTokenizer(tabletop_vocabulary(), max_length=16)
-    spec = ModelSpec(STATE_DIM, 16, 2, tuple(tokenizer.vocabulary), env_object_names(STANDARD_BOARD))
+    spec = ModelSpec(STATE_DIM, 16, 2, tuple(tokenizer.vocabulary), object_names(STANDARD_BOARD))
     ones = {"state": torch.ones(STATE_DIM), "goal": torch.ones(16), "action": torch.full((2,), 0.05)}
     stats = {k: {"mean": 0 * v, "std": v, "min": -v, "max": v} for k, v in ones.items()}
     return EFM(ModelConfig(hidden_dim=32, num_layers=1, **config).resolve(TABLETOP_ID), spec, stats)

@@ -6,8 +6,9 @@ import numpy as np
 import torch
 from torch.testing import assert_close
 
-from siefm.envs.tabletop import TabletopConfig, TabletopEnv
-from siefm.models.text import TextEncoder, WordTokenizer, align_to_end, tabletop_vocabulary, words
+from siefm.domains.tabletop.env import TabletopConfig, TabletopEnv
+from siefm.domains.tabletop.tasks import vocabulary as tabletop_vocabulary
+from siefm.models.text import TextEncoder, WordTokenizer, align_to_end, words
 
 
 def test_words_lowercase_and_drop_punctuation() -> None:

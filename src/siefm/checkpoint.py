@@ -18,9 +18,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
-from siefm.config import POINTMASS_ID, TABLETOP_ID, ModelConfig, from_dict, to_dict
-from siefm.envs.pointmass import GOAL_DIM, STATE_DIM
-from siefm.envs.tabletop.scene import BLOCK_SETS
+from siefm.config import ModelConfig, from_dict, to_dict
+from siefm.domains import ObservationSpec, find_domain
 from siefm.models.build import build_efm
 from siefm.models.efm import EFMBase, ModelSpec
 
@@ -89,46 +88,35 @@ def load_checkpoint(path: Path) -> tuple[EFMBase, dict[str, Any]]:
     return model.eval(), info["metadata"]
 
 
-def env_sizes(env: dict[str, Any]) -> tuple[int, int | None]:
-    """State size and goal-vector size (None: instruction goals) of an env described as in metadata."""
-    if env.get("id") == POINTMASS_ID:
-        return STATE_DIM, GOAL_DIM
-    if env.get("id") == TABLETOP_ID:
-        return 4 + 4 * len(BLOCK_SETS[env["config"].get("block_set", "8")]), None
-    raise CheckpointError(f"unknown env {env.get('id')!r}: siefm knows {POINTMASS_ID} and {TABLETOP_ID}.")
-
-
-def env_object_names(env: dict[str, Any]) -> tuple[str, ...]:
-    """Names of the objects whose rows an env's state lists, as an instruction words them (tabletop: colour
-    and shape); () for envs without objects."""
-    if env.get("id") != TABLETOP_ID:
-        return ()
-    return tuple(f"{b.colour} {b.shape}" for b in BLOCK_SETS[env["config"].get("block_set", "8")])
+def env_spec(env: dict[str, Any]) -> ObservationSpec:
+    """The observation spec of an env described as in metadata ({"id", "config"}), from its domain."""
+    domain = find_domain(env.get("id", ""))
+    if domain is None:
+        raise CheckpointError(f"no registered domain owns the env {env.get('id')!r}.")
+    return domain.observation_spec(env.get("config", {}))
 
 
 def fit_to_env(path: Path, model: EFMBase, env: dict[str, Any]) -> None:
     """Refuses a checkpoint that does not fit the env (`check_fits_env`), then tells the model the names of
-    the env's objects, which may differ from its training board's (the banana board)."""
+    the env's objects, which may differ from its training board's (a novel object)."""
     check_fits_env(path, model, env)
-    if names := env_object_names(env):
-        use_names = getattr(model, "use_object_names", None)
-        if use_names is not None:
-            use_names(names)
+    if names := env_spec(env).object_names:
+        model.use_object_names(names)
 
 
 def check_fits_env(path: Path, model: EFMBase, env: dict[str, Any]) -> None:
     """Refuses a checkpoint whose observation size or kind of goal differs from the env's."""
-    state_dim, goal_dim = env_sizes(env)
-    spec = model.spec
-    model_goal = spec.goal_dim if model.config.goal_encoder == "vector" else None
-    if (spec.state_dim, model_goal) != (state_dim, goal_dim):
+    spec = env_spec(env)
+    model_goal = model.spec.goal_dim if model.config.goal_encoder == "vector" else None
+    if (model.spec.state_dim, model_goal) != (spec.state_dim, spec.goal_dim):
 
         def goal(dim: int | None) -> str:
             return "instructions" if dim is None else f"goal vectors of size {dim}"
 
         raise CheckpointError(
-            f"{path} expects observations of size {spec.state_dim} and {goal(model_goal)}, but {env['id']} "
-            f"gives {state_dim} and {goal(goal_dim)}: use a checkpoint trained on data from this env."
+            f"{path} expects observations of size {model.spec.state_dim} and {goal(model_goal)}, but "
+            f"{env['id']} gives {spec.state_dim} and {goal(spec.goal_dim)}: use a checkpoint trained on data "
+            "from this env."
         )
 
 

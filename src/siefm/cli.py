@@ -5,7 +5,7 @@
     siefm improve --sft-run SFT --out RL           Stage 2 -> RL/checkpoints/policy
     siefm improve --resume RL                      continue an interrupted Stage 2 run
     siefm eval --checkpoint RL/checkpoints/policy --out EVAL
-    siefm demo pointmass --out DIR                 all of the above + report
+    siefm demo pointmass --out DIR                 all of the above + report (any registered domain)
 
 This is the only module that parses arguments; it calls the same functions as the tests and benchmarks.
 Expected failures (bad paths, corrupt files, invalid values) end with a one-paragraph message and exit 2.
@@ -13,36 +13,58 @@ Expected failures (bad paths, corrupt files, invalid values) end with a one-para
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Union
 
 import tyro
 
-from siefm.config import CollectConfig, EvalConfig, ImproveConfig, SFTConfig
-from siefm.data.collect_tabletop import TabletopCollectConfig
-from siefm.demo import DemoConfig
-from siefm.tabletop_demo import TabletopDemoConfig
+from siefm.config import EvalConfig, ImproveConfig, SFTConfig
+from siefm.domains import domain_names, get_domain
 
 
-@dataclass(frozen=True)
-class Collect:
-    """Generate demonstrations with a scripted controller and write a dataset (LeRobot v3.0 layout, with
-    steps-to-go and true-success columns): PointMass's waypoint demonstrator (--collect.* options), or the
-    tabletop's push oracle in parallel workers (--env tabletop, --tabletop.* options)."""
+def collect_command() -> type:
+    """`siefm collect`, with one option group per registered domain (`--collect.*` for PointMass,
+    `--tabletop.*` for the tabletop)."""
+    names = domain_names()
+    fields: list[tuple[str, Any, Any]] = [
+        ("out", Annotated[Path, tyro.conf.arg(help="Dataset directory to create.")], dataclasses.MISSING),
+        (
+            "env",
+            Annotated[Literal[names], tyro.conf.arg(help="Which domain to collect.")],  # type: ignore[valid-type]
+            names[0],
+        ),
+    ]
+    for name in names:
+        domain = get_domain(name)
+        fields.append(
+            (domain.collect_option, domain.collect_config, field(default_factory=domain.collect_config))
+        )
+    fields.append(
+        ("overwrite", Annotated[bool, tyro.conf.arg(help="Replace an existing dataset at --out.")], False)
+    )
+    command = dataclasses.make_dataclass(
+        "Collect",
+        [
+            (n, tp, f) if isinstance(f, dataclasses.Field) else (n, tp, field(default=f))
+            for n, tp, f in fields
+        ],
+        frozen=True,
+    )
+    command.__doc__ = (
+        "Generate demonstrations with the domain's scripted demonstrator and write a dataset (LeRobot v3.0 "
+        "layout, with steps-to-go and true-success columns): --env NAME picks the domain, whose options "
+        "follow (" + ", ".join(f"--{get_domain(n).collect_option}.* for {n}" for n in names) + ")."
+    )
+    return command
 
-    out: Path
-    """Dataset directory to create."""
-    env: Literal["pointmass", "tabletop"] = "pointmass"
-    """Which domain to collect."""
-    collect: CollectConfig = field(default_factory=CollectConfig)
-    tabletop: TabletopCollectConfig = field(default_factory=TabletopCollectConfig)
-    overwrite: bool = False
-    """Replace an existing dataset at --out."""
+
+Collect = collect_command()
 
 
 @dataclass(frozen=True)
@@ -92,31 +114,41 @@ class Eval:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-@dataclass(frozen=True)
-class PointMassDemo:
-    """Run the whole recipe on PointMass with embedded defaults (a few minutes): collect -> Stage 1 ->
-    Stage 2 -> eval; writes results.json, trajectories.png and learning_curve.png and prints a summary."""
-
-    out: Path = Path("runs/demo-pointmass")
-    """Output directory (dataset/, sft/, improve/ and the report files)."""
-    config: Annotated[DemoConfig, tyro.conf.arg(name="")] = field(default_factory=DemoConfig)
-
-
-@dataclass(frozen=True)
-class TabletopDemo:
-    """Run the whole recipe on the tabletop from state observations (or camera frames, --obs pixels): oracle
-    demonstrations -> Stage 1 (all families) -> Stage 2 (block2block practice) -> 5 families x 50 episodes
-    for Stage 1, Stage 2 and the oracle; writes results.json, success_by_family.png, learning_curve.png and
-    annotated videos."""
-
-    out: Path = Path("runs/demo-tabletop")
-    """Output directory (dataset/, sft/, improve/, videos/ and the report files)."""
-    config: Annotated[TabletopDemoConfig, tyro.conf.arg(name="")] = field(default_factory=TabletopDemoConfig)
+def demo_command(name: str) -> type:
+    """`siefm demo NAME`: the registered domain's whole recipe on its embedded defaults."""
+    domain = get_domain(name)
+    command = dataclasses.make_dataclass(
+        f"{name.title()}Demo",
+        [
+            (
+                "out",
+                Annotated[
+                    Path, tyro.conf.arg(help="Output directory (dataset/, sft/, improve/, the report).")
+                ],
+                field(default=Path(f"runs/demo-{name}")),
+            ),
+            (
+                "config",
+                Annotated[domain.demo_config, tyro.conf.arg(name="")],
+                field(default_factory=domain.demo_config),
+            ),
+        ],
+        frozen=True,
+        namespace={"domain": name},
+    )
+    command.__doc__ = domain.demo_description
+    return command
 
 
 Demo = tyro.conf.OmitSubcommandPrefixes[
-    Annotated[PointMassDemo, tyro.conf.subcommand("pointmass")]
-    | Annotated[TabletopDemo, tyro.conf.subcommand("tabletop")]
+    Union[  # noqa: UP007 (a Union of a runtime-built tuple)
+        tuple(
+            Annotated[
+                demo_command(name), tyro.conf.subcommand(name, description=get_domain(name).demo_description)
+            ]
+            for name in domain_names()
+        )
+    ]
 ]
 
 
@@ -129,17 +161,13 @@ Command = (
 )
 
 
-def run(command: Collect | SFT | Improve | Eval | PointMassDemo | TabletopDemo) -> None:
+def run(command: Any) -> None:
     """Executes a parsed command (importing the heavy stages only when needed)."""
     if isinstance(command, Collect):
-        if command.env == "tabletop":
-            from siefm.data.collect_tabletop import collect_tabletop
-
-            path = collect_tabletop(command.out, command.tabletop, overwrite=command.overwrite)
-        else:
-            from siefm.data.collect import collect_demonstrations
-
-            path = collect_demonstrations(command.out, command.collect, overwrite=command.overwrite)
+        domain = get_domain(command.env)
+        path = domain.collect(
+            command.out, getattr(command, domain.collect_option), overwrite=command.overwrite
+        )
         print(f"dataset written to {path}")
     elif isinstance(command, SFT):
         from siefm.sft import train_sft
@@ -161,21 +189,11 @@ def run(command: Collect | SFT | Improve | Eval | PointMassDemo | TabletopDemo) 
 
         results = evaluate_checkpoint(command.checkpoint, command.out, command.eval, command.reward)
         print(json.dumps(results, indent=2))
-    elif isinstance(command, TabletopDemo):
-        from siefm.tabletop_demo import run_tabletop_demo
-
-        results = run_tabletop_demo(command.out, command.config)
+    else:  # a demo
+        results = get_domain(command.domain).run_demo(command.out, command.config)
         print(format_table(results))
-        print(f"\nreport: {command.out / 'results.json'}, {command.out / 'success_by_family.png'}, videos/")
-    else:
-        from siefm.demo import run_demo
-
-        results = run_demo(command.out, command.config)
-        print(format_table(results))
-        print(
-            f"\nreport: {command.out / 'results.json'}, {command.out / 'trajectories.png'}, "
-            f"{command.out / 'learning_curve.png'}"
-        )
+        figures = sorted(p.name for p in Path(command.out).glob("*.png"))
+        print(f"\nreport: {command.out / 'results.json'}" + "".join(f", {command.out / f}" for f in figures))
 
 
 def _row(name: str, r: dict) -> tuple[str, str, str, str]:
@@ -186,17 +204,14 @@ def _row(name: str, r: dict) -> tuple[str, str, str, str]:
 def format_table(results: dict) -> str:
     """The demo's short summary table."""
     rows = [("policy", "true success", "95% CI", "mean steps")]
-    tabletop = "per_family" in results["bc"]
-    for key, name in (
-        ("demonstrator", "demonstrator"),
-        ("bc", "Stage 1 (BC)"),
-        ("improved", "Stage 2"),
-        ("optimal", "scripted oracle" if tabletop else "straight line"),
-    ):
+    reference = results.get("optimal", {}).get("name", "reference")  # the domain's reference controller
+    names = (("bc", "Stage 1 (BC)"), ("improved", "Stage 2"), ("optimal", reference))
+    for key, name in (("demonstrator", "demonstrator"), *names):
         if key in results:
             rows.append(_row(name, results[key]))
-    for family in results["improve"].get("families", []) if tabletop else []:  # the practised families
-        for key, name in (("bc", "Stage 1 (BC)"), ("improved", "Stage 2"), ("optimal", "scripted oracle")):
+    families = results["improve"].get("families", []) if "per_family" in results["bc"] else []
+    for family in families:  # the practised task families, for domains that report per family
+        for key, name in names:
             if family in results[key]["per_family"]:
                 rows.append(_row(f"{name}, {family}", results[key]["per_family"][family]))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]

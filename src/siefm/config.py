@@ -11,58 +11,42 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from siefm.envs.pointmass import PointMassConfig
 
-
-def _require(condition: bool, config: object, name: str, rule: str) -> None:
+def require(condition: bool, config: object, name: str, rule: str) -> None:
     if not condition:
         value = getattr(config, name)
         raise ValueError(f"{type(config).__name__}.{name} = {value!r} is invalid: it must be {rule}.")
 
 
-POINTMASS_ID = "siefm/PointMass-v0"
-TABLETOP_ID = "siefm/Tabletop-v0"
-
-# Per-domain defaults of the fields left None in ModelConfig and ImproveConfig; a run resolves them from the
-# env its data came from and records the resolved values. PointMass follows the notebook (PAPER.md §7), the
-# tabletop the paper's LanguageTable settings (PAPER.md §4-5).
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    POINTMASS_ID: {
-        "goal_encoder": "vector",
-        "word_positions": "start",
-        "state_encoder": "flat",
-        "steps_to_go_sees": "full",
-        "action_head": "gaussian",
-        "steps_to_go_bins": 141,
-        "steps_to_go_max": 140.0,
-    },
-    TABLETOP_ID: {
-        "goal_encoder": "words",
-        "word_positions": "both-ends",
-        "state_encoder": "objects",
-        "steps_to_go_sees": "selected",
-        "action_head": "tokenized",
-        "steps_to_go_bins": 50,
-        "steps_to_go_max": 100.0,
-    },
+# ModelConfig fields a domain's presets fill where the user left them None, and what an env without a
+# registered domain gets (its goal, action and steps-to-go settings must be given).
+MODEL_PRESET_FIELDS = (
+    "goal_encoder",
+    "word_positions",
+    "state_encoder",
+    "steps_to_go_sees",
+    "action_head",
+    "steps_to_go_bins",
+    "steps_to_go_max",
+)
+GENERIC_MODEL_DEFAULTS: dict[str, Any] = {
+    "word_positions": "start",
+    "state_encoder": "flat",
+    "steps_to_go_sees": "full",
 }
-IMPROVE_DEFAULTS: dict[str, dict[str, Any]] = {
-    POINTMASS_ID: {"num_updates": 32, "reward_scale": 1 / 140, "families": ()},
-    TABLETOP_ID: {"num_updates": 16, "reward_scale": 0.05, "families": ("block2block",)},
-}
+IMPROVE_PRESET_FIELDS = ("num_updates", "reward_scale")
 
 
-def resolve_defaults(config: Any, defaults: dict[str, dict[str, Any]], env_id: str) -> Any:
-    """`config` with its None fields (those `defaults` covers) set to the defaults of `env_id`'s domain."""
-    missing = [name for name in defaults[POINTMASS_ID] if getattr(config, name) is None]
-    if not missing:
-        return config
-    if env_id not in defaults:
+def fill_defaults(config: Any, defaults: dict[str, Any], names: tuple[str, ...], env_id: str) -> Any:
+    """`config` with its None fields among `names` set from `defaults`; a field neither gives is an error."""
+    missing = [name for name in names if getattr(config, name) is None]
+    unset = [name for name in missing if name not in defaults]
+    if unset:
         raise ValueError(
             f"there are no default {type(config).__name__} settings for the env {env_id!r}: "
-            f"set {', '.join(missing)} explicitly."
+            f"set {', '.join(unset)} explicitly."
         )
-    return dataclasses.replace(config, **{name: defaults[env_id][name] for name in missing})
+    return dataclasses.replace(config, **{name: defaults[name] for name in missing})
 
 
 @dataclass(frozen=True)
@@ -209,87 +193,85 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         for name in ("hidden_dim", "num_layers", "text_dim", "max_words"):
-            _require(getattr(self, name) >= 1, self, name, ">= 1")
-        _require(self.action_bins >= 2, self, "action_bins", ">= 2")
-        _require(self.selector_queries >= 1, self, "selector_queries", ">= 1")
-        _require(self.selector_scores in ("dot", "cosine"), self, "selector_scores", "'dot' or 'cosine'")
-        _require(self.selector_keys in ("slots", "names"), self, "selector_keys", "'slots' or 'names'")
-        _require(
+            require(getattr(self, name) >= 1, self, name, ">= 1")
+        require(self.action_bins >= 2, self, "action_bins", ">= 2")
+        require(self.selector_queries >= 1, self, "selector_queries", ">= 1")
+        require(self.selector_scores in ("dot", "cosine"), self, "selector_scores", "'dot' or 'cosine'")
+        require(self.selector_keys in ("slots", "names"), self, "selector_keys", "'slots' or 'names'")
+        require(
             self.selector_keys == "slots" or self.selector_scores == "dot",
             self,
             "selector_scores",
             "'dot' with --sft.model.selector-keys names (cosine scores are for slot keys)",
         )
-        _require(
-            self.steps_to_go_bins is None or self.steps_to_go_bins >= 2, self, "steps_to_go_bins", ">= 2"
-        )
-        _require(
+        require(self.steps_to_go_bins is None or self.steps_to_go_bins >= 2, self, "steps_to_go_bins", ">= 2")
+        require(
             self.goal_encoder in (None, "vector", "words", "minilm", "hf"),
             self,
             "goal_encoder",
             "'vector', 'words', 'minilm' or 'hf'",
         )
-        _require(self.observation in ("state", "pixels"), self, "observation", "'state' or 'pixels'")
-        _require(
+        require(self.observation in ("state", "pixels"), self, "observation", "'state' or 'pixels'")
+        require(
             self.word_positions in (None, "start", "both-ends"),
             self,
             "word_positions",
             "'start' or 'both-ends'",
         )
-        _require(self.image_size >= 16, self, "image_size", ">= 16")
-        _require(
+        require(self.image_size >= 16, self, "image_size", ">= 16")
+        require(
             self.pixel_readout in ("flatten", "keypoints", "board"),
             self,
             "pixel_readout",
             "'flatten', 'keypoints' or 'board'",
         )
         if self.pixel_readout == "board":  # the state model's towers replace the pixel towers
-            _require(
+            require(
                 self.goal_encoder in (None, "words"),
                 self,
                 "goal_encoder",
                 "'words' with --sft.model.pixel-readout board (its object selector matches the instruction's "
                 "words to the blocks' names)",
             )
-            _require(
+            require(
                 self.pixel_towers == "separate" and self.pixel_steps_to_go_sees == "map",
                 self,
                 "pixel_readout",
                 "'flatten' or 'keypoints' with pixel_towers 'shared' or pixel_steps_to_go_sees 'selected' "
                 "(the board readout has the state model's towers)",
             )
-            _require(
+            require(
                 self.board_towers_learn_from in ("estimate", "recorded"),
                 self,
                 "board_towers_learn_from",
                 "'estimate' or 'recorded'",
             )
-            _require(
+            require(
                 self.instruction_aux_weight == 0,
                 self,
                 "instruction_aux_weight",
                 "0 with --sft.model.pixel-readout board",
             )
-        _require(self.pixel_towers in ("separate", "shared"), self, "pixel_towers", "'separate' or 'shared'")
-        _require(
+        require(self.pixel_towers in ("separate", "shared"), self, "pixel_towers", "'separate' or 'shared'")
+        require(
             self.pixel_steps_to_go_sees in ("map", "selected"),
             self,
             "pixel_steps_to_go_sees",
             "'map' or 'selected'",
         )
-        _require(
+        require(
             self.pixel_towers == "separate" or self.pixel_steps_to_go_sees == "map",
             self,
             "pixel_steps_to_go_sees",
             "'map' when pixel_towers = 'shared' (one tower serves both heads)",
         )
-        _require(
+        require(
             self.vision_encoder in ("efficientnet-lite0", "scratch", "hf"),
             self,
             "vision_encoder",
             "'efficientnet-lite0', 'scratch' or 'hf'",
         )
-        _require(
+        require(
             self.vision_weights == "imagenet"
             or (self.vision_weights == "random" and self.vision_encoder == "efficientnet-lite0"),
             self,
@@ -298,29 +280,29 @@ class ModelConfig:
             "out)",
         )
         uses_hf = self.goal_encoder == "hf" or (self.observation == "pixels" and self.vision_encoder == "hf")
-        _require(not uses_hf or bool(self.hf_path), self, "hf_path", "a model directory for 'hf' encoders")
-        _require(
+        require(not uses_hf or bool(self.hf_path), self, "hf_path", "a model directory for 'hf' encoders")
+        require(
             self.observation == "state" or self.goal_encoder in (None, "words", "minilm", "hf"),
             self,
             "goal_encoder",
             "an instruction encoder ('words', 'minilm' or 'hf') with pixel observations",
         )
-        _require(
+        require(
             self.action_head in (None, "gaussian", "tokenized"),
             self,
             "action_head",
             "'gaussian' or 'tokenized'",
         )
-        _require(self.min_scale > 0, self, "min_scale", "> 0")
-        _require(0 <= self.steps_to_go_dropout < 1, self, "steps_to_go_dropout", "in [0, 1)")
-        _require(self.steps_to_go_max is None or self.steps_to_go_max > 0, self, "steps_to_go_max", "> 0")
-        _require(
+        require(self.min_scale > 0, self, "min_scale", "> 0")
+        require(0 <= self.steps_to_go_dropout < 1, self, "steps_to_go_dropout", "in [0, 1)")
+        require(self.steps_to_go_max is None or self.steps_to_go_max > 0, self, "steps_to_go_max", "> 0")
+        require(
             self.instruction_aux_weight == 0 or self.observation == "pixels",
             self,
             "instruction_aux_weight",
             "0 with state observations (the objective reads camera frames)",
         )
-        _require(self.instruction_aux_weight >= 0, self, "instruction_aux_weight", ">= 0")
+        require(self.instruction_aux_weight >= 0, self, "instruction_aux_weight", ">= 0")
 
     @property
     def words_from_both_ends(self) -> bool:
@@ -328,49 +310,25 @@ class ModelConfig:
         return self.word_positions == "both-ends"
 
     def resolve(self, env_id: str) -> ModelConfig:
-        """This config with the None fields set to `env_id`'s domain defaults (another env's data gets a flat
-        state encoder; its goal, action and steps-to-go settings must be given). Pixel models exist for the
-        tabletop only, and their instructions default to the pretrained MiniLM encoder (the board readout's to
-        the word encoder, which its object selector needs)."""
+        """This config with the None fields set to the presets of the domain that owns `env_id` (an env
+        without a registered domain gets a flat state encoder; its goal, action and steps-to-go settings
+        must be given). Pixel models need a domain that renders frames of its states; their instructions
+        default to the domain's pixel instruction encoder (the board readout's to the word encoder, which
+        its object selector needs)."""
+        from siefm.domains import find_domain
+
+        domain = find_domain(env_id)
         config = self
         if self.observation == "pixels":
-            if env_id != TABLETOP_ID:
+            if domain is None or not domain.renders_frames:
                 raise ValueError(
-                    f"ModelConfig.observation = 'pixels' needs tabletop data ({TABLETOP_ID}), not {env_id}: "
-                    "use --sft.model.observation state."
+                    f"ModelConfig.observation = 'pixels' needs a domain that renders camera frames of its "
+                    f"states, and {env_id} has none: use --sft.model.observation state."
                 )
-            text = "words" if self.pixel_readout == "board" else "minilm"
+            text = "words" if self.pixel_readout == "board" else domain.presets.pixel_goal_encoder
             config = dataclasses.replace(self, goal_encoder=self.goal_encoder or text)
-        if env_id not in MODEL_DEFAULTS:
-            config = dataclasses.replace(
-                self,
-                word_positions=self.word_positions or "start",
-                state_encoder=self.state_encoder or "flat",
-                steps_to_go_sees=self.steps_to_go_sees or "full",
-            )
-        return resolve_defaults(config, MODEL_DEFAULTS, env_id)
-
-
-@dataclass(frozen=True)
-class CollectConfig:
-    """Demonstrations from the scripted waypoint demonstrator."""
-
-    num_episodes: int = 10_000
-    """Episodes to simulate; failed ones and ones shorter than `min_steps` are not written."""
-    num_waypoints: int = 5
-    """Random waypoints the demonstrator visits before the goal."""
-    min_steps: int = 10
-    """Shorter demonstrations are dropped (the notebook's rule)."""
-    max_steps: int = 400
-    """Demonstrations still running after this many steps are dropped."""
-    seed: int = 0
-    """Seeds starts, goals and waypoints."""
-    env: PointMassConfig = field(default_factory=PointMassConfig)
-
-    def __post_init__(self) -> None:
-        for name in ("num_episodes", "min_steps", "max_steps"):
-            _require(getattr(self, name) >= 1, self, name, ">= 1")
-        _require(self.num_waypoints >= 0, self, "num_waypoints", ">= 0")
+        defaults = GENERIC_MODEL_DEFAULTS if domain is None else domain.presets.model
+        return fill_defaults(config, defaults, MODEL_PRESET_FIELDS, env_id)
 
 
 @dataclass(frozen=True)
@@ -413,42 +371,43 @@ class SFTConfig:
     error, the near-goal part picked reward models whose detector found about 4x as many true successes
     in practice and whose Stage 2 ended higher for every Stage 1 seed tried (docs/tabletop.md). Runs
     recorded before this default used d_error: pass `--sft.reward-selection d_error` to repeat them."""
-    hindsight: Literal["none", "block2block"] = "none"
-    """Tabletop: 'block2block' also trains the steps-to-go head on hindsight labels, the
-    block2block goals the training episodes reached on the way (two blocks coming into contact), a batch
-    of them beside every batch of demonstration frames (siefm.data.hindsight). Validation, checkpoint
-    choice and calibration still use the demonstrations' own labels. 'none': the demonstrations only."""
+    hindsight: str = "none"
+    """A hindsight relabelling the data's domain offers (the tabletop: 'block2block', the block2block goals
+    the training episodes reached on the way): its labels also train the steps-to-go head, a batch of them
+    beside every batch of demonstration frames. Validation, checkpoint choice and calibration still use
+    the demonstrations' own labels. 'none': the demonstrations only."""
     seed: int = 0
     """Seeds the split, initialisation and batches."""
 
     def resolve(self, env_id: str) -> SFTConfig:
         """This config with its model's and its own None fields set to `env_id`'s domain defaults."""
-        selection = self.reward_selection or (
-            "d_error_near_goal" if env_id == TABLETOP_ID else "steps_to_go_loss"
-        )
+        from siefm.domains import find_domain
+
+        domain = find_domain(env_id)
+        presets = {} if domain is None else domain.presets.sft
+        selection = self.reward_selection or presets.get("reward_selection", "steps_to_go_loss")
         batch_size = self.batch_size or (128 if self.model.observation == "pixels" else 256)
         model = self.model.resolve(env_id)
         return dataclasses.replace(self, model=model, reward_selection=selection, batch_size=batch_size)
 
     def __post_init__(self) -> None:
         for name in ("steps", "eval_every"):
-            _require(getattr(self, name) >= 1, self, name, ">= 1")
-        _require(self.batch_size is None or self.batch_size >= 1, self, "batch_size", ">= 1")
-        _require(self.lr > 0, self, "lr", "> 0")
-        _require(self.perception_lr > 0, self, "perception_lr", "> 0")
-        _require(self.weight_decay >= 0, self, "weight_decay", ">= 0")
-        _require(0 < self.data_fraction <= 1, self, "data_fraction", "in (0, 1]")
-        _require(0 < self.val_fraction < 1, self, "val_fraction", "in (0, 1)")
-        _require(
+            require(getattr(self, name) >= 1, self, name, ">= 1")
+        require(self.batch_size is None or self.batch_size >= 1, self, "batch_size", ">= 1")
+        require(self.lr > 0, self, "lr", "> 0")
+        require(self.perception_lr > 0, self, "perception_lr", "> 0")
+        require(self.weight_decay >= 0, self, "weight_decay", ">= 0")
+        require(0 < self.data_fraction <= 1, self, "data_fraction", "in (0, 1]")
+        require(0 < self.val_fraction < 1, self, "val_fraction", "in (0, 1)")
+        require(
             self.reward_selection in (None, "steps_to_go_loss", "d_error", "d_error_near_goal"),
             self,
             "reward_selection",
             "'steps_to_go_loss', 'd_error' or 'd_error_near_goal'",
         )
-        _require(
+        require(
             self.success_threshold is None or self.success_threshold >= 0, self, "success_threshold", ">= 0"
         )
-        _require(self.hindsight in ("none", "block2block"), self, "hindsight", "'none' or 'block2block'")
 
 
 @dataclass(frozen=True)
@@ -527,34 +486,34 @@ class ImproveConfig:
 
     def __post_init__(self) -> None:
         for name in ("num_iterations", "minibatch_size", "num_envs", "reset_every", "actors"):
-            _require(getattr(self, name) >= 1, self, name, ">= 1")
-        _require(self.num_updates is None or self.num_updates >= 1, self, "num_updates", ">= 1")
-        _require(
+            require(getattr(self, name) >= 1, self, name, ">= 1")
+        require(self.num_updates is None or self.num_updates >= 1, self, "num_updates", ">= 1")
+        require(
             self.max_practice_episodes is None or self.max_practice_episodes >= 1,
             self,
             "max_practice_episodes",
             ">= 1",
         )
-        _require(
+        require(
             self.practice_mode in ("episodic", "reset-free"),
             self,
             "practice_mode",
             "'episodic' or 'reset-free'",
         )
-        _require(
+        require(
             self.max_episode_steps is None or self.max_episode_steps >= 1, self, "max_episode_steps", ">= 1"
         )
-        _require(0 <= self.gamma <= 1, self, "gamma", "in [0, 1]")
-        _require(self.reward_scale is None or self.reward_scale > 0, self, "reward_scale", "> 0")
-        _require(self.lr > 0, self, "lr", "> 0")
-        _require(self.weight_decay >= 0, self, "weight_decay", ">= 0")
-        _require(
+        require(0 <= self.gamma <= 1, self, "gamma", "in [0, 1]")
+        require(self.reward_scale is None or self.reward_scale > 0, self, "reward_scale", "> 0")
+        require(self.lr > 0, self, "lr", "> 0")
+        require(self.weight_decay >= 0, self, "weight_decay", ">= 0")
+        require(
             self.success_threshold is None or self.success_threshold >= 0, self, "success_threshold", ">= 0"
         )
-        _require(self.fleet in ("local", "ray"), self, "fleet", "'local' or 'ray'")
-        _require(self.reward_on in ("actor", "shared"), self, "reward_on", "'actor' or 'shared'")
-        _require(self.actor_timeout_s > 0, self, "actor_timeout_s", "> 0")
-        _require(
+        require(self.fleet in ("local", "ray"), self, "fleet", "'local' or 'ray'")
+        require(self.reward_on in ("actor", "shared"), self, "reward_on", "'actor' or 'shared'")
+        require(self.actor_timeout_s > 0, self, "actor_timeout_s", "> 0")
+        require(
             0 <= self.stream_interval_s < self.actor_timeout_s,
             self,
             "stream_interval_s",
@@ -562,12 +521,12 @@ class ImproveConfig:
         )
 
     def resolve(self, env_id: str) -> ImproveConfig:
-        """This config with the None fields set to `env_id`'s domain defaults (the novel-object board
-        practises its own instructions)."""
-        config = self
-        if self.families is None and self.block_set == "banana":
-            config = dataclasses.replace(self, families=("banana2location",))
-        return resolve_defaults(config, IMPROVE_DEFAULTS, env_id)
+        """This config with the None fields set to the presets of the domain that owns `env_id`."""
+        from siefm.domains import find_domain
+
+        domain = find_domain(env_id)
+        defaults = {} if domain is None else domain.presets.improve
+        return fill_defaults(self, defaults, IMPROVE_PRESET_FIELDS, env_id)
 
     @property
     def samples_per_iteration(self) -> int:
@@ -598,13 +557,17 @@ class EvalConfig:
     """Tabletop: annotated GIFs written per family and policy (instruction, d(o, g), reward)."""
 
     def __post_init__(self) -> None:
-        _require(self.episodes is None or self.episodes >= 1, self, "episodes", ">= 1")
-        _require(self.max_steps is None or self.max_steps >= 1, self, "max_steps", ">= 1")
-        _require(self.videos >= 0, self, "videos", ">= 0")
+        require(self.episodes is None or self.episodes >= 1, self, "episodes", ">= 1")
+        require(self.max_steps is None or self.max_steps >= 1, self, "max_steps", ">= 1")
+        require(self.videos >= 0, self, "videos", ">= 0")
 
     def num_episodes(self, env_id: str) -> int:
-        """Episodes per policy (per family on the tabletop)."""
-        return self.episodes or (50 if env_id == TABLETOP_ID else 500)
+        """Episodes per policy (per task family where the domain has families): `episodes`, or the
+        domain's preset."""
+        from siefm.domains import find_domain
+
+        domain = find_domain(env_id)
+        return self.episodes or (500 if domain is None else domain.presets.eval_episodes)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

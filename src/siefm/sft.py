@@ -24,10 +24,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from siefm.checkpoint import env_object_names, load_checkpoint, save_checkpoint
-from siefm.config import TABLETOP_ID, SFTConfig, to_dict
+from siefm.checkpoint import env_spec, load_checkpoint, save_checkpoint
+from siefm.config import SFTConfig, to_dict
 from siefm.data.dataset import DatasetError, EpisodeDataset, read_dataset
-from siefm.data.hindsight import HindsightLabels, block2block_hindsight
 from siefm.data.normalize import feature_stats
 from siefm.data.pixels import (
     dataset_frame_chunks,
@@ -36,9 +35,9 @@ from siefm.data.pixels import (
     sample_dataset_frames,
     stack_chunks,
 )
+from siefm.data.relabel import RelabelledGoals
 from siefm.data.sampler import Frames, stage1_split
-from siefm.envs.tabletop import TabletopConfig
-from siefm.eval.grounding import is_grounded, selector_grounding
+from siefm.domains import get_domain
 from siefm.improve.reward import calibrate_success_threshold
 from siefm.logging import MetricLogger
 from siefm.models.bins import UniformBins
@@ -154,10 +153,12 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     if config.model.hf_path is not None:  # recorded absolute, so later stages find it from anywhere
         model = dataclasses.replace(config.model, hf_path=str(Path(config.model.hf_path).resolve()))
         config = dataclasses.replace(config, model=model)
-    if config.hindsight != "none" and env_id != TABLETOP_ID:
+    domain = get_domain(env_id)
+    if config.hindsight != "none" and config.hindsight not in domain.hindsight_kinds:
+        offered = ", ".join(domain.hindsight_kinds) or "none"
         raise ValueError(
-            f"--sft.hindsight {config.hindsight} relabels tabletop demonstrations; this run has {env_id} "
-            "data: leave it at 'none'."
+            f"--sft.hindsight {config.hindsight}: {env_id} offers no such relabelling (it offers: "
+            f"{offered}); leave it at 'none'."
         )
     if config.model.goal_encoder == "vector" and "goal" not in dataset.columns:
         raise DatasetError(
@@ -180,8 +181,8 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     )
     train_set, val = dataset.select_episodes(train_ids), dataset.select_episodes(val_ids)
     relabelled = None
-    if config.hindsight == "block2block":  # from the training episodes only: validation stays as recorded
-        relabelled = block2block_hindsight(train_set, dataset.info["siefm"]["env"]["config"]["block_set"])
+    if config.hindsight != "none":  # from the training episodes only: validation stays as recorded
+        relabelled = domain.relabel(train_set, dataset.info["siefm"]["env"]["config"], config.hindsight)
     tokenizer = None
     if config.model.goal_encoder == "words":
         texts = [*dataset.tasks, *(relabelled.instructions if relabelled else ())]
@@ -190,7 +191,7 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     train, val_frames = model_frames(model, train_set), model_frames(model, val)
     hindsight = None
     if relabelled is not None and len(relabelled) == 0:
-        log.warning("hindsight: no two blocks came into contact in the training episodes; nothing relabelled")
+        log.warning("hindsight: the training episodes reached no goal to relabel with; nothing relabelled")
     elif relabelled is not None:
         hindsight = hindsight_frames(model, train, relabelled)
     # its own stream, so the demonstration batches are the same as in a run without hindsight
@@ -263,7 +264,9 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     log.info("success threshold s = %.3f steps (%s)", calibration["threshold"], calibration["method"])
     constant = constant_d_error(train.steps_to_go, val_frames.steps_to_go, model.steps_to_go_bins)
     log.info("a constant d would be off by %.2f steps on validation", constant)
-    grounding = instruction_grounding(out / "checkpoints" / "policy", metadata["env"])
+    grounding = domain.stage1_checks(
+        load_checkpoint(out / "checkpoints" / "policy")[0], metadata["env"]["config"]
+    )
     (out / "sft_summary.json").write_text(
         json.dumps(
             {
@@ -279,30 +282,6 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
         )
     )
     return out
-
-
-def instruction_grounding(policy: Path, env: dict[str, Any]) -> dict[str, float] | None:
-    """How often the policy's object selector picks the blocks a block2block instruction names (see
-    siefm.eval.grounding), with a warning when it misses: a Stage 1 run can lock onto the wrong blocks and
-    then push them for good (docs/tabletop.md). None for models without a selector or boards of one block."""
-    if env["id"] != TABLETOP_ID or env["config"]["block_set"] == "1":
-        return None
-    model, _ = load_checkpoint(policy)
-    if getattr(model, "selector", None) is None:
-        return None
-    grounding = selector_grounding(model, TabletopConfig(block_set=env["config"]["block_set"]))
-    log.info(
-        "instruction grounding: a query picks the block to move in %.0f%% and the reference block in %.0f%% "
-        "of 300 block2block instructions",
-        100 * grounding["moved"],
-        100 * grounding["reference"],
-    )
-    if not is_grounded(grounding):
-        log.warning(
-            "Stage 1 has not learnt which blocks the instructions name; its policy will often push the "
-            "wrong block. Train longer, or retrain with another --sft.seed."
-        )
-    return grounding
 
 
 # Frames whose statistics a randomly initialised vision encoder's batch norms take
@@ -322,7 +301,7 @@ def build_model(config: SFTConfig, train: EpisodeDataset, tokenizer: WordTokeniz
         goal_dim = columns["goal"].shape[1]
     vocabulary = tuple(tokenizer.vocabulary) if tokenizer is not None else ()
     state, action = columns["observation.state"], columns["action"]
-    objects = env_object_names(train.info.get("siefm", {}).get("env", {}))
+    objects = env_spec(train.info["siefm"]["env"]).object_names
     spec = ModelSpec(state.shape[1], goal_dim, action.shape[1], vocabulary, objects)
     goal = columns["goal"] if "goal" in columns else np.zeros((1, goal_dim))  # used by vector goals only
     stats = {
@@ -368,7 +347,7 @@ def model_frames(model: EFMBase, dataset: EpisodeDataset) -> Frames:
     )
 
 
-def hindsight_frames(model: EFMBase, train: Frames, labels: HindsightLabels) -> Frames:
+def hindsight_frames(model: EFMBase, train: Frames, labels: RelabelledGoals) -> Frames:
     """The relabelled frames as the model reads them: the training frames (states, and a pixel model's
     frames or features) with their hindsight instructions and labels, and no action (they are no
     demonstration of the relabelled goal)."""

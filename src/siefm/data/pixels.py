@@ -1,10 +1,10 @@
-"""Camera frames of a tabletop dataset, rendered from its states (datasets store states, not images).
+"""Camera frames of a dataset, rendered from its states (datasets store states, not images).
 
-Each frame is rendered by posing a board as the frame's state describes it (`TabletopEnv.show_state`)
-and rendering the policy's camera. Choice: rendering from states keeps a 100K-episode dataset at 250 MB
-instead of tens of GB of images, lets one dataset serve any image size, and costs a fraction of a
-millisecond per frame. What it leaves out: a block's small tilt and sink while it is pushed (it is drawn
-at rest and upright); a test bounds the difference to the live camera.
+Each frame is rendered by the dataset's domain (`Domain.frame_source`): the tabletop poses a board as the
+frame's state describes it and renders the policy's camera. Choice: rendering from states keeps a
+100K-episode dataset at 250 MB instead of tens of GB of images, lets one dataset serve any image size,
+and costs a fraction of a millisecond per frame. What it leaves out: a block's small tilt and sink while
+it is pushed (it is drawn at rest and upright); a test bounds the difference to the live camera.
 """
 
 from __future__ import annotations
@@ -18,25 +18,23 @@ import torch
 from tqdm.auto import tqdm
 
 from siefm.data.dataset import DatasetError, EpisodeDataset
-from siefm.envs.tabletop import TabletopConfig, TabletopEnv
-from siefm.envs.tabletop.camera import Camera
+from siefm.domains import FrameSource, find_domain, get_domain
 from siefm.models.vision import VisionEncoder, encode_in_small_batches
 
-TABLETOP_ID = "siefm/Tabletop-v0"
 CHUNK_FRAMES = 4096  # frames rendered (and encoded) per chunk, by a worker per task: 47 MB of features at 96
 
 
 def render_dataset_frames(dataset: EpisodeDataset, size: int) -> np.ndarray:
-    """(F, size, size, 3) uint8: every frame of a tabletop dataset, in frame order."""
+    """(F, size, size, 3) uint8: every frame of a dataset, in frame order."""
     return np.concatenate(list(dataset_frame_chunks(dataset, size)))
 
 
 def sample_dataset_frames(dataset: EpisodeDataset, size: int, count: int, seed: int) -> np.ndarray:
     """(count, size, size, 3) uint8: frames of `count` states drawn uniformly, without replacement, from a
-    tabletop dataset (all of them if it has fewer)."""
+    dataset (all of them if it has fewer)."""
     states = dataset.columns["observation.state"]
     picked = np.random.default_rng(seed).permutation(len(states))[:count]
-    renderer = FrameRenderer(board_config(dataset), size)
+    renderer = frame_source(dataset_env(dataset), size)
     try:
         return renderer.render(states[np.sort(picked)])
     finally:
@@ -49,7 +47,7 @@ def dataset_frame_chunks(
     """The dataset's frames in frame order, rendered `chunk_frames` at a time: a consumer that keeps only
     each chunk's encoding never holds all the images, which at 128 x 128 are 15 GB for 300K frames."""
     states = dataset.columns["observation.state"]
-    renderer = FrameRenderer(board_config(dataset), size)
+    renderer = frame_source(dataset_env(dataset), size)
     try:
         with tqdm(total=len(states), desc="dataset frames", unit="frame", mininterval=1.0) as progress:
             for start in range(0, len(states), chunk_frames):
@@ -67,7 +65,7 @@ def encoded_dataset_frames(
     workers: int | None = None,
     chunk_frames: int = CHUNK_FRAMES,
 ) -> torch.Tensor:
-    """(F, C, h, w) float16 features of a frozen `encoder` for every frame of a tabletop dataset (float16
+    """(F, C, h, w) float16 features of a frozen `encoder` for every frame of a dataset (float16
     halves the cache; the towers read them as float32), rendered and encoded `chunk_frames` at a time by
     `workers` processes (None: one per CPU core, at most 4).
 
@@ -78,7 +76,7 @@ def encoded_dataset_frames(
     states = dataset.columns["observation.state"]
     pieces = [states[start : start + chunk_frames] for start in range(0, len(states), chunk_frames)]
     workers = min(os.cpu_count() or 1, 4) if workers is None else workers
-    args = (board_config(dataset), size, encoder)
+    args = (dataset_env(dataset), size, encoder)
     with tqdm(total=len(states), desc="dataset frames", unit="frame", mininterval=1.0) as progress:
         if workers > 1 and len(pieces) > 1:
             context = torch.multiprocessing.get_context("spawn")  # no forked OpenMP or EGL state
@@ -113,7 +111,7 @@ def encoded_state_chunks(
 ) -> Iterator[torch.Tensor]:
     """(N, C, h, w) float16 features of `states` (rows of the dataset's state column, any subset), rendered
     and encoded CHUNK_FRAMES at a time in this process: for benchmarks that read only some frames."""
-    encode = FrameEncoder(board_config(dataset), size, encoder)
+    encode = FrameEncoder(dataset_env(dataset), size, encoder)
     try:
         for start in range(0, len(states), CHUNK_FRAMES):
             yield encode(states[start : start + CHUNK_FRAMES])
@@ -121,45 +119,33 @@ def encoded_state_chunks(
         encode.close()
 
 
-class FrameRenderer:
-    """Renders tabletop states as the policy's camera sees them."""
-
-    def __init__(self, config: dict[str, Any], size: int):
-        self.board = TabletopEnv(TabletopConfig(**{**config, "image_size": (size, size)}))
-        self.camera = Camera(self.board, size)
-        self.size = size
-
-    def render(self, states: np.ndarray) -> np.ndarray:
-        """(N, S) states -> (N, size, size, 3) uint8 frames."""
-        frames = np.empty((len(states), self.size, self.size, 3), dtype=np.uint8)
-        for i, state in enumerate(states):
-            self.board.show_state(state)
-            frames[i] = self.camera.frame()
-        return frames
-
-    def close(self) -> None:
-        self.board.close()
+def frame_source(env: dict[str, Any], size: int) -> FrameSource:
+    """The camera of the domain of `env` ({"id", "config"}), rendering its states at `size` x `size`."""
+    return get_domain(env["id"]).frame_source(env["config"], size)
 
 
-class FrameEncoder(FrameRenderer):
+class FrameEncoder:
     """Renders states and encodes the frames with a frozen encoder: (N, S) -> (N, C, h, w) float16."""
 
-    def __init__(self, config: dict[str, Any], size: int, encoder: VisionEncoder):
-        super().__init__(config, size)
+    def __init__(self, env: dict[str, Any], size: int, encoder: VisionEncoder):
+        self.source = frame_source(env, size)
         self.encoder = encoder
 
     @torch.no_grad()
     def __call__(self, states: np.ndarray) -> torch.Tensor:
-        return encode_in_small_batches(self.encoder, torch.from_numpy(self.render(states))).half()
+        return encode_in_small_batches(self.encoder, torch.from_numpy(self.source.render(states))).half()
+
+    def close(self) -> None:
+        self.source.close()
 
 
 _worker: FrameEncoder | None = None  # each pool process's own board, camera and encoder
 
 
-def _start_worker(config: dict[str, Any], size: int, encoder: VisionEncoder, threads: int) -> None:
+def _start_worker(env: dict[str, Any], size: int, encoder: VisionEncoder, threads: int) -> None:
     global _worker
     torch.set_num_threads(threads)
-    _worker = FrameEncoder(config, size, encoder)
+    _worker = FrameEncoder(env, size, encoder)
 
 
 def _encode_in_worker(states: np.ndarray) -> torch.Tensor:
@@ -167,12 +153,16 @@ def _encode_in_worker(states: np.ndarray) -> torch.Tensor:
     return _worker(states)
 
 
-def board_config(dataset: EpisodeDataset) -> dict[str, Any]:
-    """The tabletop board configuration a dataset was recorded with."""
+def dataset_env(dataset: EpisodeDataset) -> dict[str, Any]:
+    """The env ({"id", "config"}) a dataset was recorded in, whose domain renders its frames."""
     env = dataset.info.get("siefm", {}).get("env", {})
-    if env.get("id") != TABLETOP_ID:
-        raise DatasetError(f"pixel observations are rendered for tabletop datasets, not {env.get('id')!r}.")
-    return env["config"]
+    domain = find_domain(env.get("id", ""))
+    if domain is None or not domain.renders_frames:
+        raise DatasetError(
+            f"camera frames are rendered from the states of a domain that has a camera; the env "
+            f"{env.get('id')!r} of this dataset has none."
+        )
+    return env
 
 
 def frame_pairs(dataset: EpisodeDataset) -> np.ndarray:

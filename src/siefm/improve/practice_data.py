@@ -21,14 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from siefm.config import POINTMASS_ID, TABLETOP_ID
 from siefm.data.stream import DatasetStream
+from siefm.domains import get_domain
 from siefm.improve.rollout import PracticeBatch
 
 log = logging.getLogger("siefm")
-
-FPS = 10
-ROBOT_TYPES = {POINTMASS_ID: "pointmass", TABLETOP_ID: "tabletop-pusher"}  # as the demonstrations'
 
 
 def practice_episodes(
@@ -74,8 +71,9 @@ class PracticeStream:
 
     def __init__(self, root: Path, policy_version: int, threshold: float, env: dict[str, Any]):
         extra = {"env": env, "practice": {"policy_version": policy_version, "success_threshold": threshold}}
+        domain = get_domain(env["id"])  # fps and robot type as the demonstrations'
         self.stream = DatasetStream(
-            root, fps=FPS, robot_type=ROBOT_TYPES[env["id"]], extra_info=extra, overwrite=True
+            root, fps=domain.fps, robot_type=domain.robot_type, extra_info=extra, overwrite=True
         )
         self.policy_version, self.threshold = policy_version, threshold
 

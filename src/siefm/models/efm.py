@@ -96,6 +96,15 @@ class EFMBase(nn.Module):
         """The parameters only `perception_loss` trains (Stage 1 gives them their own learning rate)."""
         return iter(())
 
+    def use_object_names(self, names: Sequence[str]) -> None:
+        """Tells an object-selecting model the names of the env's object rows (a board may differ from its
+        training board's, as the novel-object one); models that select no objects ignore them."""
+
+    @property
+    def reads_frames(self) -> bool:
+        """Whether the model reads camera frames (observations then carry "pixels")."""
+        return self.config.observation == "pixels"
+
     @property
     def steps_to_go_bins(self) -> UniformBins:
         return steps_to_go_bins(self.config.steps_to_go_bins, self.config.steps_to_go_max)

@@ -2,7 +2,7 @@
 
 The pretrained path (a sentence encoder) is a separate concern; this one needs no weights and suits the
 tabletop's templated instructions. Stage 1 builds the vocabulary from the words of its dataset's
-instructions (`WordTokenizer.from_texts`); `tabletop_vocabulary` lists every word the templates can
+instructions (`WordTokenizer.from_texts`); a domain may list every word its instructions can
 produce. Words outside the vocabulary map to one shared unknown token, so a new object name (the banana
 experiment) still encodes, as "unknown".
 """
@@ -104,20 +104,3 @@ def align_to_end(ids: torch.Tensor, present: torch.Tensor | None = None) -> torc
     if ids.dim() == 3:
         index, valid = index.unsqueeze(-1).expand_as(ids), valid.unsqueeze(-1)
     return torch.where(valid, ids.gather(1, index), 0)
-
-
-def tabletop_vocabulary() -> list[str]:
-    """Every word the tabletop's instruction templates can produce."""
-    from siefm.envs.tabletop import tasks
-    from siefm.envs.tabletop.scene import COLOURS, SHAPES
-
-    phrases = [
-        *tasks.VERBS,
-        *tasks.ABSOLUTE_LOCATIONS,
-        *tasks.DIRECTIONS,
-        *tasks.RELATIVE_TO_BLOCK,
-        *COLOURS,
-        *SHAPES,
-        "the block to towards next close slightly pull apart from rest of blocks",
-    ]
-    return [w for phrase in phrases for w in words(phrase)]

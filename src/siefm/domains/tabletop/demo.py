@@ -22,13 +22,18 @@ import numpy as np
 
 from siefm.checkpoint import load_checkpoint
 from siefm.config import EvalConfig, ImproveConfig, SFTConfig, to_dict
-from siefm.data.collect_tabletop import TabletopCollectConfig, collect_tabletop
 from siefm.data.dataset import DatasetError, EpisodeDataset, read_dataset
-from siefm.demo import demonstrations_summary, machine_info, pooled_detector_scores, practice_summary
-from siefm.envs.tabletop.tasks import FAMILIES
+from siefm.domains.tabletop.collect import TabletopCollectConfig, collect_tabletop
+from siefm.domains.tabletop.evaluate import evaluate_tabletop_policies, tabletop_summaries
+from siefm.domains.tabletop.tasks import FAMILIES
 from siefm.eval.diagnostics import reward_model_diagnostics
 from siefm.eval.plots import plot_family_success, plot_learning_curve
-from siefm.eval.report import evaluate_tabletop_policies, tabletop_summaries
+from siefm.eval.summaries import (
+    demonstrations_summary,
+    machine_info,
+    pooled_detector_scores,
+    practice_summary,
+)
 from siefm.improve.reward import RewardModel
 from siefm.improve.train import improve
 from siefm.logging import read_metrics
@@ -138,6 +143,7 @@ def tabletop_report(
         },
         "machine": machine_info(),
     }
+    results["optimal"]["name"] = "scripted oracle"
     labels = {"bc": "Stage 1 (BC)", "improved": "Stage 2 (self-improved)", "optimal": "scripted oracle"}
     plot_family_success({labels[k]: results[k] for k in labels}, out / "success_by_family.png")
     plot_learning_curve(

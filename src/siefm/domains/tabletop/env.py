@@ -22,8 +22,15 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from siefm.envs.tabletop.scene import BLOCK_HEIGHT, BLOCK_SETS, BOARD_X, BOARD_Y, PUSHER_HEIGHT, build_model
-from siefm.envs.tabletop.tasks import FAMILIES, NOVEL_FAMILY, Task, on_board, sample_task
+from siefm.domains.tabletop.scene import (
+    BLOCK_HEIGHT,
+    BLOCK_SETS,
+    BOARD_X,
+    BOARD_Y,
+    PUSHER_HEIGHT,
+    build_model,
+)
+from siefm.domains.tabletop.tasks import FAMILIES, NOVEL_FAMILY, Task, on_board, sample_task
 
 MIN_BLOCK_CENTRE_DISTANCE = 0.065
 MIN_PUSHER_DISTANCE = 0.06
@@ -240,7 +247,7 @@ class TabletopEnv(gym.Env):
 
     def square_renderer(self, size: int) -> mujoco.Renderer:
         """A renderer of `size` x `size` frames on this board, made once and closed with the env (pixel
-        policies' cameras share it; see siefm.envs.tabletop.camera)."""
+        policies' cameras share it; see siefm.domains.tabletop.camera)."""
         if size not in self._cameras:
             visual = self.model.vis.global_  # the offscreen buffer must hold the frame
             visual.offwidth, visual.offheight = max(visual.offwidth, size), max(visual.offheight, size)

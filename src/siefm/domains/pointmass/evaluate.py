@@ -6,15 +6,20 @@ simulator's success or at the time limit; `mean_steps` averages all episodes (a 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from siefm.envs.pointmass import BatchedPointMass, PointMassConfig
-from siefm.envs.pointmass_demos import run_controller
+from siefm.config import EvalConfig
+from siefm.domains import REGISTRY
+from siefm.domains.pointmass.demonstrator import run_controller, straight_line_policy
+from siefm.domains.pointmass.env import BatchedPointMass, PointMassConfig
+from siefm.eval.plots import plot_trajectories
+from siefm.eval.stats import wilson_interval
 from siefm.models.efm import EFMBase
 
 Policy = Callable[[dict[str, np.ndarray]], np.ndarray]
@@ -44,21 +49,6 @@ class EvalResult:
             "mean_steps": self.mean_steps,
             "episodes": self.episodes,
         }
-
-
-def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (well behaved at 0% and 100%)."""
-    if trials <= 0:
-        raise ValueError(f"trials must be > 0, got {trials}.")
-    p = successes / trials
-    denom = 1 + z**2 / trials
-    centre = (p + z**2 / (2 * trials)) / denom
-    half = z * math.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / denom
-    # At 0 or n successes the exact bound is 0 or 1; computing it in floating point leaves a residue that
-    # would put the estimate itself outside its interval.
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    high = 1.0 if successes == trials else min(1.0, centre + half)
-    return low, high
 
 
 def efm_policy(model: EFMBase, deterministic: bool = False, seed: int = 0) -> Policy:
@@ -97,3 +87,22 @@ def evaluate(
         positions=positions,
         goals=goals,
     )
+
+
+def evaluate_against_straight_line(
+    model: EFMBase, env_config: PointMassConfig, out: Path, config: EvalConfig
+) -> dict[str, Any]:
+    """`siefm eval` on PointMass: the policy and the straight-line controller on the same seeded episodes,
+    with the first episodes of each drawn in `out/trajectories.png`."""
+    episodes = config.num_episodes(REGISTRY["pointmass"].env_id)
+    policy = evaluate(
+        efm_policy(model, config.deterministic, config.seed),
+        env_config,
+        episodes,
+        config.seed,
+        config.max_steps,
+    )
+    optimal = evaluate(straight_line_policy, env_config, episodes, config.seed, config.max_steps)
+    panels = [policy.panel("policy"), optimal.panel("straight-line controller")]
+    plot_trajectories(panels, out / "trajectories.png", env_config.success_radius)
+    return {"policy": policy.summary(), "optimal": optimal.summary()}

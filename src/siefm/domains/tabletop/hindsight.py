@@ -19,34 +19,19 @@ demonstrations themselves hold. Choices:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from siefm.data.dataset import EpisodeDataset
-from siefm.envs.tabletop.scene import BLOCK_SETS
-from siefm.envs.tabletop.tasks import PREPOSITIONS, VERBS, block_name
+from siefm.data.relabel import RelabelledGoals
+from siefm.domains.tabletop.scene import BLOCK_SETS
+from siefm.domains.tabletop.tasks import PREPOSITIONS, VERBS, block_name
 
 CONTACT = 0.05  # block2block's success distance between centres (tasks.Task.is_success)
 APART = 0.06  # the block2block sampler's least distance at the start (tasks.sample_task)
 STATE_PREFIX, OBJECT_ROW = 4, 4  # pusher x, y, target x, y; then x, y, cos yaw, sin yaw per block
 
 
-@dataclass(frozen=True)
-class HindsightLabels:
-    """Relabelled frames: each is a dataset frame (`frame`, an index into the dataset's rows) with a new
-    instruction (`instruction`, an index into `instructions`) and its steps-to-go label."""
-
-    frame: np.ndarray  # (H,) int64
-    instruction: np.ndarray  # (H,) int64
-    steps_to_go: np.ndarray  # (H,) int64
-    instructions: tuple[str, ...]
-
-    def __len__(self) -> int:
-        return len(self.frame)
-
-
-def block2block_hindsight(dataset: EpisodeDataset, block_set: str, seed: int = 0) -> HindsightLabels:
+def block2block_hindsight(dataset: EpisodeDataset, block_set: str, seed: int = 0) -> RelabelledGoals:
     """The block2block hindsight labels of every episode of a tabletop `dataset` of `block_set` boards;
     `seed` draws the instructions' verbs and prepositions."""
     blocks = BLOCK_SETS[block_set]
@@ -84,8 +69,8 @@ def block2block_hindsight(dataset: EpisodeDataset, block_set: str, seed: int = 0
                     labels.append(np.arange(last, -1, -1))
     if not frames:
         empty = np.zeros(0, dtype=np.int64)
-        return HindsightLabels(empty, empty, empty, ())
-    return HindsightLabels(
+        return RelabelledGoals(empty, empty, empty, ())
+    return RelabelledGoals(
         np.concatenate(frames).astype(np.int64),
         np.concatenate(instructions).astype(np.int64),
         np.concatenate(labels).astype(np.int64),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from siefm.envs.tabletop.env import TabletopEnv
+from siefm.domains.tabletop.env import TabletopEnv
 
 # The policy's camera frames the board tightly (oblique from the front, 28 degrees from vertical), unlike
 # the wide "front" camera of the videos: at 64 x 64 the wide view left the board ~40 x 20 pixels and a

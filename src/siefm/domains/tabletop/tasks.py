@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from siefm.envs.tabletop.scene import BOARD_X, BOARD_Y, Block
+from siefm.domains.tabletop.scene import BOARD_X, BOARD_Y, Block
 
 FAMILIES = (
     "block2block",
@@ -198,3 +198,20 @@ def _abs_tolerance(location: str) -> float:
 def _unit(direction: tuple[int, int]) -> np.ndarray:
     vector = np.asarray(direction, float)
     return vector / np.linalg.norm(vector)
+
+
+def vocabulary() -> list[str]:
+    """Every word the instruction templates can produce (for a word tokenizer that knows them all)."""
+    from siefm.domains.tabletop.scene import COLOURS, SHAPES
+    from siefm.models.text import words
+
+    phrases = [
+        *VERBS,
+        *ABSOLUTE_LOCATIONS,
+        *DIRECTIONS,
+        *RELATIVE_TO_BLOCK,
+        *COLOURS,
+        *SHAPES,
+        "the block to towards next close slightly pull apart from rest of blocks",
+    ]
+    return [w for phrase in phrases for w in words(phrase)]

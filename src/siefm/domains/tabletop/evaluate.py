@@ -14,6 +14,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import imageio.v3 as iio
 import numpy as np
@@ -21,11 +22,13 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
-from siefm.envs.tabletop import TabletopConfig, TabletopEnv
-from siefm.envs.tabletop.camera import Camera
-from siefm.envs.tabletop.oracle import PushOracle
-from siefm.envs.tabletop.tasks import FAMILIES, NOVEL_FAMILY
-from siefm.eval.evaluate import wilson_interval
+from siefm.checkpoint import fit_to_env, load_checkpoint
+from siefm.config import EvalConfig
+from siefm.domains.tabletop.camera import Camera
+from siefm.domains.tabletop.env import TabletopConfig, TabletopEnv
+from siefm.domains.tabletop.oracle import PushOracle
+from siefm.domains.tabletop.tasks import FAMILIES, NOVEL_FAMILY
+from siefm.eval.stats import wilson_interval
 from siefm.improve.reward import RewardModel
 from siefm.models.efm import EFMBase
 
@@ -231,3 +234,70 @@ def pooled(results: dict[str, FamilyResult]) -> FamilyResult:
             for name in ("success", "length", "final_positions")
         )
     )
+
+
+def evaluate_against_oracle(
+    model: EFMBase,
+    metadata: dict[str, Any],
+    env: dict[str, Any],
+    out: Path,
+    config: EvalConfig,
+    reward: Path | None,
+) -> dict[str, Any]:
+    """`siefm eval` on the tabletop: the policy and the oracle per family, with videos in `out/videos`
+    whose d(o, g) comes from the `reward` checkpoint (None: the policy's own steps-to-go head and the
+    threshold in its `metadata`)."""
+    if reward is not None:
+        reward_efm, reward_meta = load_checkpoint(Path(reward))
+        fit_to_env(Path(reward), reward_efm, env)
+    else:
+        reward_efm, reward_meta = model, metadata
+    reward_model = RewardModel(reward_efm, reward_meta.get("success_threshold", 0.0))
+    runs = evaluate_tabletop_policies({"policy": model}, env, config, out / "videos", reward_model)
+    return {**tabletop_summaries(runs), "videos": str((out / "videos").resolve())}
+
+
+def tabletop_board(env: dict[str, Any], config: EvalConfig) -> TabletopConfig:
+    """The evaluation board: `env`'s ({"id", "config"}), or another object set when `config.block_set`
+    says so, drawing the evaluated families (validated here)."""
+    return TabletopConfig(**env["config"]).with_board(config.block_set, config.families)
+
+
+def evaluate_tabletop_policies(
+    policies: dict[str, EFMBase],
+    env: dict[str, Any],
+    config: EvalConfig,
+    video_dir: Path | None,
+    reward_model: RewardModel | None,
+    oracle: bool = True,
+) -> dict[str, dict[str, FamilyResult]]:
+    """Each policy (and the oracle, as "optimal") on the same seeded episodes of every family."""
+    env_config = tabletop_board(env, config)
+    kwargs = {
+        "env_config": env_config,
+        "families": env_config.task_families,
+        "episodes": config.num_episodes(env["id"]),
+        "seed": config.seed,
+        "max_steps": config.max_steps or env_config.max_steps,
+    }
+    runs = {
+        name: evaluate_tabletop(
+            efm_batch_policy(model, config.deterministic),
+            reward_model=reward_model,
+            video_dir=None if video_dir is None else video_dir / name,
+            videos_per_family=config.videos,
+            **kwargs,
+        )
+        for name, model in policies.items()
+    }
+    if oracle:
+        runs["optimal"] = evaluate_tabletop(oracle_batch_policy(), **kwargs)
+    return runs
+
+
+def tabletop_summaries(runs: dict[str, dict[str, FamilyResult]]) -> dict[str, Any]:
+    """results.json entries: pooled over families (DESIGN.md schema) plus a `per_family` breakdown."""
+    return {
+        name: {**pooled(by_family).summary(), "per_family": {f: r.summary() for f, r in by_family.items()}}
+        for name, by_family in runs.items()
+    }

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from siefm.envs.pointmass import (
+from siefm.domains.pointmass.env import (
     BatchedPointMass,
     PointMassConfig,
     is_success,

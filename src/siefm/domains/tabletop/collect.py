@@ -18,14 +18,15 @@ from tqdm.auto import tqdm
 
 from siefm.data.dataset import write_dataset
 from siefm.data.sampler import steps_to_go_labels
-from siefm.envs.tabletop import TabletopConfig, TabletopEnv
-from siefm.envs.tabletop.oracle import PushOracle
-from siefm.envs.tabletop.tasks import FAMILIES
+from siefm.domains import REGISTRY
+from siefm.domains.tabletop.env import TabletopConfig, TabletopEnv
+from siefm.domains.tabletop.oracle import PushOracle
+from siefm.domains.tabletop.tasks import FAMILIES
 
 log = logging.getLogger("siefm")
 
-ENV_ID = "siefm/Tabletop-v0"
 FPS = 10
+ROBOT_TYPE = "tabletop-pusher"
 CHUNK_SIZE = 200  # episodes per worker job
 
 
@@ -118,7 +119,7 @@ def collect_tabletop(out: Path, config: TabletopCollectConfig, overwrite: bool =
         raise ValueError("the oracle solved no episode; check the env config.")
     log.info("kept %d of %d oracle episodes", len(kept), config.num_episodes)
     extra = {
-        "env": {"id": ENV_ID, "config": asdict(config.env)},
+        "env": {"id": REGISTRY["tabletop"].env_id, "config": asdict(config.env)},
         "collect": asdict(config),
         "families": FAMILIES,
     }
@@ -127,7 +128,7 @@ def collect_tabletop(out: Path, config: TabletopCollectConfig, overwrite: bool =
         [episode for episode, _ in kept],
         fps=FPS,
         tasks=[instruction for _, instruction in kept],
-        robot_type="tabletop-pusher",
+        robot_type=ROBOT_TYPE,
         extra_info=extra,
         overwrite=overwrite,
     )

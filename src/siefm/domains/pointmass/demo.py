@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import platform
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -17,25 +15,32 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from siefm.checkpoint import load_checkpoint
-from siefm.config import POINTMASS_ID, CollectConfig, EvalConfig, ImproveConfig, SFTConfig, to_dict
-from siefm.data.collect import collect_demonstrations
+from siefm.config import EvalConfig, ImproveConfig, SFTConfig, to_dict
 from siefm.data.dataset import read_dataset
-from siefm.envs.pointmass import PointMassConfig
-from siefm.envs.pointmass_demos import simulate_demonstrator, straight_line_policy
+from siefm.domains import REGISTRY
+from siefm.domains.pointmass.collect import CollectConfig, collect_demonstrations
+from siefm.domains.pointmass.demonstrator import simulate_demonstrator, straight_line_policy
+from siefm.domains.pointmass.env import PointMassConfig
+from siefm.domains.pointmass.evaluate import EvalResult, efm_policy, evaluate
 from siefm.eval.diagnostics import reward_model_diagnostics
-from siefm.eval.evaluate import EvalResult, efm_policy, evaluate, wilson_interval
 from siefm.eval.plots import plot_learning_curve, plot_trajectories
-from siefm.improve.reward import precision_recall
-from siefm.improve.train import POLICY_DIR, improve
+from siefm.eval.stats import wilson_interval
+from siefm.eval.summaries import (
+    demonstrations_summary,
+    machine_info,
+    pooled_detector_scores,
+    practice_summary,
+)
+from siefm.improve.train import improve
 from siefm.logging import read_metrics
 from siefm.sft import train_sft
 
 log = logging.getLogger("siefm")
 
 NUM_PLOTTED = 10
+ENV_ID = REGISTRY["pointmass"].env_id
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,7 @@ def report(out: Path, dataset_dir: Path, sft_run: Path, improved: Path, config: 
     reward_model, reward_meta = load_checkpoint(sft_run / "checkpoints" / "reward")
     improved_model, improved_meta = load_checkpoint(improved)
     ev = config.eval
-    episodes = ev.num_episodes(POINTMASS_ID)
+    episodes = ev.num_episodes(ENV_ID)
     results_by_name: dict[str, EvalResult] = {}
     for name, policy in (
         ("bc", efm_policy(bc_model, ev.deterministic, ev.seed)),
@@ -88,7 +93,7 @@ def report(out: Path, dataset_dir: Path, sft_run: Path, improved: Path, config: 
     sft_summary = json.loads((sft_run / "sft_summary.json").read_text())
     val_ids = np.array(sft_summary["val_episode_ids"])
     results = {
-        "env": {"id": POINTMASS_ID, "config": to_dict(env_config)},
+        "env": {"id": ENV_ID, "config": to_dict(env_config)},
         "dataset": demonstrations_summary(dataset),
         "demonstrator": demonstrator.summary(),
         **{name: result.summary() for name, result in results_by_name.items()},
@@ -111,6 +116,7 @@ def report(out: Path, dataset_dir: Path, sft_run: Path, improved: Path, config: 
         },
         "machine": machine_info(),
     }
+    results["optimal"]["name"] = "straight line"
     results["improved"]["steps_vs_optimal"] = (
         results["improved"]["mean_steps"] / results["optimal"]["mean_steps"]
     )
@@ -118,23 +124,10 @@ def report(out: Path, dataset_dir: Path, sft_run: Path, improved: Path, config: 
     return results
 
 
-def demonstrations_summary(dataset: Any) -> dict[str, Any]:
-    """A dataset of successful demonstrations as a results.json entry: their lengths and sizes."""
-    lengths = np.diff(dataset.episode_bounds, axis=1)[:, 0] - 1
-    return {
-        "success_rate": 1.0,
-        "success_ci95": list(wilson_interval(len(lengths), len(lengths))),
-        "mean_steps": float(lengths.mean()),
-        "std_steps": float(lengths.std()),
-        "episodes": int(dataset.num_episodes),
-        "frames": int(dataset.num_frames),
-    }
-
-
 def evaluate_demonstrator(env_config: PointMassConfig, collect: CollectConfig, ev: EvalConfig) -> EvalResult:
     """The waypoint demonstrator on the evaluation seeds (same starts and goals as the policies)."""
     max_steps = ev.max_steps or env_config.max_steps
-    episodes = ev.num_episodes(POINTMASS_ID)
+    episodes = ev.num_episodes(ENV_ID)
     positions, length, goals = simulate_demonstrator(
         episodes, env_config, ev.seed, collect.num_waypoints, max_steps
     )
@@ -147,56 +140,6 @@ def evaluate_demonstrator(env_config: PointMassConfig, collect: CollectConfig, e
         positions=positions,
         goals=goals,
     )
-
-
-def pooled_detector_scores(records: list[dict[str, Any]]) -> dict[str, float]:
-    """Detector precision and recall against the simulator's success over every practice frame of Stage 2."""
-    counts = {
-        key: sum(r[f"rollout/detector_{key}"] for r in records)
-        for key in ("true_positives", "false_positives", "false_negatives")
-    }
-    precision, recall = precision_recall(**counts)
-    return {"detector_precision": precision, "detector_recall": recall, "detector_counts": counts}
-
-
-def practice_summary(records: list[dict[str, Any]], last: int = 8) -> dict[str, float]:
-    """Collection speed, and how practice episodes ended over the last `last` iterations."""
-    late = records[-last:]
-    return {
-        "median_env_steps_per_second": float(np.median([r["time/env_steps_per_second"] for r in records])),
-        "late_practice_true_success": float(np.mean([r["rollout/true_success"] for r in late])),
-        "late_practice_detected_success": float(np.mean([r["rollout/detected_success"] for r in late])),
-    }
-
-
-def improve_and_summarise(
-    sft_run: Path, out: Path, config: ImproveConfig, policy: Path | None = None
-) -> dict[str, Any]:
-    """Runs Stage 2 (`siefm improve`) and summarises it for a benchmark: its counters, the detector's
-    pooled precision and recall, how practice ended, and the practice curve."""
-    started = time.perf_counter()
-    improve(sft_run, out, config, policy)
-    return {**stage2_summary(out), "wall_seconds_total": time.perf_counter() - started}
-
-
-def stage2_summary(out: Path) -> dict[str, Any]:
-    """The benchmark summary of the finished Stage 2 run in `out` (see `improve_and_summarise`)."""
-    path = out / POLICY_DIR
-    records = read_metrics(out / "metrics.jsonl")
-    meta = load_checkpoint(path)[1]
-    return {
-        "checkpoint": str(path),
-        **meta["improve"],
-        **pooled_detector_scores(records),
-        **practice_summary(records),
-        "first_practice_true_success": records[0]["rollout/true_success"],
-        "success_threshold": meta["success_threshold"],
-        "curve": {
-            "practice_episodes": np.cumsum([r["rollout/episodes"] for r in records]).tolist(),
-            "true_success": [r["rollout/true_success"] for r in records],
-            "detected_success": [r["rollout/detected_success"] for r in records],
-        },
-    }
 
 
 def draw_figures(
@@ -216,13 +159,3 @@ def draw_figures(
     ]
     plot_trajectories(panels, out / "trajectories.png", env_config.success_radius)
     plot_learning_curve(records, out / "learning_curve.png", results["optimal"].mean_steps)
-
-
-def machine_info() -> dict[str, Any]:
-    return {
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from siefm.envs.tabletop.env import TabletopEnv
-from siefm.envs.tabletop.scene import BOARD_X, BOARD_Y
+from siefm.domains.tabletop.env import TabletopEnv
+from siefm.domains.tabletop.scene import BOARD_X, BOARD_Y
 
 APPROACH_SPEED = 0.035
 PUSH_SPEED = 0.02
