@@ -1,7 +1,7 @@
 """How precisely must a policy know where the blocks are? A state policy's success when the block positions
 it reads are off by Gaussian noise of a given size, the target for a pixel model's board reader.
 
-    MUJOCO_GL=egl python benchmarks/board_noise.py --policy runs/bench-hs1p/sft-bc10/checkpoints/policy
+    MUJOCO_GL=egl python experiments/board_noise.py --policy runs/bench-hs1p/sft-bc10/checkpoints/policy
 
 Each block's x and y each get noise of standard deviation sigma / sqrt(2), so sigma is the root mean square
 of the 2-D position error; yaw is left exact. Two kinds of noise: 'episode' draws one offset per block and

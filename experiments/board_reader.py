@@ -1,7 +1,7 @@
 """How well a board-reading pixel EFM (`--sft.model.pixel-readout board`) locates the blocks on the
 validation episodes of its own Stage 1 run, which it never trained on.
 
-    MUJOCO_GL=egl python benchmarks/board_reader.py --run runs/board/sft
+    MUJOCO_GL=egl python experiments/board_reader.py --run runs/board/sft
 
 Every `--stride`-th frame of the run's validation episodes is rendered, encoded and read; each block's
 estimated centre is compared with the recorded one. Besides the error's median and mean, it counts how
@@ -58,7 +58,7 @@ def read_board(args: Args) -> dict:
         "episodes": len(val_ids),
         "median_error_cm": round(float(error_cm.median()), 2),
         "mean_error_cm": round(float(error_cm.mean()), 2),
-        "rms_error_cm": round(float(error_cm.square().mean().sqrt()), 2),  # benchmarks/board_noise.py's sigma
+        "rms_error_cm": round(float(error_cm.square().mean().sqrt()), 2),  # board_noise.py's sigma
         "within_2cm": round(float((error_cm < 2).float().mean()), 3),
         "within_5cm": round(float((error_cm < 5).float().mean()), 3),
         "same_colour_mix_ups": mix_ups(estimate, rows, metadata["env"]["config"]["block_set"]),

@@ -2,11 +2,11 @@
 (siefm.models.board_efm.BoardReader) trained alone on frozen EfficientNet-Lite0 features, one variant
 at a time, and scored on held-out episodes (other layouts).
 
-    MUJOCO_GL=egl python benchmarks/board_reader_design.py --dataset runs/data-det16-68k --size 128
+    MUJOCO_GL=egl python experiments/board_reader_design.py --dataset runs/data-det16-68k --size 128
 
 Variants, all with the same frames, seed and steps:
 - 'stage1': as Stage 1 trains it: position and yaw loss (`board_error`), AdamW at lr 3e-4;
-- 'lr1e-3': the same at lr 1e-3, the localisation probe's rate (benchmarks/pixels_localisation.py);
+- 'lr1e-3': the same at lr 1e-3, the localisation probe's rate (experiments/pixels_localisation.py);
 - 'position-only': lr 3e-4 without the yaw term. Why it might matter: the cube's and the pentagon's yaw
   can only be told modulo their symmetry, so part of the yaw loss cannot be learnt, and it shares the
   reader's convolutions with the heat maps.

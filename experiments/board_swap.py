@@ -1,7 +1,7 @@
 """Diagnostics for the board-reading pixel model: which half, the reader or the towers, fails.
 
-    python benchmarks/board_swap.py towers --run runs/board/sft --out runs/board/towers-on-recorded
-    python benchmarks/board_swap.py reader --run runs/board/sft --state-run runs/bench-hs1p/sft-bc10 \
+    python experiments/board_swap.py towers --run runs/board/sft --out runs/board/towers-on-recorded
+    python experiments/board_swap.py reader --run runs/board/sft --state-run runs/bench-hs1p/sft-bc10 \
         --out runs/board/reader-with-state-model
 
 `towers`: the run's policy without its reader, saved as a state checkpoint (OUT/policy), so `siefm eval`

@@ -1,6 +1,6 @@
 """How well can a frozen vision encoder's features locate the blocks, at each frame size?
 
-    MUJOCO_GL=egl python benchmarks/pixels_localisation.py --dataset runs/data-120k --sizes 64 96 128
+    MUJOCO_GL=egl python experiments/pixels_localisation.py --dataset runs/data-120k --sizes 64 96 128
 
 A diagnostic for the pixel EFM's vision, apart from behaviour cloning: a small probe is trained to read the
 board position of all 8 blocks from the frozen features of one frame, and scored on the frames of held-out

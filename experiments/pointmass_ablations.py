@@ -1,6 +1,6 @@
 """PointMass ablations of the choices in docs/method.md, on one seed and one shared dataset.
 
-    python benchmarks/pointmass_ablations.py --out runs/ablate-pointmass
+    python experiments/pointmass_ablations.py --out runs/ablate-pointmass
 
 Variants (each changes one thing from the demo defaults):
 - default: 141 steps-to-go classes, Gaussian head, Stage 2 lr 5e-5, detector-ended episodes;

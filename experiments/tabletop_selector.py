@@ -2,7 +2,7 @@
 
     siefm collect --env tabletop --out runs/data-det16-7k --tabletop.num-episodes 7000 \
         --tabletop.max-detours 16
-    python benchmarks/tabletop_selector.py --dataset runs/data-det16-7k --out runs/bench-selector \
+    python experiments/tabletop_selector.py --dataset runs/data-det16-7k --out runs/bench-selector \
         --seeds 0 1 2 3 4 5 6 7 --variants dot2 dot4 cosine2
 
 Trains short Stage 1 runs (state observations, hindsight labels, the tabletop defaults otherwise) for each

@@ -1,6 +1,6 @@
 """Both stages on the tabletop where Stage 1 is weak: a small subset, state observations, block2block.
 
-    python benchmarks/tabletop_small_data.py --dataset runs/data-120k --out runs/bench-tabletop-small
+    python experiments/tabletop_small_data.py --dataset runs/data-120k --out runs/bench-tabletop-small
 
 On the 10% subset state-based Stage 1 already matches the oracle on block2block (benchmarks/tabletop.py),
 so this benchmark takes the paper's question to a subset where it does not: `--fraction` (2%) of the

@@ -77,3 +77,31 @@ def _episodes(data) -> list[bytes]:
         )
         for start, end in data.episode_bounds
     ]
+
+
+def with_arms(**fields: object) -> dict[str, object]:
+    """ModelConfig keyword arguments, with the variants that are `ModelArms` now (and the 'flatten' pixel
+    readout) moved into `arms`, so tests can name them as ModelConfig fields."""
+    from siefm.config import ModelArms
+    from siefm.config.model import ARM_FIELDS
+
+    arms = {name: fields.pop(name) for name in ARM_FIELDS if name in fields}
+    if fields.get("pixel_readout") == "flatten":
+        fields["pixel_readout"], arms["flat_pixel_readout"] = "keypoints", True
+    return {**fields, "arms": ModelArms(**arms)} if arms else fields
+
+
+def as_old_checkpoint(path: Path, drop: tuple[str, ...] = ()) -> None:
+    """Rewrites the checkpoint at `path` as written before the variants moved into `arms` (flat fields, a
+    'flatten' pixel readout) and before the options in `drop` existed."""
+    import json
+
+    info = json.loads((path / "checkpoint.json").read_text())
+    config = info["model_config"]
+    arms = config.pop("arms")
+    if arms.pop("flat_pixel_readout"):
+        config["pixel_readout"] = "flatten"
+    config.update(arms)
+    for name in drop:
+        del config[name]
+    (path / "checkpoint.json").write_text(json.dumps(info))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import with_arms
 from test_pixels import (  # noqa: F401
     BOARD_METADATA,
     SIZE,
@@ -130,9 +131,9 @@ def test_board_readout_config_rules() -> None:
     with pytest.raises(ValueError, match="goal_encoder"):
         ModelConfig(observation="pixels", pixel_readout="board", goal_encoder="minilm")
     with pytest.raises(ValueError, match="pixel_readout"):
-        ModelConfig(observation="pixels", pixel_readout="board", pixel_towers="shared")
-    with pytest.raises(ValueError, match="instruction_aux_weight"):
-        ModelConfig(observation="pixels", pixel_readout="board", instruction_aux_weight=1.0)
+        ModelConfig(**with_arms(observation="pixels", pixel_readout="board", pixel_towers="shared"))
+    with pytest.raises(ValueError, match="pixel_readout"):
+        ModelConfig(**with_arms(observation="pixels", pixel_readout="board", instruction_aux_weight=1.0))
     board = ModelConfig(observation="pixels", pixel_readout="board")
     assert with_encoders(board, "pretrained").goal_encoder == "words"  # its selector needs word ids
     assert with_encoders(board, "scratch").vision_encoder == "scratch"

@@ -374,7 +374,7 @@ def test_model_config_resolves_to_the_documented_domain_defaults() -> None:
         100.0,
         "tokenized",
     )
-    assert (tabletop.goal_encoder, tabletop.word_positions) == ("words", "both-ends")
+    assert (tabletop.goal_encoder, tabletop.arms.word_positions) == ("words", "both-ends")
     # What the user set explicitly wins over the domain default.
     assert ModelConfig(action_head="gaussian").resolve(TABLETOP_ID).action_head == "gaussian"
     with pytest.raises(ValueError, match="no default ModelConfig settings for the env 'my/Env-v0'"):

@@ -135,7 +135,7 @@ def test_sft_with_a_given_threshold_and_determinism(dataset_dir: Path, tmp_path:
 
 @pytest.mark.parametrize(
     ("selection", "reward_step", "value"),
-    [(None, 10, 2.0), ("steps_to_go_loss", 10, 2.0), ("d_error", 30, 6.0), ("d_error_near_goal", 20, 1.5)],
+    [(None, 10, 2.0), ("steps_to_go_loss", 10, 2.0), ("d_error_near_goal", 20, 1.5)],
 )
 def test_sft_selects_checkpoints_by_validation_loss_not_recency(
     dataset_dir: Path,

@@ -11,6 +11,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+from conftest import as_old_checkpoint, with_arms
 from torch.testing import assert_close
 
 from siefm.checkpoint import env_spec, fit_to_env, load_checkpoint, placeholder_stats, save_checkpoint
@@ -113,14 +114,13 @@ def test_more_selector_queries_build_a_wider_model_and_old_checkpoints_read_two(
     path = save_checkpoint(
         tmp_path / "old", tabletop_model(selector_keys="slots"), {"env": {"id": TABLETOP_ID}}
     )
+    as_old_checkpoint(path, drop=("selector_queries", "selector_scores", "selector_keys"))
     info = json.loads((path / "checkpoint.json").read_text())
-    for name in ("selector_queries", "selector_scores", "selector_keys"):  # written before the options
-        del info["model_config"][name]
-    del info["spec"]["objects"]
+    del info["spec"]["objects"]  # written before the spec named the objects
     (path / "checkpoint.json").write_text(json.dumps(info))
     loaded, _ = load_checkpoint(path)
     assert (loaded.selector.num_roles, loaded.selector.scores) == (2, "dot")
-    assert loaded.config.selector_keys == "slots" and loaded.selector.keys is not None
+    assert loaded.config.arms.selector_keys == "slots" and loaded.selector.keys is not None
 
 
 def name_selector(names: tuple[str, ...], vocabulary: list[str]) -> tuple[ObjectSelector, WordTokenizer]:
@@ -178,7 +178,7 @@ def test_an_unknown_word_finds_the_object_with_an_unknown_name() -> None:
 
 def test_a_model_reads_the_banana_boards_names_and_keeps_them_in_its_checkpoint(tmp_path: Path) -> None:
     model = tabletop_model()
-    assert model.config.selector_keys == "names" and model.spec.objects[7] == "yellow pentagon"
+    assert model.config.arms.selector_keys == "names" and model.spec.objects[7] == "yellow pentagon"
     banana = {"id": TABLETOP_ID, "config": {"block_set": "banana"}}
     fit_to_env(tmp_path, model, banana)
     assert model.spec.objects[7] == "yellow banana"
@@ -189,7 +189,7 @@ def test_a_model_reads_the_banana_boards_names_and_keeps_them_in_its_checkpoint(
     loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "ckpt", model, {"env": banana}))
     assert loaded.spec.objects == model.spec.objects
     assert_close(loaded.selector.object_words, model.selector.object_words)
-    with pytest.raises(ValueError, match="selector-keys slots"):
+    with pytest.raises(ValueError, match="state-encoder flat"):
         spec = ModelSpec(STATE_DIM, 16, 2, model.spec.vocabulary)
         EFM(model.config, spec, placeholder_stats(spec))
 
@@ -200,7 +200,9 @@ def tabletop_model(seed: int = 0, **config: str | int) -> EFM:
     spec = ModelSpec(STATE_DIM, 16, 2, tuple(tokenizer.vocabulary), object_names(STANDARD_BOARD))
     ones = {"state": torch.ones(STATE_DIM), "goal": torch.ones(16), "action": torch.full((2,), 0.05)}
     stats = {k: {"mean": 0 * v, "std": v, "min": -v, "max": v} for k, v in ones.items()}
-    return EFM(ModelConfig(hidden_dim=32, num_layers=1, **config).resolve(TABLETOP_ID), spec, stats)
+    return EFM(
+        ModelConfig(**with_arms(hidden_dim=32, num_layers=1, **config)).resolve(TABLETOP_ID), spec, stats
+    )
 
 
 def test_instruction_goal_model_acts_and_scores_from_raw_instructions() -> None:
@@ -242,11 +244,9 @@ def test_forward_encodes_the_instruction_once_and_matches_the_per_head_calls(ste
 def test_a_checkpoint_from_before_word_positions_loads_as_words_from_the_start(tmp_path: Path) -> None:
     old = tabletop_model(word_positions="start")
     path = save_checkpoint(tmp_path / "old", old, {"env": {"id": TABLETOP_ID}})
-    info = json.loads((path / "checkpoint.json").read_text())
-    del info["model_config"]["word_positions"]  # as written before the option existed
-    (path / "checkpoint.json").write_text(json.dumps(info))
+    as_old_checkpoint(path, drop=("word_positions",))  # as written before the option existed
     loaded, _ = load_checkpoint(path)
-    assert loaded.config.word_positions == "start"
+    assert loaded.config.arms.word_positions == "start"
     goal = loaded.goal_input(["push the red moon to the blue cube"])
     assert_close(loaded.text_encoder(goal), old.text_encoder(goal))
     # A new tabletop model lays the words out from both ends: twice the encoder's input.
@@ -417,7 +417,9 @@ def test_tabletop_benchmark_refuses_a_leftover_stage1_run_with_other_settings(
     asked = SFTConfig(steps=30_000, eval_every=1_000, data_fraction=0.1).resolve(TABLETOP_ID)
     (tmp_path / "config.json").write_text(json.dumps({"command": "sft", "sft": to_dict(asked)}))
     benchmark.check_reused_stage1(tmp_path, SFTConfig(steps=30_000, eval_every=1_000, data_fraction=0.1))
-    old_rule = SFTConfig(steps=30_000, eval_every=1_000, data_fraction=0.1, reward_selection="d_error")
+    old_rule = SFTConfig(
+        steps=30_000, eval_every=1_000, data_fraction=0.1, reward_selection="steps_to_go_loss"
+    )
     with pytest.raises(SystemExit, match="reward_selection"):
         benchmark.check_reused_stage1(tmp_path, old_rule)
 

@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
-from siefm.config import ModelConfig, from_dict, to_dict
+from siefm.config import ModelConfig, from_dict, migrate_model_config, to_dict
 from siefm.domains import ObservationSpec, find_domain
 from siefm.models.build import build_efm
 from siefm.models.efm import EFMBase, ModelSpec
@@ -30,20 +30,6 @@ METADATA = "checkpoint.json"
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt, or does not fit what it is used for."""
-
-
-# What models were built with before these ModelConfig fields existed or changed their default: words
-# encoded from the start only, 64 x 64 frames read by flattening the map, a steps-to-go tower on the map.
-CHECKPOINT_DEFAULTS = {
-    "word_positions": "start",
-    "image_size": 64,
-    "pixel_readout": "flatten",
-    "pixel_steps_to_go_sees": "map",
-    "selector_queries": 2,
-    "selector_scores": "dot",
-    "selector_keys": "slots",
-    "board_towers_learn_from": "estimate",
-}
 
 
 def save_checkpoint(path: Path, model: EFMBase, metadata: dict[str, Any] | None = None) -> Path:
@@ -69,8 +55,8 @@ def load_checkpoint(path: Path) -> tuple[EFMBase, dict[str, Any]]:
     path = Path(path)
     info = read_checkpoint_info(path)
     try:
-        # Fields a checkpoint may predate take the value its model was built with, not today's default.
-        config = from_dict(ModelConfig, {**CHECKPOINT_DEFAULTS, **info["model_config"]})
+        # Options a checkpoint predates take the value its model was built with, not today's default.
+        config = from_dict(ModelConfig, migrate_model_config(info["model_config"]))
         env_id = info["metadata"].get("env", {}).get("id")
         if env_id is not None:  # fields added since the checkpoint was written take their domain default
             config = config.resolve(env_id)

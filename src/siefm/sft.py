@@ -197,7 +197,7 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     # its own stream, so the demonstration batches are the same as in a run without hindsight
     hindsight_generator = torch.Generator().manual_seed(config.seed + 2)
     optimizer = stage1_optimizer(model, config)
-    aux_weight = config.model.instruction_aux_weight
+    aux_weight = config.model.arms.instruction_aux_weight
     # its own stream of episodes, so the frame batches are the same as in a run without the objective
     aux_generator = torch.Generator().manual_seed(config.seed + 1)
     metadata = {
@@ -389,7 +389,7 @@ def validation_losses(model: EFMBase, frames: Frames, aux_batch: int = 128) -> d
         **{key: total / len(frames) for key, total in totals.items()},
         "d_error_near_goal": near_goal_sum / max(near_goal_frames, 1),
     }
-    if model.config.instruction_aux_weight > 0:
+    if model.config.arms.instruction_aux_weight > 0:
         assert frames.episode_ends is not None  # pixel models' frames hold them
         num_episodes = len(frames.episode_ends)
         loss_sum = accuracy_sum = 0.0

@@ -13,7 +13,7 @@ the instruction and the pusher's position and target, never the recorded block p
 
 Choices:
 - The reader (BoardReader) has one heat map per block over the feature map, read by a spatial softmax
-  (a layout-free readout: in benchmarks/pixels_localisation.py a flattened readout memorised layouts). One
+  (a layout-free readout: in experiments/pixels_localisation.py a flattened readout memorised layouts). One
   small MLP, shared by all blocks, maps a heat map's image position to board x, y (the camera's
   projection is the same for every block); the yaw is read from the features under the heat map.
 - The estimate goes to the towers detached: the reader learns only from the recorded poses, so neither
@@ -132,7 +132,7 @@ class BoardEFM(PixelInputs):
         eval mode (Stage 1's validation), the reader's estimate ("blocks", kept with gradients for its
         loss)."""
         obs = super().encoded(obs)
-        if self.training and self.config.board_towers_learn_from == "recorded":
+        if self.training and self.config.arms.board_towers_learn_from == "recorded":
             return {**obs, "towers_state": obs["state"]}  # the reader reads only for its loss
         blocks = self.estimated_blocks(obs)
         return {**obs, "blocks": blocks, "towers_state": self.with_blocks(obs["state"], blocks.detach())}

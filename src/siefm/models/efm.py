@@ -171,11 +171,12 @@ class EFM(EFMBase):
                         f"rows of {config.object_dim}: use --sft.model.state-encoder flat for this data."
                     )
                 object_words = None
-                if config.selector_keys == "names":
+                if config.arms.selector_keys == "names":
                     if len(spec.objects) != num_objects:
                         raise ValueError(
-                            f"--sft.model.selector-keys names needs the name of each of the {num_objects} "
-                            f"objects (the data gives {len(spec.objects)}): use selector-keys slots."
+                            f"the 'objects' state encoder matches instructions to the names of the "
+                            f"{num_objects} objects, and the data's domain names {len(spec.objects)}: use "
+                            "--sft.model.state-encoder flat for this data."
                         )
                     object_words = self.tokenizer.encode(spec.objects)
                 self.selector = ObjectSelector(
@@ -183,8 +184,8 @@ class EFM(EFMBase):
                     config.object_prefix_dim,
                     config.object_dim,
                     config.text_dim,
-                    num_roles=config.selector_queries,
-                    scores=config.selector_scores,
+                    num_roles=config.arms.selector_queries,
+                    scores=config.arms.selector_scores,
                     object_words=object_words,
                     max_words=spec.goal_dim,
                 )

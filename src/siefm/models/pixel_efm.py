@@ -289,12 +289,12 @@ class PixelEFM(PixelInputs):
         self.register_buffer("proprio_mean", stats["state"]["mean"][:proprio].clone())
         self.register_buffer("proprio_std", stats["state"]["std"][:proprio].clone())
         sizes = (self.vision.out_channels, side, config.text_dim, proprio, config.hidden_dim)
-        readout = config.pixel_readout
+        readout = "flatten" if config.arms.flat_pixel_readout else config.pixel_readout
         self.policy_tower = FusionTower(*sizes, config.num_layers, readout=readout)
         self.steps_to_go_tower: nn.Module
-        if config.pixel_towers == "shared":
+        if config.arms.pixel_towers == "shared":
             self.steps_to_go_tower = self.policy_tower
-        elif config.pixel_steps_to_go_sees == "selected":
+        elif config.arms.pixel_steps_to_go_sees == "selected":
             self.steps_to_go_tower = SelectedBlocksTower(
                 *sizes, config.num_layers, config.steps_to_go_dropout
             )
@@ -305,7 +305,7 @@ class PixelEFM(PixelInputs):
         self.action_head = action_head(config, spec.action_dim, stats["action"])
         self.steps_to_go_head = nn.Linear(config.hidden_dim, config.steps_to_go_bins)
         self.instruction_aux: InstructionFromEndpoints | None = None
-        if config.instruction_aux_weight > 0:  # built last: the other layers start as without it
+        if config.arms.instruction_aux_weight > 0:  # built last: the other layers start as without it
             self.instruction_aux = InstructionFromEndpoints(side, config.text_dim, config.hidden_dim)
 
     def goal_input(self, goals: np.ndarray | Sequence[str]) -> torch.Tensor:

@@ -22,7 +22,6 @@ from siefm.models.efm import EFMBase
 PRESETS = Presets(
     model={
         "goal_encoder": "vector",
-        "word_positions": "start",
         "state_encoder": "flat",
         "steps_to_go_sees": "full",
         "action_head": "gaussian",

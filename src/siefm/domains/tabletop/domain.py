@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 PRESETS = Presets(
     model={
         "goal_encoder": "words",
-        "word_positions": "both-ends",
         "state_encoder": "objects",
         "steps_to_go_sees": "selected",
         "action_head": "tokenized",
