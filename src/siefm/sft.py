@@ -1,12 +1,11 @@
-"""Stage 1, supervised fine-tuning: behavioral cloning + steps-to-go on demonstrations (PAPER.md §2).
+"""Stage 1, supervised fine-tuning: behavioral cloning + steps-to-go on demonstrations.
 
-Both losses are computed on every batch and summed with equal weight (choice: the paper splits each batch
-evenly between the objectives; with one model on one batch that is the same weighting). Pixel models may
-add the paper's auxiliary LanguageTable objective, the instruction from an episode's first and last frame,
-on a batch of as many episodes, weighted by `instruction_aux_weight`; the board-reading pixel model adds its
-reader's loss (siefm.models.board_efm). The policy and the reward model are
-selected separately, each by its own validation loss, and the success threshold s is then calibrated on
-the validation episodes with the selected reward model (PAPER.md §3, §8).
+The method: docs/method.md, "Stage 1: supervised fine-tuning". Both losses are computed on every batch and
+summed with equal weight (choice: the paper splits each batch evenly between the objectives; with one model
+on one batch that is the same weighting). A model may add a perception loss (the board-reading pixel
+model's reader, siefm.models.board_efm). The policy and the reward model are selected separately, each by
+its own validation loss, and the success threshold s is then calibrated on the validation episodes with
+the selected reward model (docs/method.md, "Reward and success detector" and "What the paper leaves open").
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Stage 1 samples (o_t, a_t, g, steps_to_go) from a dataset, the episode split and the label math.
 
-Labels (PAPER.md §2): in a goal-per-episode dataset the goal is reached at the episode's last frame t',
-so frame t is labelled steps_to_go = t' - t. An episode of T actions has T + 1 frames; the last one holds
-the final observation (label 0) and no action, so it teaches the steps-to-go head what success looks like
-and is masked out of the BC loss.
+Labels (docs/method.md, "Stage 1: supervised fine-tuning"): in a goal-per-episode dataset the goal is reached
+at the episode's last frame t', so frame t is labelled steps_to_go = t' - t. An episode of T actions has T + 1
+frames; the last one holds the final observation (label 0) and no action, so it teaches the steps-to-go head
+what success looks like and is masked out of the BC loss.
 """
 
 from __future__ import annotations

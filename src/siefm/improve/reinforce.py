@@ -1,7 +1,8 @@
-"""Monte-Carlo returns and the REINFORCE loss of the paper's Algorithm 1 (PAPER.md §4).
+"""Monte-Carlo returns and the REINFORCE loss of the paper's Algorithm 1.
 
-No value network, advantage normalisation, entropy bonus, KL penalty or clipping: the telescoping of
-r_t = d_t - d_{t+1} already gives the return a built-in baseline (PAPER.md §3).
+See docs/method.md, "Stage 2: Algorithm 1". No value network, advantage normalisation, entropy bonus, KL
+penalty or clipping: the telescoping of r_t = d_t - d_{t+1} already gives the return a built-in baseline
+(docs/method.md, "Reward and success detector").
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The learned reward and success detector of Stage 2 (PAPER.md §3), from a frozen Stage 1 model.
+"""The learned reward and success detector of Stage 2 (docs/method.md, "Reward and success detector"), from a
+frozen Stage 1 model.
 
 d(o, g) is the expected steps-to-go; the reward of a transition is r_t = d(o_t, g) - d(o_{t+1}, g) and
 the detector declares success when d(o, g) <= s. The threshold s is not published: it is calibrated on

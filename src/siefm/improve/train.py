@@ -1,4 +1,4 @@
-"""Stage 2, Self-Improvement: the paper's Algorithm 1 as one loop (PAPER.md §4).
+"""Stage 2, Self-Improvement: the paper's Algorithm 1 as one loop (docs/method.md, "Stage 2: Algorithm 1").
 
 Each iteration empties the buffer, lets the fleet practise with the current policy until the buffer holds
 N x B samples of complete episodes (rewards and termination from the frozen reward model), takes N

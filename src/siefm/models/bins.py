@@ -1,4 +1,5 @@
-"""Discretisation math: steps-to-go bins (PAPER.md §3) and per-dimension action tokens (RT-2 style).
+"""Discretisation math: steps-to-go bins (docs/method.md, "Reward and success detector") and per-dimension
+action tokens (RT-2 style).
 
 Steps-to-go is predicted as a categorical over `num_bins` equal-width bins covering the integer labels
 0..max_steps, i.e. the interval [-0.5, max_steps + 0.5]; the model's distance estimate is the expectation over

@@ -7,7 +7,8 @@ import dataclasses
 from siefm.config import ModelConfig
 from siefm.models.efm import EFM, EFMBase, ModelSpec, Stats
 
-# The pixel EFM's two encoder sets of the pretraining ablation (PAPER.md §6), as ModelConfig fields.
+# The pixel EFM's two encoder sets of the pretraining ablation (docs/method.md, "Published results"), as
+# ModelConfig fields.
 ENCODER_PRESETS = {
     "pretrained": {"vision_encoder": "efficientnet-lite0", "goal_encoder": "minilm"},
     "scratch": {"vision_encoder": "scratch", "goal_encoder": "words"},

@@ -1,11 +1,12 @@
 """The embodied foundation model (EFM) for vector observations: encoders -> two towers -> two heads.
 
-One module holds both outputs the paper trains in Stage 1: the action distribution (BC) and the
-categorical steps-to-go prediction, whose expectation is the distance d(o, g) (PAPER.md §3). As in the
-published PointMass notebook the two outputs use separate MLP towers over the same input, so Stage 2 can
-update the policy while a frozen copy supplies rewards. The input is the z-scored state followed by the
-goal: a z-scored goal vector (PointMass), or an instruction encoded by the learned word-token encoder
-(tabletop), shared by both towers. Normalisation statistics and the vocabulary travel with the weights.
+One module holds both outputs the paper trains in Stage 1: the action distribution (BC) and the categorical
+steps-to-go prediction, whose expectation is the distance d(o, g) (docs/method.md, "Reward and success
+detector"). As in the published PointMass notebook the two outputs use separate MLP towers over the same
+input, so Stage 2 can update the policy while a frozen copy supplies rewards. The input is the z-scored state
+followed by the goal: a z-scored goal vector (PointMass), or an instruction encoded by the learned word-token
+encoder (tabletop), shared by both towers. Normalisation statistics and the vocabulary travel with the
+weights.
 """
 
 from __future__ import annotations

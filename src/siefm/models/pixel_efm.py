@@ -1,8 +1,8 @@
 """The pixel EFM (tabletop): previous + current camera frame and an instruction -> actions and steps-to-go.
 
-As the paper's LanguageTable model (PAPER.md §5) it reads the current and previous frame and the
-instruction; as the reference's observation (TABLETOP.md) it also reads the pusher's position and target.
-Layout (choices for this CPU-sized model):
+As the paper's LanguageTable model (docs/method.md, "Model settings per domain") it reads the current and
+previous frame and the instruction; as the reference's observation (docs/method.md, "Reference observations")
+it also reads the pusher's position and target. Layout (choices for this CPU-sized model):
 - a vision encoder (siefm.models.vision) turns each frame into a feature map; the towers see the current
   map and its change since the previous frame, which carries the motion a single frame lacks;
 - the instruction is encoded by the learned word-token encoder ('words') or by a frozen pretrained
@@ -181,10 +181,11 @@ class SelectedBlocksTower(nn.Module):
 
 
 class InstructionFromEndpoints(nn.Module):
-    """The paper's auxiliary Stage 1 objective for LanguageTable (PAPER.md §5): predict the instruction from
-    an episode's first and last frame. The two frames go through the steps-to-go tower's frame layers
-    (`frame_cells`, as a (previous, current) pair, so the tower's change channels see what the episode
-    moved) with no instruction; this head reads the cells as keypoints and embeds them.
+    """The paper's auxiliary Stage 1 objective for LanguageTable (docs/method.md, "Model settings per
+    domain"): predict the instruction from an episode's first and last frame. The two frames go through the
+    steps-to-go tower's frame layers (`frame_cells`, as a (previous, current) pair, so the tower's change
+    channels see what the episode moved) with no instruction; this head reads the cells as keypoints and
+    embeds them.
 
     Choices (the paper does not say how the instruction is predicted): the embedding must retrieve the
     episode's own instruction among the batch's, by cosine similarity to the instruction codes (InfoNCE;

@@ -1,7 +1,7 @@
 """The whole recipe on PointMass in one call: collect -> Stage 1 -> Stage 2 -> eval -> report.
 
 `run_demo` is what `siefm demo pointmass` and `benchmarks/pointmass.py` call. It writes `results.json`
-(DESIGN.md schema), `trajectories.png` and `learning_curve.png` into the output directory.
+(docs/method.md, "results.json"), `trajectories.png` and `learning_curve.png` into the output directory.
 """
 
 from __future__ import annotations

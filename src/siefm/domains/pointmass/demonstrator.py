@@ -1,12 +1,12 @@
 """Scripted controllers for PointMass: the notebook's sub-optimal demonstrator and a straight-line reference.
 
-The demonstrator is a PD controller (PAPER.md §7: Kp = 2e-4, Kd = 1.25e-2) that visits random
-waypoints, each reached within the success radius, before heading to the goal. Like any episode in the env,
-a demonstration ends the first time the point is within the success radius of the goal, even mid-detour;
-with waypoints drawn like goals this gives the notebook's lengths (about 77 +- 30 steps, ~5% of episodes
-under 10 steps dropped). Its detours make Stage 1
-imitate slow behaviour that Stage 2 can then improve on. The same PD controller aimed straight at the goal
-is the reference for "optimal" episode length (about 13-15 steps in the notebook).
+The demonstrator is a PD controller (Kp = 2e-4, Kd = 1.25e-2; docs/method.md, "The PointMass notebook") that
+visits random waypoints, each reached within the success radius, before heading to the goal. Like any episode
+in the env, a demonstration ends the first time the point is within the success radius of the goal, even
+mid-detour; with waypoints drawn like goals this gives the notebook's lengths (about 77 +- 30 steps, ~5% of
+episodes under 10 steps dropped). Its detours make Stage 1 imitate slow behaviour that Stage 2 can then
+improve on. The same PD controller aimed straight at the goal is the reference for "optimal" episode length
+(about 13-15 steps in the notebook).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""PointMass: the 2-D goal-reaching domain of the paper's published notebook (PAPER.md §7).
+"""PointMass: the 2-D goal-reaching domain of the paper's published notebook (docs/method.md, "The PointMass
+notebook").
 
 A point with position and velocity, no walls. One env step holds the 2-D acceleration action for
 `substeps` Euler substeps of ``vel += a; pos += vel``. Success: distance to the goal below

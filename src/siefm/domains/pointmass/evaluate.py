@@ -42,7 +42,7 @@ class EvalResult:
         return caption, paths, self.goals[:count]
 
     def summary(self) -> dict[str, object]:
-        """The `results.json` form (DESIGN.md schema)."""
+        """The `results.json` form (docs/method.md, "results.json")."""
         return {
             "success_rate": self.success_rate,
             "success_ci95": list(self.success_ci95),

@@ -1,10 +1,10 @@
 """The policy's camera: square RGB frames of a board's front camera, with the previous frame kept.
 
-Pixel models see the previous and the current frame (PAPER.md §5). A `Camera` renders at the model's size
-with the board's square renderer of that size, so it works on any board, whatever that board renders for
-videos, and several cameras (a policy's, a reward model's) can watch one board, each with its own previous
-frame. The first observation of an episode repeats its frame as the previous one, as the env's own pixel
-observations do.
+Pixel models see the previous and the current frame (docs/method.md, "Model settings per domain"). A `Camera`
+renders at the model's size with the board's square renderer of that size, so it works on any board, whatever
+that board renders for videos, and several cameras (a policy's, a reward model's) can watch one board, each
+with its own previous frame. The first observation of an episode repeats its frame as the previous one, as the
+env's own pixel observations do.
 """
 
 from __future__ import annotations

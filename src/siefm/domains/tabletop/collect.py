@@ -1,8 +1,8 @@
 """Tabletop demonstrations: the scripted oracle in parallel worker processes -> a dataset on disk.
 
-Every episode is seeded by its index, so the dataset does not depend on how episodes are split across
-workers. Failed oracle episodes are not written (TABLETOP.md). Each written episode holds T + 1 frames (the
-last is the final observation, with a zero action), its instruction as the LeRobot task, steps-to-go
+Every episode is seeded by its index, so the dataset does not depend on how episodes are split across workers.
+Failed oracle episodes are not written (a choice; docs/tabletop.md). Each written episode holds T + 1 frames
+(the last is the final observation, with a zero action), its instruction as the LeRobot task, steps-to-go
 labels and the simulator's per-frame success.
 """
 

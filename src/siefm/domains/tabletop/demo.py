@@ -1,11 +1,11 @@
 """The whole recipe on the tabletop: collect -> Stage 1 -> Stage 2 -> eval -> report.
 
 `run_tabletop_demo` is what `siefm demo tabletop` calls. Stage 1 learns every task family from the oracle's
-demonstrations; Stage 2 practises block2block, as the paper; the evaluation follows the reference protocol
-(5 families x 50 episodes, <= 200 steps, fixed seeds) for the Stage 1 policy, the improved policy and the
-scripted oracle, with annotated videos. It writes `results.json` (DESIGN.md schema plus `per_family`
-breakdowns), `success_by_family.png`, `learning_curve.png` and `videos/`. `--obs pixels` runs the same
-recipe with the pixel EFM (pretrained EfficientNet-Lite0 + MiniLM by default; see docs/pixels.md).
+demonstrations; Stage 2 practises block2block, as the paper; the evaluation follows the reference protocol (5
+families x 50 episodes, <= 200 steps, fixed seeds) for the Stage 1 policy, the improved policy and the
+scripted oracle, with annotated videos. It writes `results.json` (docs/method.md, "results.json", plus
+`per_family` breakdowns), `success_by_family.png`, `learning_curve.png` and `videos/`. `--obs pixels` runs the
+same recipe with the pixel EFM (pretrained EfficientNet-Lite0 + MiniLM by default; see docs/pixels.md).
 """
 
 from __future__ import annotations

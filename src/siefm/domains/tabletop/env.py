@@ -1,4 +1,5 @@
-"""Tabletop: a LanguageTable-class pushing environment on MuJoCo, with the gymnasium API (TABLETOP.md).
+"""Tabletop: a LanguageTable-class pushing environment on MuJoCo, with the gymnasium API (docs/method.md, "The
+tabletop reference").
 
 Control runs at 10 Hz: an action is a 2-D delta (metres, at most 0.1 per axis) added to the pusher's
 target, which is clipped to the board; the mocap pusher then moves in a straight line to the target over
@@ -6,10 +7,10 @@ the physics substeps. Observations hold the instruction text and either `state` 
 poses) or `pixels` (previous and current RGB frame from a fixed front camera). True success and privileged
 state (block positions, the task) are only in `info`.
 
-Reset (TABLETOP.md): pusher uniform on the board shrunk by 8 cm; blocks uniform with random yaw, redrawn
-when two footprints come closer than 1.75 cm (choice: the reference's 1.75 cm read as clearance between
-footprints, centres >= 6.5 cm apart) or a block is within 6 cm of the pusher; physics settles; a task is
-drawn, and the layout is redrawn if no task of the chosen family fits it.
+Reset (docs/method.md, "Board, pusher and blocks"): pusher uniform on the board shrunk by 8 cm; blocks uniform
+with random yaw, redrawn when two footprints come closer than 1.75 cm (choice: the reference's 1.75 cm read as
+clearance between footprints, centres >= 6.5 cm apart) or a block is within 6 cm of the pusher; physics
+settles; a task is drawn, and the layout is redrawn if no task of the chosen family fits it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Tabletop evaluation with the reference protocol (TABLETOP.md): per-family true success, videos.
+"""Tabletop evaluation with the reference protocol (docs/method.md, "Reference evaluation protocol"):
+per-family true success, videos.
 
 Every policy is run on the same seeded episodes: episode k of a family uses seed `seed + 10_000 f + k`, f
 the family's place in `ALL_FAMILIES`, and each family gets a fresh policy seeded with its first seed, so a
@@ -51,7 +52,7 @@ class FamilyResult:
     final_positions: np.ndarray  # (E, blocks, 2) where the blocks ended
 
     def summary(self) -> dict[str, object]:
-        """The `results.json` form (DESIGN.md schema)."""
+        """The `results.json` form (docs/method.md, "results.json")."""
         wins, episodes = int(self.success.sum()), len(self.success)
         return {
             "success_rate": wins / episodes,
@@ -296,7 +297,8 @@ def evaluate_tabletop_policies(
 
 
 def tabletop_summaries(runs: dict[str, dict[str, FamilyResult]]) -> dict[str, Any]:
-    """results.json entries: pooled over families (DESIGN.md schema) plus a `per_family` breakdown."""
+    """results.json entries: pooled over families (docs/method.md, "results.json") plus a `per_family`
+    breakdown."""
     return {
         name: {**pooled(by_family).summary(), "per_family": {f: r.summary() for f, r in by_family.items()}}
         for name, by_family in runs.items()

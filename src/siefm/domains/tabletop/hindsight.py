@@ -1,5 +1,5 @@
-"""Hindsight block2block labels for the steps-to-go objective (PAPER.md §2: "hindsight relabelling is
-allowed").
+"""Hindsight block2block labels for the steps-to-go objective (the paper allows hindsight relabelling;
+docs/method.md, "Stage 1: supervised fine-tuning").
 
 Every tabletop demonstration, whatever its instruction, also shows block2block events: two blocks that
 start apart and come into contact, as the target of a block2block demonstration does or by accident on

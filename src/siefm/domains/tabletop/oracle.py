@@ -1,4 +1,5 @@
-"""A scripted pushing oracle for the tabletop env, using privileged state (TABLETOP.md, "Scripted oracle").
+"""A scripted pushing oracle for the tabletop env, using privileged state (docs/method.md, "The reference's
+scripted oracle").
 
 Two phases with hysteresis, re-planned every step from the task's block A and the point T it must reach:
 - reposition: move to the pre-push point 6 cm behind A on the line from T through A (clipped to the
@@ -11,9 +12,10 @@ diversity to demonstrations. Every success criterion is about block positions, n
 reference's re-orientation phase is left out.
 
 Optional detours make the demonstrations sub-optimal in the way the paper's PointMass demonstrations are
-(PAPER.md section 7: random waypoints before the goal): at the start of an episode the pusher first visits
-a random number of random points on the board, sweeping any block in its way, and only then does the task.
-The waypoints are not in the observation, so a policy cloned from such data wanders as well.
+(docs/method.md, "The PointMass notebook": random waypoints before the goal): at the start of an episode the
+pusher first visits a random number of random points on the board, sweeping any block in its way, and only
+then does the task. The waypoints are not in the observation, so a policy cloned from such data wanders as
+well.
 """
 
 from __future__ import annotations

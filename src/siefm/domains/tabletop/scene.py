@@ -1,10 +1,11 @@
-"""The tabletop scene as MJCF: a dark board, a kinematic cylinder pusher and coloured blocks (TABLETOP.md).
+"""The tabletop scene as MJCF: a dark board, a kinematic cylinder pusher and coloured blocks (docs/method.md,
+"The tabletop reference").
 
 Blocks come in 4 colours x 4 shapes with a 4-5 cm footprint, 3.81 cm height, 10 g and sliding friction 0.5.
 Non-convex shapes are unions of convex pieces, because MuJoCo collides meshes by their convex hulls: the
 star is a pentagon with five triangular points, the moon an arc of small boxes. The pusher is a mocap
 body: it goes where it is told and pushes whatever is in the way. Shadows and multisampling are off, so
-off-screen rendering stays cheap (DESIGN.md, performance notes); so do a coarse grid on the table plane
+off-screen rendering stays cheap (docs/method.md, "Performance notes"); so do a coarse grid on the table plane
 (a fine one made rendering 4x slower) and coarse cylinder tessellation.
 """
 

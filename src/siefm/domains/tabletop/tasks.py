@@ -1,4 +1,5 @@
-"""The five LanguageTable task families: sampling, instructions and success criteria (TABLETOP.md).
+"""The five LanguageTable task families: sampling, instructions and success criteria (docs/method.md, "Task
+families and success criteria").
 
 A task names blocks the way the reference does ("<colour> block" when the colour is unique on the board,
 "<shape>" when the shape is unique, else "<colour> <shape>") and carries everything its success test
@@ -47,7 +48,8 @@ DIRECTIONS = {  # unit offsets in (x, y); "up" is towards the robot base (-x)
     "down and to the left": (1, -1),
     "down and to the right": (1, 1),
 }
-# BananaTable's nine locations (TABLETOP.md), each on the anchor of the matching absolute location.
+# BananaTable's nine locations (docs/method.md, "BananaTable"), each on the anchor of the matching absolute
+# location.
 BANANA_LOCATIONS = {
     "left": "left side",
     "top left": "top left corner",
