@@ -9,6 +9,7 @@ Stage 1 + Stage 2 + evaluation through the generic stages.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import gymnasium as gym
@@ -141,3 +142,19 @@ def test_a_tiny_recipe_runs_through_both_stages_and_evaluation(
     assert (tmp_path / "rl" / "practice").is_dir()  # practice data written in the dataset format
     practice = read_dataset(sorted((tmp_path / "rl" / "practice").iterdir())[0])
     assert (practice.info["robot_type"], practice.info["fps"]) == (domain.robot_type, domain.fps)
+
+
+def test_generic_layers_name_no_domain() -> None:
+    """Outside `siefm/domains/`, no module imports a domain's folder, spells an env id or compares one."""
+    root = Path(__file__).parents[1] / "src" / "siefm"
+    env_ids = [r.env_id for r in REGISTRY.values()]
+    folders = [f"siefm.domains.{name}" for name in NAMES]
+    comparison = re.compile(r"==\s*['\"](" + "|".join(NAMES) + r")['\"]|env\[.id.\]\s*==")
+    offenders = []
+    for path in root.rglob("*.py"):
+        if root / "domains" in path.parents:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if any(s in line for s in (*env_ids, *folders)) or comparison.search(line):
+                offenders.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
