@@ -44,6 +44,7 @@ from siefm.models.build import build_efm
 from siefm.models.efm import EFMBase, EFMOutput, ModelSpec
 from siefm.models.pretrained import MAX_TOKENS
 from siefm.models.text import WordTokenizer
+from siefm.models.vision import EfficientNetLite0
 
 log = logging.getLogger("siefm")
 
@@ -220,7 +221,7 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
         loss, metrics = sft_loss(model, train.sample(config.batch_size, generator), hindsight=extra)
         if aux_weight > 0:
             episodes = torch.randint(train_set.num_episodes, (config.batch_size,), generator=aux_generator)
-            aux, accuracy = model.instruction_aux_loss(*train.endpoints(episodes))  # type: ignore[operator]
+            aux, accuracy = model.instruction_aux_loss(*train.endpoints(episodes))
             loss = loss + aux_weight * aux
             metrics.update(instruction_loss=aux.item(), instruction_accuracy=accuracy.item())
         optimizer.zero_grad(set_to_none=True)
@@ -309,9 +310,9 @@ def build_model(config: SFTConfig, train: EpisodeDataset, tokenizer: WordTokeniz
         "action": feature_stats(action[~columns["is_terminal"]]),
     }
     model = build_efm(model_config, spec, stats)
-    if model_config.observation == "pixels" and model_config.vision_weights == "random":
+    if isinstance(model.vision, EfficientNetLite0) and model_config.vision_weights == "random":
         frames = sample_dataset_frames(train, model_config.image_size, RANDOM_ENCODER_FRAMES, config.seed)
-        model.vision.measure_batch_norm(torch.from_numpy(frames))  # type: ignore[attr-defined]
+        model.vision.measure_batch_norm(torch.from_numpy(frames))
     return model
 
 
@@ -326,14 +327,14 @@ def model_frames(model: EFMBase, dataset: EpisodeDataset) -> Frames:
         task_goals = torch.zeros((len(dataset.tasks), *encoded.shape[1:]), dtype=encoded.dtype)
         task_goals[torch.from_numpy(used)] = encoded
     frames = Frames.from_dataset(dataset, task_goals)
-    if model.config.observation != "pixels":
+    if model.vision is None:  # state models read the states as they are
         return frames
-    trainable = model.vision.trainable  # type: ignore[attr-defined]
+    trainable = model.vision.trainable
     size = model.config.image_size
     if trainable:  # the frames themselves
         images = stack_chunks(map(torch.from_numpy, dataset_frame_chunks(dataset, size)), dataset.num_frames)
     else:  # a frozen encoder's images are never held whole
-        images = encoded_dataset_frames(dataset, size, model.vision)  # type: ignore[arg-type]
+        images = encoded_dataset_frames(dataset, size, model.vision)
     ids = torch.from_numpy(frame_pairs(dataset))
     bounds = torch.from_numpy(dataset.episode_bounds)
     return dataclasses.replace(
@@ -365,7 +366,7 @@ FRAME_MEANS = ("steps_to_go_loss", "d_error", "board_error_cm")  # validation me
 
 def eval_batch_size(model: EFMBase) -> int:
     """Frames per forward pass without gradients: smaller for pixel models, whose activations are large."""
-    return 1024 if model.config.observation == "pixels" else 8192
+    return 1024 if model.reads_frames else 8192
 
 
 @torch.no_grad()
@@ -394,7 +395,7 @@ def validation_losses(model: EFMBase, frames: Frames, aux_batch: int = 128) -> d
         loss_sum = accuracy_sum = 0.0
         for start in range(0, num_episodes, aux_batch):
             group = torch.arange(start, min(start + aux_batch, num_episodes))
-            loss, accuracy = model.instruction_aux_loss(*frames.endpoints(group))  # type: ignore[operator]
+            loss, accuracy = model.instruction_aux_loss(*frames.endpoints(group))
             loss_sum += loss.item() * len(group)
             accuracy_sum += accuracy.item() * len(group)
         result["instruction_loss"] = loss_sum / num_episodes

@@ -37,7 +37,7 @@ class Fleet(Protocol):
 
 def camera_size(*models: EFMBase) -> int | None:
     """The camera frames' size the models need (None: state models only); pixel models must agree."""
-    sizes = {model.config.image_size for model in models if model.config.observation == "pixels"}
+    sizes = {model.config.image_size for model in models if model.reads_frames}
     if len(sizes) > 1:
         raise ValueError(
             f"the policy and the reward model read frames of different sizes {sorted(sizes)}: "

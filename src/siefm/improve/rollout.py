@@ -180,7 +180,7 @@ def practice_episodes(
     columns: dict[str, list] = {
         key: [] for key in ("state", "goal", "action", "reward", "d", "next_true", "episode", "valid", "done")
     }
-    if "pixels" in obs and policy.config.observation == "pixels":
+    if "pixels" in obs and policy.reads_frames:
         columns["features"] = []
     ends: dict[int, EpisodeEnd] = {}
     while active.any():

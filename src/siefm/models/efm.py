@@ -24,6 +24,7 @@ from siefm.models.bins import UniformBins, steps_to_go_bins
 from siefm.models.heads import ActionDistribution, action_head
 from siefm.models.objects import ObjectSelector
 from siefm.models.text import TextEncoder, WordTokenizer
+from siefm.models.vision import VisionEncoder
 
 Stats = Mapping[str, Mapping[str, torch.Tensor]]  # feature ("state", "goal", "action") -> mean/std/min/max
 
@@ -60,10 +61,24 @@ def mlp(in_dim: int, hidden_dim: int, num_layers: int, dropout: float = 0.0) -> 
 
 class EFMBase(nn.Module):
     """What every EFM offers Stage 1, Stage 2 and evaluation, given its two outputs' logits (the vector EFM
-    below, `siefm.models.pixel_efm.PixelEFM` and `siefm.models.board_efm.BoardEFM`)."""
+    below, `siefm.models.pixel_efm.PixelEFM` and `siefm.models.board_efm.BoardEFM`).
 
+    The contract the stages call, so that a model's extras are declared rather than probed:
+    - what it reads: `reads_frames` (observations then carry "pixels", or their encoded "features"), its
+      frame encoder `vision` (None for state models), `goal_input` for raw goals;
+    - what trains: Stage 1 trains every parameter, `perception_parameters` at their own rate; Stage 2 trains
+      `policy_parameters` only;
+    - losses it adds to Stage 1: `perception_loss` (None: none) and `instruction_aux_loss` (models built
+      with `arms.instruction_aux_weight` > 0);
+    - its parts a domain may inspect or adapt: `selector` (the instruction's object selection, None
+      without one) and `use_object_names`.
+    """
+
+    # Every model sets these in __init__ (as attributes, not class defaults, which would hide submodules).
     config: ModelConfig
     spec: ModelSpec
+    vision: VisionEncoder | None
+    selector: ObjectSelector | None
 
     def action_distribution(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> ActionDistribution:
         raise NotImplementedError
@@ -96,6 +111,12 @@ class EFMBase(nn.Module):
     def perception_parameters(self) -> Iterator[nn.Parameter]:
         """The parameters only `perception_loss` trains (Stage 1 gives them their own learning rate)."""
         return iter(())
+
+    def instruction_aux_loss(
+        self, endpoints: Mapping[str, torch.Tensor], goal: torch.Tensor, task: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The auxiliary objective on episodes' first and last frames: (loss, top-1 retrieval accuracy)."""
+        raise ValueError("this model has no auxiliary instruction head (arms.instruction_aux_weight = 0).")
 
     def use_object_names(self, names: Sequence[str]) -> None:
         """Tells an object-selecting model the names of the env's object rows (a board may differ from its
@@ -151,6 +172,7 @@ class EFM(EFMBase):
         self.config, self.spec = config, spec
         self.tokenizer: WordTokenizer | None = None
         self.selector: ObjectSelector | None = None
+        self.vision = None  # it reads states, not frames
         if config.goal_encoder == "words":
             if not spec.vocabulary:
                 raise ValueError("an EFM with instruction goals needs ModelSpec.vocabulary.")
@@ -210,6 +232,12 @@ class EFM(EFMBase):
         if self.tokenizer is not None:
             return self.tokenizer.encode([str(text) for text in goals])
         return torch.as_tensor(np.asarray(goals), dtype=torch.float32)
+
+    def instruction_aux_loss(
+        self, endpoints: Mapping[str, torch.Tensor], goal: torch.Tensor, task: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The auxiliary objective on episodes' first and last frames: (loss, top-1 retrieval accuracy)."""
+        raise ValueError("this model has no auxiliary instruction head (arms.instruction_aux_weight = 0).")
 
     def use_object_names(self, names: Sequence[str]) -> None:
         """Reads the object rows as the objects `names` (a board with other objects in the same layout, the

@@ -265,6 +265,7 @@ class PixelEFM(PixelInputs):
         if config.observation != "pixels" or config.goal_encoder not in ("words", "minilm", "hf"):
             raise ValueError("a PixelEFM needs a resolved pixel ModelConfig with an instruction encoder.")
         super().__init__(config, spec, pretrained)
+        self.selector = None  # it reads the instruction-conditioned map, selecting no object rows
         side = self.side
         self.tokenizer: WordTokenizer | None = None
         self.frozen_text: FrozenTextTokens | None = None
@@ -328,7 +329,7 @@ class PixelEFM(PixelInputs):
         """The auxiliary objective on episodes' first and last frames ({"features" or "pixels": (B, 2, ...)})
         with their instructions' goal input and task ids: (loss, top-1 retrieval accuracy)."""
         if self.instruction_aux is None:
-            raise ValueError("this model has no auxiliary instruction head (instruction_aux_weight = 0).")
+            return super().instruction_aux_loss(endpoints, goal, task)
         cells = self.steps_to_go_tower.frame_cells(self._features(endpoints))  # type: ignore[operator]
         with torch.no_grad():
             codes = self.text_encoder(goal)

@@ -72,7 +72,7 @@ class BoardCameras:
     first sight (None for state models, which see states only)."""
 
     def __init__(self, model: EFMBase):
-        pixels = model.config.observation == "pixels"
+        pixels = model.reads_frames
         self.model, self.size = model, model.config.image_size if pixels else None
         self.cameras: dict[int, Camera] = {}
 

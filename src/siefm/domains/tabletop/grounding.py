@@ -32,7 +32,7 @@ def selector_grounding(
     model: EFM, env_config: TabletopConfig | None = None, num_tasks: int = 300, seed: int = 0
 ) -> dict[str, float]:
     """{"moved": share, "reference": share, "max_weight": mean top weight} over `num_tasks` seeded boards."""
-    if getattr(model, "selector", None) is None:
+    if model.selector is None:
         raise ValueError("selector_grounding needs a state EFM with an object selector ('objects' states).")
     env = TabletopEnv(env_config or TabletopConfig())
     instructions, moved, reference = [], [], []
@@ -60,7 +60,7 @@ def instruction_grounding(policy: EFMBase, env_config: TabletopConfig) -> dict[s
     """After Stage 1: how often the policy's object selector picks the blocks a block2block instruction
     names, with a warning when it misses: a Stage 1 run can lock onto the wrong blocks and then push them
     for good (docs/tabletop.md). None for models without a selector or boards of one block."""
-    if env_config.block_set == "1" or getattr(policy, "selector", None) is None:
+    if env_config.block_set == "1" or policy.selector is None:
         return None
     grounding = selector_grounding(policy, TabletopConfig(block_set=env_config.block_set))
     log.info(
