@@ -36,7 +36,7 @@ from siefm.data.pixels import (
 )
 from siefm.data.relabel import RelabelledGoals
 from siefm.data.sampler import Frames, stage1_split
-from siefm.domains import get_domain
+from siefm.domains import Domain, get_domain
 from siefm.improve.reward import calibrate_success_threshold
 from siefm.logging import MetricLogger
 from siefm.models.bins import UniformBins
@@ -138,9 +138,9 @@ def stage1_optimizer(model: EFMBase, config: SFTConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
-    """Trains Stage 1 and writes `out/checkpoints/{policy,reward}`; returns `out`."""
-    start = time.perf_counter()
+def stage1_inputs(dataset_dir: Path, config: SFTConfig) -> tuple[EpisodeDataset, SFTConfig, Domain]:
+    """The dataset, the config resolved for its domain, and the domain; everything is checked here, before
+    a run directory is made, so a refused run leaves nothing behind."""
     dataset = read_dataset(Path(dataset_dir))
     env_id = dataset.info.get("siefm", {}).get("env", {}).get("id")
     missing = [c for c in REQUIRED_COLUMNS if c not in dataset.columns]
@@ -165,15 +165,25 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
             f"{dataset_dir} has no 'goal' column for --sft.model.goal-encoder vector; "
             "use 'words' to condition on the episodes' instructions."
         )
+    return dataset, config, domain
+
+
+def start_run(out: Path, dataset_dir: Path, config: SFTConfig) -> Path:
+    """Makes the run directory `out` with its resolved `config.json`; refuses one that holds a run."""
     out = Path(out)
     if (out / "config.json").exists():
         raise FileExistsError(f"{out} already holds a Stage 1 run; pick a new --out (or delete it).")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(
-        json.dumps(
-            {"command": "sft", "dataset": str(Path(dataset_dir).resolve()), "sft": to_dict(config)}, indent=2
-        )
-    )
+    run = {"command": "sft", "dataset": str(Path(dataset_dir).resolve()), "sft": to_dict(config)}
+    (out / "config.json").write_text(json.dumps(run, indent=2))
+    return out
+
+
+def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
+    """Trains Stage 1 and writes `out/checkpoints/{policy,reward}`; returns `out`."""
+    start = time.perf_counter()
+    dataset, config, domain = stage1_inputs(dataset_dir, config)
+    out = start_run(out, dataset_dir, config)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     train_ids, val_ids = stage1_split(
@@ -244,19 +254,7 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
                 **{f"sft/val_{k}": v for k, v in val_metrics.items()},
                 "time/sft_steps_per_second": step / (time.perf_counter() - start),
             }
-            logger.log(
-                record,
-                step=step,
-                summary_keys=(
-                    "sft/step",
-                    "sft/val_bc_loss",
-                    "sft/val_steps_to_go_loss",
-                    "sft/val_d_error",
-                    "sft/val_d_error_near_goal",
-                    "sft/val_instruction_accuracy",
-                    "sft/val_board_error_cm",
-                ),
-            )
+            logger.log(record, step=step, summary_keys=SUMMARY_KEYS)
     logger.close()
     calibration = calibrate_detector(
         out / "checkpoints" / "reward", val_frames, val.columns["is_success"], config.success_threshold
@@ -264,24 +262,30 @@ def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
     log.info("success threshold s = %.3f steps (%s)", calibration["threshold"], calibration["method"])
     constant = constant_d_error(train.steps_to_go, val_frames.steps_to_go, model.steps_to_go_bins)
     log.info("a constant d would be off by %.2f steps on validation", constant)
-    grounding = domain.stage1_checks(
-        load_checkpoint(out / "checkpoints" / "policy")[0], metadata["env"]["config"]
-    )
-    (out / "sft_summary.json").write_text(
-        json.dumps(
-            {
-                "wall_seconds": time.perf_counter() - start,
-                "steps": config.steps,
-                "best": best,
-                "d_error_of_a_constant": constant,
-                "calibration": calibration,
-                "grounding": grounding,
-                "val_episode_ids": val_ids.tolist(),
-            },
-            indent=2,
-        )
-    )
+    policy, _ = load_checkpoint(out / "checkpoints" / "policy")
+    summary = {
+        "wall_seconds": time.perf_counter() - start,
+        "steps": config.steps,
+        "best": best,
+        "d_error_of_a_constant": constant,
+        "calibration": calibration,
+        "grounding": domain.stage1_checks(policy, metadata["env"]["config"]),  # the domain's diagnostics
+        "val_episode_ids": val_ids.tolist(),
+    }
+    (out / "sft_summary.json").write_text(json.dumps(summary, indent=2))
     return out
+
+
+# The validation figures the log's one-line summary shows (those a run has).
+SUMMARY_KEYS = (
+    "sft/step",
+    "sft/val_bc_loss",
+    "sft/val_steps_to_go_loss",
+    "sft/val_d_error",
+    "sft/val_d_error_near_goal",
+    "sft/val_instruction_accuracy",
+    "sft/val_board_error_cm",
+)
 
 
 # Frames whose statistics a randomly initialised vision encoder's batch norms take
