@@ -112,6 +112,7 @@ def test_fleet_resets_and_steps_robots_by_index_reproducibly(collected: tuple[Do
     starts = [fleet.reset() for fleet in fleets]
     np.testing.assert_array_equal(starts[0]["state"], starts[1]["state"])  # seeded
     state_dim = domain.observation_spec(practice).state_dim
+    assert domain.episode_limit(practice) >= 1
     assert starts[0]["state"].shape == (3, state_dim) and len(starts[0]["goal"]) == 3
     fleet = fleets[0]
     actions = np.zeros((3, read_dataset(path).columns["action"].shape[1]))

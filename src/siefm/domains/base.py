@@ -100,6 +100,10 @@ class Domain(Protocol):
 
     def observation_spec(self, env: EnvConfig) -> ObservationSpec: ...
 
+    def episode_limit(self, env: EnvConfig) -> int:
+        """The env's own time limit in steps (Stage 2's and evaluation's default episode cap)."""
+        ...
+
     def collect(self, out: Path, config: Any, overwrite: bool = False) -> Path:
         """Runs the demonstrator and writes a dataset (siefm.data.dataset layout) to `out`."""
         ...

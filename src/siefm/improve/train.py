@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from siefm.checkpoint import CheckpointError, fit_to_env, load_checkpoint, replace_dir, save_checkpoint
 from siefm.config import ImproveConfig, from_dict, to_dict
+from siefm.domains import get_domain
 from siefm.improve.fleet import Fleet, camera_size, make_fleet, practice_env
 from siefm.improve.practice_data import PracticeStream, discard_unfinished, iteration_dir
 from siefm.improve.ray_fleet import RayFleet
@@ -130,7 +131,7 @@ def _run(
     env: dict[str, Any],
 ) -> Path:
     threshold = reward_model.success_threshold
-    max_episode_steps = config.max_episode_steps or env["config"]["max_steps"]
+    max_episode_steps = config.max_episode_steps or get_domain(env["id"]).episode_limit(env["config"])
     ray = config.fleet == "ray"
     camera = camera_size(policy, reward_model.model)
     fleet: Fleet | RayFleet = (

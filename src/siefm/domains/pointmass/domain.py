@@ -52,6 +52,9 @@ class PointMassDomain:
     def observation_spec(self, env: EnvConfig) -> ObservationSpec:
         return ObservationSpec(state_dim=STATE_DIM, goal_dim=GOAL_DIM)
 
+    def episode_limit(self, env: EnvConfig) -> int:
+        return PointMassConfig(**env).max_steps
+
     def collect(self, out: Path, config: CollectConfig, overwrite: bool = False) -> Path:
         return collect_demonstrations(out, config, overwrite=overwrite)
 

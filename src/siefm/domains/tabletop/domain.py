@@ -70,6 +70,11 @@ class TabletopDomain:
         names = tuple(f"{b.colour} {b.shape}" for b in blocks)
         return ObservationSpec(state_dim=4 + 4 * len(blocks), goal_dim=None, object_names=names)
 
+    def episode_limit(self, env: EnvConfig) -> int:
+        from siefm.domains.tabletop.env import TabletopConfig
+
+        return TabletopConfig(**env).max_steps
+
     def collect(self, out: Path, config: TabletopCollectConfig, overwrite: bool = False) -> Path:
         from siefm.domains.tabletop.collect import collect_tabletop
 
