@@ -33,7 +33,8 @@ from siefm.domains import REGISTRY
 from siefm.domains.pointmass.collect import collect_demonstrations
 from siefm.domains.pointmass.demo import DemoConfig
 from siefm.domains.pointmass.demonstrator import straight_line_policy
-from siefm.domains.pointmass.evaluate import efm_policy, evaluate
+from siefm.domains.pointmass.evaluate import evaluate
+from siefm.eval.policy import efm_policy
 from siefm.eval.summaries import machine_info
 from siefm.improve.train import improve
 from siefm.logging import read_metrics

@@ -20,46 +20,50 @@ import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Union
 
 import tyro
 
 from siefm.config import EvalConfig, ImproveConfig, SFTConfig
 from siefm.domains import domain_names, get_domain
+from siefm.domains.gymnasium_env.collect import GymCollectConfig
 
 
 def collect_command() -> type:
     """`siefm collect`, with one option group per registered domain (`--collect.*` for PointMass,
-    `--tabletop.*` for the tabletop)."""
+    `--tabletop.*` for the tabletop) and the top-level options of any other gymnasium env."""
     names = domain_names()
+    env_help = (
+        f"A registered domain ({', '.join(names)}) or any id gymnasium.make accepts (module:EnvId imports "
+        "your package first), whose demonstrator is --policy."
+    )
     fields: list[tuple[str, Any, Any]] = [
         ("out", Annotated[Path, tyro.conf.arg(help="Dataset directory to create.")], dataclasses.MISSING),
-        (
-            "env",
-            Annotated[Literal[names], tyro.conf.arg(help="Which domain to collect.")],  # type: ignore[valid-type]
-            names[0],
-        ),
+        ("env", Annotated[str, tyro.conf.arg(help=env_help)], field(default=names[0])),
     ]
     for name in names:
         domain = get_domain(name)
         fields.append(
             (domain.collect_option, domain.collect_config, field(default_factory=domain.collect_config))
         )
-    fields.append(
-        ("overwrite", Annotated[bool, tyro.conf.arg(help="Replace an existing dataset at --out.")], False)
-    )
-    command = dataclasses.make_dataclass(
-        "Collect",
-        [
-            (n, tp, f) if isinstance(f, dataclasses.Field) else (n, tp, field(default=f))
-            for n, tp, f in fields
-        ],
-        frozen=True,
-    )
+    fields += [
+        (
+            "gym",
+            Annotated[GymCollectConfig, tyro.conf.OmitArgPrefixes],
+            field(default_factory=GymCollectConfig),
+        ),
+        (
+            "overwrite",
+            Annotated[bool, tyro.conf.arg(help="Replace an existing dataset at --out.")],
+            field(default=False),
+        ),
+    ]
+    command = dataclasses.make_dataclass("Collect", fields, frozen=True)
     command.__doc__ = (
         "Generate demonstrations with the domain's scripted demonstrator and write a dataset (LeRobot v3.0 "
-        "layout, with steps-to-go and true-success columns): --env NAME picks the domain, whose options "
-        "follow (" + ", ".join(f"--{get_domain(n).collect_option}.* for {n}" for n in names) + ")."
+        "layout, with steps-to-go and true-success columns): --env picks the domain, whose options follow ("
+        + ", ".join(f"--{get_domain(n).collect_option}.* for {n}" for n in names)
+        + "; --policy, --num-episodes, ... for any other gymnasium env)."
     )
     return command
 

@@ -135,6 +135,9 @@ class ImproveConfig:
     block_set: str | None = None
     """Domain option (tabletop): practise with another object set, e.g. 'banana' (the novel-object
     experiment). None: the Stage 1 data's set."""
+    vector_env: Literal["async", "sync"] = "async"
+    """Gymnasium envs without a registered domain: step the robots in worker processes, one each
+    ('async', for simulators slower than the policy) or all in this process ('sync')."""
     fleet: Literal["local", "ray"] = "local"
     """'local': every robot in this process; 'ray': the robots spread over `actors` Ray actors, each with
     its own copy of the policy and the reward model (needs `pip install 'siefm[ray]'`)."""
@@ -184,6 +187,7 @@ class ImproveConfig:
             self.success_threshold is None or self.success_threshold >= 0, self, "success_threshold", ">= 0"
         )
         require(self.fleet in ("local", "ray"), self, "fleet", "'local' or 'ray'")
+        require(self.vector_env in ("async", "sync"), self, "vector_env", "'async' or 'sync'")
         require(self.reward_on in ("actor", "shared"), self, "reward_on", "'actor' or 'shared'")
         require(self.actor_timeout_s > 0, self, "actor_timeout_s", "> 0")
         require(

@@ -45,20 +45,37 @@ def domain_names() -> tuple[str, ...]:
 
 
 def get_domain(name_or_env_id: str) -> Domain:
-    """The domain registered under a name ("pointmass") or whose env has this gymnasium id."""
+    """The domain registered under a name ("pointmass") or whose env has this gymnasium id; for any other
+    id that gymnasium can make (`module:EnvId` imports the module), the generic gymnasium domain."""
     for name, registration in REGISTRY.items():
-        if name_or_env_id in (name, registration.env_id):
+        if name == name_or_env_id:
             return importlib.import_module(registration.module).DOMAIN
-    known = ", ".join(f"{name} ({r.env_id})" for name, r in REGISTRY.items())
-    raise UnknownDomainError(f"no domain is registered as {name_or_env_id!r}; siefm knows {known}.")
+    domain = find_domain(name_or_env_id)
+    if domain is None:
+        known = ", ".join(f"{name} ({r.env_id})" for name, r in REGISTRY.items())
+        raise UnknownDomainError(
+            f"{name_or_env_id!r} is neither a registered domain nor an env id gymnasium knows; siefm knows "
+            f"{known}, and any id gymnasium.make accepts (module:EnvId imports your package first)."
+        )
+    return domain
 
 
 def find_domain(env_id: str) -> Domain | None:
-    """The domain that owns the env `env_id`, or None for an env no registered domain owns."""
+    """The domain of the env `env_id`: the registered domain that owns it, else the generic gymnasium
+    domain when gymnasium can make it, else None."""
     for registration in REGISTRY.values():
         if env_id == registration.env_id:
             return importlib.import_module(registration.module).DOMAIN
-    return None
+    from siefm.domains.gymnasium_env.env import is_known
+
+    if not is_known(env_id):
+        return None
+    from siefm.domains.gymnasium_env.domain import GymnasiumDomain
+
+    return _generic.setdefault(env_id, GymnasiumDomain(env_id))
+
+
+_generic: dict[str, Domain] = {}  # one generic domain per env id, so its env is inspected once
 
 
 __all__ = [

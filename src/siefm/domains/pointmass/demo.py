@@ -23,9 +23,10 @@ from siefm.domains import REGISTRY
 from siefm.domains.pointmass.collect import CollectConfig, collect_demonstrations
 from siefm.domains.pointmass.demonstrator import simulate_demonstrator, straight_line_policy
 from siefm.domains.pointmass.env import PointMassConfig
-from siefm.domains.pointmass.evaluate import EvalResult, efm_policy, evaluate
+from siefm.domains.pointmass.evaluate import EvalResult, evaluate
 from siefm.eval.diagnostics import reward_model_diagnostics
 from siefm.eval.plots import plot_learning_curve, plot_trajectories
+from siefm.eval.policy import efm_policy
 from siefm.eval.stats import wilson_interval
 from siefm.eval.summaries import (
     demonstrations_summary,

@@ -6,23 +6,20 @@ simulator's success or at the time limit; `mean_steps` averages all episodes (a 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from siefm.config import EvalConfig
 from siefm.domains import REGISTRY
 from siefm.domains.pointmass.demonstrator import run_controller, straight_line_policy
 from siefm.domains.pointmass.env import BatchedPointMass, PointMassConfig
 from siefm.eval.plots import plot_trajectories
+from siefm.eval.policy import Policy, efm_policy
 from siefm.eval.stats import wilson_interval
 from siefm.models.efm import EFMBase
-
-Policy = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
 @dataclass
@@ -49,21 +46,6 @@ class EvalResult:
             "mean_steps": self.mean_steps,
             "episodes": self.episodes,
         }
-
-
-def efm_policy(model: EFMBase, deterministic: bool = False, seed: int = 0) -> Policy:
-    """Wraps an EFM as a numpy policy for evaluation (sampling from a seeded generator)."""
-    generator = torch.Generator().manual_seed(seed)
-
-    @torch.no_grad()
-    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
-        obs_t = {"state": torch.from_numpy(obs["state"])}
-        action, _ = model.act(
-            obs_t, torch.from_numpy(obs["goal"]), deterministic=deterministic, generator=generator
-        )
-        return action.numpy().astype(np.float64)
-
-    return act
 
 
 def evaluate(

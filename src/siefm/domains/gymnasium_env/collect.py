@@ -1,0 +1,132 @@
+"""Demonstrations from any gymnasium env and a user's scripted policy -> a dataset (LeRobot v3.0 layout).
+
+`siefm collect --env ENV_ID --policy module:function`: the function takes one raw observation of the env
+and returns an action. Episode k is reset with seed `seed + k`; an episode ends when the env reports
+success (a demonstration ends at its goal, which the steps-to-go labels assume), and one that terminates
+otherwise or reaches `max_steps` first is not written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from siefm.config import require
+from siefm.data.dataset import write_dataset
+from siefm.data.sampler import steps_to_go_labels
+from siefm.domains.gymnasium_env.env import GymEnvConfig, describe, load_callable, make_env, true_success
+from siefm.domains.gymnasium_env.observations import ObservationMap
+
+log = logging.getLogger("siefm")
+
+
+@dataclass(frozen=True)
+class GymCollectConfig:
+    """Demonstrations from a user's scripted policy in any gymnasium env (--env ENV_ID)."""
+
+    policy: str | None = None
+    """The scripted demonstrator as module:function: observation -> action (required for a gymnasium env)."""
+    env_kwargs: str = "{}"
+    """Keyword arguments of gymnasium.make, as JSON (recorded, so later stages make the same env)."""
+    features_map: str = "{}"
+    """Observation keys -> "observation.state" / "observation.goal", as JSON (LeRobot's features_map);
+    {}: agent_pos, state or observation is the state, desired_goal or goal the goal."""
+    num_episodes: int = 100
+    """Episodes to attempt; those that do not reach success are not written."""
+    max_steps: int | None = None
+    """Episode limit; None: the env's own time limit."""
+    seed: int = 0
+    """Episode k is reset with seed + k."""
+
+    def __post_init__(self) -> None:
+        require(self.num_episodes >= 1, self, "num_episodes", ">= 1")
+        require(self.max_steps is None or self.max_steps >= 1, self, "max_steps", ">= 1")
+        for name in ("env_kwargs", "features_map"):
+            require(isinstance(_json_object(getattr(self, name)), dict), self, name, "a JSON object")
+
+    def env_config(self, env_id: str) -> tuple[GymEnvConfig, ObservationMap]:
+        kwargs, features_map = _json_object(self.env_kwargs), _json_object(self.features_map)
+        return describe(env_id, kwargs, features_map, self.max_steps, self.policy)
+
+
+def _json_object(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None
+
+
+def collect_gymnasium(env_id: str, out: Path, config: GymCollectConfig, overwrite: bool = False) -> Path:
+    """Runs `config.policy` in `env_id` and writes its successful episodes as a dataset at `out`."""
+    if config.policy is None:
+        raise ValueError(f"collecting in {env_id} needs a scripted demonstrator: --policy module:function.")
+    policy = load_callable(config.policy)
+    env_config, mapping = config.env_config(env_id)
+    env = make_env(env_id, env_config)
+    episodes, lengths = [], []
+    try:
+        for k in tqdm(range(config.num_episodes), desc="demonstrations", unit="episode", mininterval=1.0):
+            episode = record_episode(env, policy, mapping, config.seed + k, env_config.max_steps)
+            if episode is not None:
+                episodes.append(episode)
+                lengths.append(len(episode["action"]) - 1)
+    finally:
+        env.close()
+    if not episodes:
+        raise ValueError(
+            f"none of the {config.num_episodes} episodes of {config.policy} in {env_id} reached success "
+            f"within {env_config.max_steps} steps; check the policy, or raise --max-steps."
+        )
+    log.info(
+        "kept %d of %d demonstrations: %.1f +- %.1f steps",
+        len(episodes),
+        config.num_episodes,
+        np.mean(lengths),
+        np.std(lengths),
+    )
+    extra = {"env": {"id": env_id, "config": env_config.to_dict()}}
+    return write_dataset(
+        Path(out), episodes, fps=env_config.fps, robot_type=env_id, extra_info=extra, overwrite=overwrite
+    )
+
+
+def record_episode(
+    env: Any, policy: Any, mapping: ObservationMap, seed: int, max_steps: int
+) -> dict[str, np.ndarray] | None:
+    """One episode of `policy` from `env.reset(seed=seed)`, ending at the first success: T + 1 frames (the
+    last holds the final observation and a zero action). None when it does not succeed in `max_steps`."""
+    obs, info = env.reset(seed=seed)
+    if true_success(info, False):
+        return None  # nothing to demonstrate
+    observations, actions = [obs], []
+    for _ in range(max_steps):
+        action = np.asarray(policy(obs), dtype=np.float32)
+        obs, _, terminated, truncated, info = env.step(action)
+        observations.append(obs)
+        actions.append(action)
+        if true_success(info, terminated):
+            return _columns(observations, actions, mapping)
+        if terminated or truncated:
+            return None
+    return None
+
+
+def _columns(observations: list[Any], actions: list[np.ndarray], mapping: ObservationMap) -> dict[str, Any]:
+    frames = len(observations)
+    action = np.stack([*actions, np.zeros_like(actions[0])])
+    success = np.zeros(frames, dtype=bool)
+    success[-1] = True
+    return {
+        "observation.state": np.stack([mapping.state(o) for o in observations]),
+        "goal": np.stack([mapping.goal(o) for o in observations]),
+        "action": action.astype(np.float32),
+        "is_success": success,
+        "is_terminal": success.copy(),
+        "steps_to_go": steps_to_go_labels(frames),
+    }

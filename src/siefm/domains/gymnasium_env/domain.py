@@ -1,0 +1,133 @@
+"""Any gymnasium env behind the Domain contract: the domain of an env id no registered domain owns.
+
+The registry hands one out for any id `gymnasium.make` accepts (`siefm.domains.find_domain`), including
+`module:EnvId`, which imports the user's package. Its presets follow the PointMass notebook, scaled to the
+env's episode limit L: a goal vector, a Gaussian action head, one steps-to-go class per step over 0..L,
+N = 32 updates and c = 1 / L (the notebook's 1/140 at L = 140, so returns keep their scale).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+
+from siefm.config import EvalConfig, ImproveConfig
+from siefm.domains.base import EnvConfig, FrameSource, ObservationSpec, Presets
+from siefm.domains.gymnasium_env.collect import GymCollectConfig, collect_gymnasium
+from siefm.domains.gymnasium_env.env import DEFAULT_EPISODE_LIMIT, DEFAULT_FPS, GymEnvConfig, observation_map
+from siefm.domains.gymnasium_env.evaluate import demonstrator_policy, model_policy, run_episodes
+from siefm.domains.gymnasium_env.fleet import VectorFleet
+from siefm.domains.gymnasium_env.observations import ObservationMap
+from siefm.eval.policy import efm_policy
+from siefm.models.efm import EFMBase
+
+
+class GymnasiumDomain:
+    """The domain of the gymnasium env `env_id`."""
+
+    collect_config = GymCollectConfig
+    collect_option = "gym"
+    demo_config = None
+    demo_description = "Any gymnasium env has no embedded demo: run collect, sft, improve and eval."
+    hindsight_kinds = ()
+    renders_frames = False
+
+    def __init__(self, env_id: str):
+        self.name = self.env_id = self.robot_type = env_id
+
+    @cached_property
+    def _registered(self) -> tuple[int, int]:
+        """The registered env's time limit and control frequency (made once, for the presets)."""
+        env = gym.make(self.env_id)
+        try:
+            limit = (env.spec.max_episode_steps if env.spec else None) or DEFAULT_EPISODE_LIMIT
+            return int(limit), int(env.metadata.get("render_fps") or DEFAULT_FPS)
+        finally:
+            env.close()
+
+    @property
+    def fps(self) -> int:
+        return self._registered[1]
+
+    @property
+    def presets(self) -> Presets:
+        limit = self._registered[0]
+        model = {
+            "goal_encoder": "vector",
+            "state_encoder": "flat",
+            "steps_to_go_sees": "full",
+            "action_head": "gaussian",
+            "steps_to_go_bins": limit + 1,
+            "steps_to_go_max": float(limit),
+        }
+        return Presets(model=model, improve={"num_updates": 32, "reward_scale": 1 / limit}, eval_episodes=100)
+
+    def observation_spec(self, env: EnvConfig) -> ObservationSpec:
+        config = GymEnvConfig(**env)
+        made = gym.make(self.env_id, **config.kwargs)
+        try:
+            mapping = ObservationMap.for_space(made.observation_space, config.features_map or None)
+            sample = made.observation_space.sample()
+        finally:
+            made.close()
+        return ObservationSpec(mapping.state(sample).shape[-1], mapping.goal(sample).shape[-1])
+
+    def episode_limit(self, env: EnvConfig) -> int:
+        return GymEnvConfig(**env).max_steps
+
+    def collect(self, out: Path, config: GymCollectConfig, overwrite: bool = False) -> Path:
+        return collect_gymnasium(self.env_id, out, config, overwrite=overwrite)
+
+    def run_demo(self, out: Path, config: Any) -> dict[str, Any]:
+        raise ValueError(f"{self.env_id} has no embedded demo: run collect, sft, improve and eval.")
+
+    def practice_env(self, env: EnvConfig, config: ImproveConfig) -> EnvConfig:
+        if config.block_set is not None or config.families:
+            raise ValueError(f"--improve.block-set and --improve.families do not apply to {self.env_id}.")
+        return env
+
+    def make_fleet(self, env: EnvConfig, config: ImproveConfig, camera_size: int | None) -> VectorFleet:
+        gym_config = GymEnvConfig(**env)
+        mapping = observation_map(self.env_id, gym_config)
+        return VectorFleet(
+            self.env_id, gym_config, mapping, config.num_envs, config.seed, mode=config.vector_env
+        )
+
+    def eval_env(self, env: EnvConfig, config: EvalConfig) -> EnvConfig:
+        if config.block_set is not None or config.families:
+            raise ValueError(f"--eval.block-set and --eval.families do not apply to {self.env_id}.")
+        return env
+
+    def evaluate(
+        self,
+        model: EFMBase,
+        metadata: dict[str, Any],
+        env: EnvConfig,
+        out: Path,
+        config: EvalConfig,
+        reward: Path | None,
+    ) -> dict[str, Any]:
+        """The policy, and the demonstrator that recorded the data where it imports, on the same episodes."""
+        gym_config = GymEnvConfig(**env)
+        mapping = observation_map(self.env_id, gym_config)
+        episodes = config.episodes or self.presets.eval_episodes
+        limit = config.max_steps or gym_config.max_steps
+        policy = model_policy(efm_policy(model, config.deterministic, config.seed), mapping)
+        results = {"policy": run_episodes(self.env_id, gym_config, policy, episodes, config.seed, limit)}
+        if gym_config.policy is not None:
+            reference = demonstrator_policy(gym_config.policy)
+            optimal = run_episodes(self.env_id, gym_config, reference, episodes, config.seed, limit)
+            results["optimal"] = {**optimal, "name": f"demonstrator ({gym_config.policy})"}
+        return results
+
+    def frame_source(self, env: EnvConfig, size: int) -> FrameSource:
+        raise ValueError(f"siefm renders no camera frames for {self.env_id} yet: use state observations.")
+
+    def relabel(self, dataset: Any, env: EnvConfig, kind: str) -> Any:
+        raise ValueError(f"{self.env_id} offers no hindsight relabelling.")
+
+    def stage1_checks(self, policy: EFMBase, env: EnvConfig) -> dict[str, float] | None:
+        return None

@@ -1,0 +1,107 @@
+"""Making a user's gymnasium env from its recorded description, its true success, and its demonstrator.
+
+An env is recorded (datasets, checkpoints, results.json) as {"id": ENV_ID, "config": GymEnvConfig as a
+dict}: the id `gymnasium.make` takes, including the `module:EnvId` form that imports the user's package
+first, and what siefm needs to rebuild it the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from siefm.domains.gymnasium_env.observations import ObservationMap
+
+DEFAULT_FPS = 10  # for envs whose metadata gives no render_fps
+DEFAULT_EPISODE_LIMIT = 200  # for envs registered without a time limit
+
+
+@dataclass(frozen=True)
+class GymEnvConfig:
+    """What rebuilds a user's env as siefm used it."""
+
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of `gymnasium.make`."""
+    features_map: dict[str, str] = field(default_factory=dict)
+    """Observation keys -> "observation.state" / "observation.goal" (empty: the conventions)."""
+    max_steps: int = DEFAULT_EPISODE_LIMIT
+    """The episode limit: the env's own time limit unless given."""
+    fps: int = DEFAULT_FPS
+    """The env's control frequency (its `render_fps`), the datasets' fps."""
+    policy: str | None = None
+    """The scripted demonstrator (`module:function`) that recorded the demonstrations, if any."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def is_known(env_id: str) -> bool:
+    """Whether gymnasium can make `env_id` (importing the module of a `module:EnvId` id)."""
+    module, _, name = env_id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return False
+    return name in gym.registry
+
+
+def make_env(env_id: str, config: GymEnvConfig) -> gym.Env:
+    return gym.make(env_id, **config.kwargs)
+
+
+def describe(
+    env_id: str,
+    kwargs: dict[str, Any],
+    features_map: dict[str, str],
+    max_steps: int | None,
+    policy: str | None,
+) -> tuple[GymEnvConfig, ObservationMap]:
+    """The recorded config of `env_id` made with `kwargs`, and its observation map (checked here)."""
+    env = gym.make(env_id, **kwargs)
+    try:
+        mapping = ObservationMap.for_space(env.observation_space, features_map or None)
+        limit = max_steps or (env.spec.max_episode_steps if env.spec else None) or DEFAULT_EPISODE_LIMIT
+        fps = int(env.metadata.get("render_fps") or DEFAULT_FPS)
+    finally:
+        env.close()
+    config = GymEnvConfig(dict(kwargs), mapping.as_features_map(), int(limit), fps, policy)
+    return config, mapping
+
+
+def observation_map(env_id: str, config: GymEnvConfig) -> ObservationMap:
+    env = make_env(env_id, config)
+    try:
+        return ObservationMap.for_space(env.observation_space, config.features_map or None)
+    finally:
+        env.close()
+
+
+def true_success(info: dict[str, Any], terminated: Any) -> np.ndarray:
+    """The simulator's success: `info["is_success"]` (the convention of LeRobot's sim envs and
+    gymnasium-robotics), else `terminated`. Works for one env and for a vector env's batched info."""
+    if "is_success" in info:
+        success = np.asarray(info["is_success"], dtype=bool)
+        if "_is_success" in info:  # a vector env marks which sub-envs reported it
+            success = success & np.asarray(info["_is_success"], dtype=bool)
+        return success
+    return np.asarray(terminated, dtype=bool)
+
+
+def load_callable(reference: str) -> Callable[..., Any]:
+    """The object named by `module:attribute` (a user's scripted policy)."""
+    module, _, name = reference.partition(":")
+    if not module or not name:
+        raise ValueError(f"--policy {reference!r}: give it as module:function, e.g. my_robot.demos:reach.")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"--policy {reference!r} cannot be imported ({error}).") from error
+    if not callable(found):
+        raise ValueError(f"--policy {reference!r} is not callable.")
+    return found

@@ -1,0 +1,130 @@
+"""Any gymnasium env as a domain: observation conventions, true success, and the CLI through both stages on
+an env siefm did not write (tests/toy_reach.py), with the errors a user meets when something does not fit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from test_cli import assert_clean_error, run_cli
+
+from siefm.data.dataset import read_dataset
+from siefm.domains.gymnasium_env.env import true_success
+from siefm.domains.gymnasium_env.observations import ObservationMap
+
+TOY = "toy_reach:ToyReach-v0"
+BOX = gym.spaces.Box(-1, 1, shape=(2,))
+
+
+def test_observation_conventions_and_features_map() -> None:
+    fetch_like = gym.spaces.Dict({"observation": BOX, "achieved_goal": BOX, "desired_goal": BOX})
+    mapping = ObservationMap.for_space(fetch_like)
+    assert (mapping.state_keys, mapping.goal_key) == (("observation",), "desired_goal")
+    pusht_like = gym.spaces.Dict({"agent_pos": BOX, "goal": BOX, "state": BOX})
+    assert ObservationMap.for_space(pusht_like).state_keys == ("agent_pos",)  # the first convention present
+    both = {"achieved_goal": "observation.state", "observation": "observation.state"}
+    mapping = ObservationMap.for_space(fetch_like, {**both, "desired_goal": "observation.goal"})
+    obs = {
+        "observation": np.array([1.0, 2.0]),
+        "achieved_goal": np.array([3.0, 4.0]),
+        "desired_goal": np.ones(2),
+    }
+    np.testing.assert_array_equal(mapping.state(obs), [3.0, 4.0, 1.0, 2.0])  # in the map's order
+    batch = {key: np.stack([value, value + 10]) for key, value in obs.items()}
+    np.testing.assert_array_equal(mapping.split(batch)["state"][1], [13.0, 14.0, 11.0, 12.0])
+    assert mapping.as_features_map()["desired_goal"] == "observation.goal"
+
+
+def test_observations_without_a_goal_or_with_unknown_keys_are_refused() -> None:
+    with pytest.raises(ValueError, match="hold no goal"):
+        ObservationMap.for_space(BOX)  # a plain array: a state, but no goal
+    with pytest.raises(ValueError, match="does not have"):
+        ObservationMap.for_space(
+            gym.spaces.Dict({"agent_pos": BOX, "goal": BOX}), {"pos": "observation.state"}
+        )
+    with pytest.raises(ValueError, match="no observation key holds the robot's state"):
+        ObservationMap.for_space(gym.spaces.Dict({"joints": BOX, "goal": BOX}))
+
+
+def test_true_success_reads_is_success_then_terminated() -> None:
+    assert true_success({"is_success": True}, False)
+    assert not true_success({}, False) and true_success({}, True)
+    vector_info = {"is_success": np.array([True, True, False]), "_is_success": np.array([True, False, True])}
+    np.testing.assert_array_equal(true_success(vector_info, np.zeros(3)), [True, False, False])
+    np.testing.assert_array_equal(true_success({}, np.array([False, True])), [False, True])
+
+
+def test_any_gymnasium_env_through_both_stages_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, sft, rl, ev = (tmp_path / name for name in ("data", "sft", "rl", "eval"))
+    collect = ["collect", "--env", TOY, "--out", data, "--policy", "toy_reach:demonstrator"]
+    code, _, err = run_cli([*collect, "--num-episodes", "40", "--env-kwargs", '{"arena": 0.8}'], capsys)
+    assert code == 0, err
+    dataset = read_dataset(data)
+    env = dataset.info["siefm"]["env"]
+    assert env["id"] == TOY and env["config"]["kwargs"] == {"arena": 0.8}
+    assert env["config"]["features_map"] == {
+        "agent_pos": "observation.state",
+        "desired_goal": "observation.goal",
+    }
+    assert (dataset.info["robot_type"], dataset.info["fps"], env["config"]["max_steps"]) == (TOY, 20, 100)
+    assert 1 <= dataset.num_episodes <= 40 and dataset.columns["goal"].shape[1] == 2
+    tiny = ["--sft.model.hidden-dim", "16", "--sft.model.num-layers", "1", "--sft.batch-size", "64"]
+    code, _, err = run_cli(["sft", "--dataset", data, "--out", sft, *tiny, "--sft.steps", "30"], capsys)
+    assert code == 0, err
+    reward = json.loads((sft / "checkpoints" / "reward" / "checkpoint.json").read_text())["model_config"]
+    # Presets scaled to the env's limit of 100 steps: one steps-to-go class per step, a goal vector.
+    assert (reward["goal_encoder"], reward["steps_to_go_bins"], reward["steps_to_go_max"]) == (
+        "vector",
+        101,
+        100,
+    )
+    practice = ["--improve.num-iterations", "1", "--improve.num-envs", "4", "--improve.vector-env", "sync"]
+    code, _, err = run_cli(["improve", "--sft-run", sft, "--out", rl, *practice], capsys)
+    assert code == 0, err
+    resolved = json.loads((rl / "config.json").read_text())["improve"]
+    assert resolved["reward_scale"] == pytest.approx(1 / 100)
+    code, _, err = run_cli(
+        ["eval", "--checkpoint", rl / "checkpoints" / "policy", "--out", ev, "--eval.episodes", "10"], capsys
+    )
+    assert code == 0, err
+    results = json.loads((ev / "results.json").read_text())
+    assert results["optimal"]["name"] == "demonstrator (toy_reach:demonstrator)"
+    assert results["optimal"]["success_rate"] > 0.5 and results["policy"]["episodes"] == 10
+    # The demonstrator's episodes are exactly those collect replays from the same seeds (seed + k).
+    assert results["optimal"]["mean_steps"] > 20  # it spirals in; the straight path takes ~10 steps
+
+
+def test_a_gymnasium_env_that_does_not_fit_ends_with_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = ["--out", tmp_path / "data"]
+    code, _, err = run_cli(["collect", "--env", TOY, *out], capsys)
+    assert_clean_error(code, err, "--policy module:function")
+    code, _, err = run_cli(["collect", "--env", "someone/Else-v0", *out, "--policy", "m:f"], capsys)
+    assert_clean_error(code, err, "gymnasium knows")
+    code, _, err = run_cli(["collect", "--env", TOY, *out, "--policy", "toy_reach:nothing"], capsys)
+    assert_clean_error(code, err, "cannot be imported")
+    code, _, err = run_cli(
+        ["collect", "--env", "CartPole-v1", *out, "--policy", "toy_reach:straight"], capsys
+    )
+    assert_clean_error(code, err, "hold no goal")
+    code, _, err = run_cli(
+        [
+            "collect",
+            "--env",
+            TOY,
+            *out,
+            "--policy",
+            "toy_reach:straight",
+            "--features-map",
+            '{"pos": "observation.state"}',
+        ],
+        capsys,
+    )
+    assert_clean_error(code, err, "does not have")
+    assert not (tmp_path / "data").exists()  # nothing written by a refused command
