@@ -88,15 +88,17 @@ def test_any_gymnasium_env_through_both_stages_from_the_command_line(
     assert code == 0, err
     resolved = json.loads((rl / "config.json").read_text())["improve"]
     assert resolved["reward_scale"] == pytest.approx(1 / 100)
-    code, _, err = run_cli(
-        ["eval", "--checkpoint", rl / "checkpoints" / "policy", "--out", ev, "--eval.episodes", "10"], capsys
-    )
+    evaluation = ["eval", "--checkpoint", rl / "checkpoints" / "policy", "--out", ev]
+    evaluation += ["--eval.episodes", "10", "--eval.reference", "toy_reach:straight"]
+    code, _, err = run_cli(evaluation, capsys)
     assert code == 0, err
     results = json.loads((ev / "results.json").read_text())
-    assert results["optimal"]["name"] == "demonstrator (toy_reach:demonstrator)"
-    assert results["optimal"]["success_rate"] > 0.5 and results["policy"]["episodes"] == 10
-    # The demonstrator's episodes are exactly those collect replays from the same seeds (seed + k).
-    assert results["optimal"]["mean_steps"] > 20  # it spirals in; the straight path takes ~10 steps
+    assert results["demonstrator"]["name"] == "demonstrator (toy_reach:demonstrator)"
+    assert results["optimal"]["name"] == "reference (toy_reach:straight)"
+    assert results["policy"]["episodes"] == results["optimal"]["episodes"] == 10
+    assert results["optimal"]["success_rate"] == 1.0  # straight at the goal, well within 100 steps
+    # The demonstrator spirals in: several times the straight path's length.
+    assert results["demonstrator"]["mean_steps"] > 2 * results["optimal"]["mean_steps"]
 
 
 def test_a_gymnasium_env_that_does_not_fit_ends_with_a_clear_error(

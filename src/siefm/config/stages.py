@@ -231,6 +231,10 @@ class EvalConfig:
     block_set: str | None = None
     """Domain option (tabletop): evaluate on another object set, e.g. 'banana'. None: the checkpoint's
     training set."""
+    reference: str | None = None
+    """Gymnasium envs without a registered domain: a scripted controller (module:function, observation ->
+    action) evaluated beside the policy as the reference ("optimal"); the recorded demonstrator is always
+    evaluated too."""
     videos: int = 2
     """Domain option (tabletop): annotated GIFs written per family and policy (instruction, d(o, g),
     reward)."""

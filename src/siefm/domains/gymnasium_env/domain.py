@@ -18,7 +18,7 @@ from siefm.config import EvalConfig, ImproveConfig
 from siefm.domains.base import EnvConfig, FrameSource, ObservationSpec, Presets
 from siefm.domains.gymnasium_env.collect import GymCollectConfig, collect_gymnasium
 from siefm.domains.gymnasium_env.env import DEFAULT_EPISODE_LIMIT, DEFAULT_FPS, GymEnvConfig, observation_map
-from siefm.domains.gymnasium_env.evaluate import demonstrator_policy, model_policy, run_episodes
+from siefm.domains.gymnasium_env.evaluate import model_policy, run_episodes, scripted_policy
 from siefm.domains.gymnasium_env.fleet import VectorFleet
 from siefm.domains.gymnasium_env.observations import ObservationMap
 from siefm.eval.policy import efm_policy
@@ -110,17 +110,20 @@ class GymnasiumDomain:
         config: EvalConfig,
         reward: Path | None,
     ) -> dict[str, Any]:
-        """The policy, and the demonstrator that recorded the data where it imports, on the same episodes."""
+        """The policy, the demonstrator that recorded the data (where it imports) and `config.reference`
+        (a scripted controller, if given) on the same seeded episodes."""
         gym_config = GymEnvConfig(**env)
         mapping = observation_map(self.env_id, gym_config)
         episodes = config.episodes or self.presets.eval_episodes
         limit = config.max_steps or gym_config.max_steps
         policy = model_policy(efm_policy(model, config.deterministic, config.seed), mapping)
         results = {"policy": run_episodes(self.env_id, gym_config, policy, episodes, config.seed, limit)}
-        if gym_config.policy is not None:
-            reference = demonstrator_policy(gym_config.policy)
-            optimal = run_episodes(self.env_id, gym_config, reference, episodes, config.seed, limit)
-            results["optimal"] = {**optimal, "name": f"demonstrator ({gym_config.policy})"}
+        scripted = {"demonstrator": gym_config.policy, "optimal": config.reference}
+        for key, reference in scripted.items():
+            if reference is not None:
+                controller = scripted_policy(reference)
+                result = run_episodes(self.env_id, gym_config, controller, episodes, config.seed, limit)
+                results[key] = {**result, "name": f"{key.replace('optimal', 'reference')} ({reference})"}
         return results
 
     def frame_source(self, env: EnvConfig, size: int) -> FrameSource:

@@ -58,8 +58,8 @@ def run_episodes(
     }
 
 
-def demonstrator_policy(reference: str) -> BatchPolicy:
-    """The recorded single-observation demonstrator, applied to each observation of a batch."""
+def scripted_policy(reference: str) -> BatchPolicy:
+    """A user's single-observation controller (`module:function`), applied to each observation of a batch."""
     act = load_callable(reference)
 
     def batch(obs: Any) -> np.ndarray:

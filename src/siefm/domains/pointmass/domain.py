@@ -72,6 +72,8 @@ class PointMassDomain:
     def eval_env(self, env: EnvConfig, config: EvalConfig) -> EnvConfig:
         if config.block_set is not None or config.families:
             raise ValueError(f"--eval.block-set and --eval.families do not apply to {self.env_id}.")
+        if config.reference is not None:
+            raise ValueError(f"--eval.reference: {self.env_id} has its own, the straight-line controller.")
         return env
 
     def evaluate(

@@ -112,6 +112,9 @@ class TabletopDomain:
     def eval_env(self, env: EnvConfig, config: EvalConfig) -> EnvConfig:
         from siefm.domains.tabletop.evaluate import tabletop_board
 
+        if config.reference is not None:
+            raise ValueError(f"--eval.reference: {self.env_id} has its own, the scripted oracle.")
+
         return dataclasses.asdict(tabletop_board({"id": self.env_id, "config": env}, config))
 
     def evaluate(
