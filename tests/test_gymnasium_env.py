@@ -12,7 +12,8 @@ import pytest
 from test_cli import assert_clean_error, run_cli
 
 from siefm.data.dataset import read_dataset
-from siefm.domains.gymnasium_env.env import true_success
+from siefm.domains.gymnasium_env.env import GymEnvConfig, true_success
+from siefm.domains.gymnasium_env.fleet import VectorFleet
 from siefm.domains.gymnasium_env.observations import ObservationMap
 
 TOY = "toy_reach:ToyReach-v0"
@@ -55,6 +56,24 @@ def test_true_success_reads_is_success_then_terminated() -> None:
     vector_info = {"is_success": np.array([True, True, False]), "_is_success": np.array([True, False, True])}
     np.testing.assert_array_equal(true_success(vector_info, np.zeros(3)), [True, False, False])
     np.testing.assert_array_equal(true_success({}, np.array([False, True])), [False, True])
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_fleet_steps_past_an_episode_its_env_ended_by_starting_a_new_one(mode: str) -> None:
+    config = GymEnvConfig(kwargs={"terminate_on_success": True}, max_steps=100)
+    mapping = ObservationMap(("agent_pos",), "desired_goal")
+    fleet = VectorFleet(TOY, config, mapping, num_envs=3, seed=0, mode=mode)
+    obs = fleet.reset()
+    for _ in range(40):  # straight at the goal: every robot succeeds, and its env terminates
+        offset = obs["goal"] - obs["state"]
+        obs, success = fleet.step(np.clip(offset, -0.1, 0.1))
+        if success.any():
+            break
+    done = np.flatnonzero(success)
+    assert done.size and np.linalg.norm(obs["goal"][done] - obs["state"][done], axis=1).max() < 0.05
+    obs, _ = fleet.step(np.zeros((3, 2)))  # gymnasium refuses to step an ended env; the fleet resets it
+    assert np.linalg.norm(obs["goal"][done] - obs["state"][done], axis=1).min() > 0.05
+    fleet.close()
 
 
 def test_any_gymnasium_env_through_both_stages_from_the_command_line(

@@ -14,8 +14,8 @@ STEP = 0.1
 class ToyReach(gym.Env):
     metadata = {"render_modes": [], "render_fps": 20}  # noqa: RUF012 (gymnasium's convention)
 
-    def __init__(self, arena: float = 1.0):
-        self.arena = arena
+    def __init__(self, arena: float = 1.0, terminate_on_success: bool = False):
+        self.arena, self.terminate_on_success = arena, terminate_on_success
         box = gym.spaces.Box(-arena, arena, shape=(2,), dtype=np.float32)
         self.observation_space = gym.spaces.Dict({"agent_pos": box, "desired_goal": box})
         self.action_space = gym.spaces.Box(-STEP, STEP, shape=(2,), dtype=np.float32)
@@ -32,7 +32,8 @@ class ToyReach(gym.Env):
         move = np.clip(np.asarray(action, dtype=np.float32), -STEP, STEP)
         self.position = np.clip(self.position + move, -self.arena, self.arena).astype(np.float32)
         success = self._success()
-        return self._obs(), float(success), False, False, {"is_success": success}
+        terminated = success and self.terminate_on_success
+        return self._obs(), float(success), terminated, False, {"is_success": success}
 
     def _obs(self) -> dict[str, np.ndarray]:
         return {"agent_pos": self.position.copy(), "desired_goal": self.goal.copy()}

@@ -110,8 +110,8 @@ class GymnasiumDomain:
         config: EvalConfig,
         reward: Path | None,
     ) -> dict[str, Any]:
-        """The policy, the demonstrator that recorded the data (where it imports) and `config.reference`
-        (a scripted controller, if given) on the same seeded episodes."""
+        """The policy, the demonstrator that recorded the data (where it imports) and the reference,
+        `config.reference` (a scripted controller) or else the demonstrator, on the same seeded episodes."""
         gym_config = GymEnvConfig(**env)
         mapping = observation_map(self.env_id, gym_config)
         episodes = config.episodes or self.presets.eval_episodes
@@ -124,6 +124,8 @@ class GymnasiumDomain:
                 controller = scripted_policy(reference)
                 result = run_episodes(self.env_id, gym_config, controller, episodes, config.seed, limit)
                 results[key] = {**result, "name": f"{key.replace('optimal', 'reference')} ({reference})"}
+        if "optimal" not in results and "demonstrator" in results:  # the reference is the demonstrator
+            results["optimal"] = {**results["demonstrator"], "name": f"demonstrator ({gym_config.policy})"}
         return results
 
     def frame_source(self, env: EnvConfig, size: int) -> FrameSource:

@@ -1,10 +1,12 @@
 """The practice fleet of any gymnasium env: N copies in gymnasium's vector env, reset robot by robot.
 
-The vector env runs with autoreset disabled, because Stage 2, not the simulator, decides when an episode
-is over (the learned detector or the time limit); `reset(env_ids)` starts new episodes on just those
-robots. 'async' steps each robot in its own worker process (for simulators that are slow next to the
-policy), 'sync' steps them all in this one. Every robot is stepped every step: a vector env cannot step a
-subset, and a robot that is idle (its episode over, the iteration finishing the others') is not recorded.
+The vector env runs with autoreset disabled and without the env's own time limit, because Stage 2, not
+the simulator, decides when an episode is over (the learned detector, or Stage 2's episode cap, which is
+the env's limit by default); `reset(env_ids)` starts new episodes on just those robots. 'async' steps each
+robot in its own worker process (for simulators that are slow next to the policy), 'sync' steps them all
+in this one. Every robot is stepped every step, since a vector env cannot step a subset; a robot whose env
+terminated is reset before it is stepped again (an idle robot, whose steps are not recorded, or one
+whose env ended an episode Stage 2 had not: a choice, documented in docs/bring_your_own_env.md).
 """
 
 from __future__ import annotations
@@ -29,16 +31,11 @@ class VectorFleet:
         seed: int,
         mode: str = "async",
     ):
-        self.envs = gym.make_vec(
-            env_id,
-            num_envs,
-            vectorization_mode=mode,
-            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.DISABLED},
-            **config.kwargs,
-        )
+        self.envs = make_vector_env(env_id, config, num_envs, mode)
         self.mapping, self.num_envs = mapping, num_envs
         self.rng = np.random.default_rng(seed)
         self._obs: Observations | None = None
+        self._over = np.zeros(num_envs, dtype=bool)  # the env ended its episode and was not reset since
 
     def reset(self, env_ids: np.ndarray | None = None) -> Observations:
         """Starts new episodes on `env_ids` (all by default), each seeded from the fleet's generator;
@@ -52,14 +49,18 @@ class VectorFleet:
                 options={"reset_mask": mask},
             )
             self._obs = self.mapping.split(obs)
+            self._over &= ~mask
         assert self._obs is not None, "reset() every robot first"
         return self._obs
 
     def step(self, actions: np.ndarray, active: np.ndarray | None = None) -> tuple[Observations, np.ndarray]:
         """Applies actions (N, A); returns observations and the simulator's true success (N,)."""
+        if self._over.any():  # gymnasium steps no env that ended: start it anew first
+            self.reset(np.flatnonzero(self._over))
         dtype = self.envs.single_action_space.dtype
-        obs, _, terminated, _, info = self.envs.step(np.asarray(actions, dtype=dtype))
+        obs, _, terminated, truncated, info = self.envs.step(np.asarray(actions, dtype=dtype))
         self._obs = self.mapping.split(obs)
+        self._over = np.asarray(terminated | truncated, dtype=bool)
         return self._obs, true_success(info, terminated)
 
     def close(self) -> None:
@@ -73,3 +74,16 @@ class VectorFleet:
 
     def set_rng_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
+
+
+NO_TIME_LIMIT = 2**31 - 1  # Stage 2 caps episodes itself
+
+
+def make_vector_env(env_id: str, config: GymEnvConfig, num_envs: int, mode: str) -> gym.vector.VectorEnv:
+    """`num_envs` copies of the env, without autoreset and without the env's time limit."""
+
+    def make() -> gym.Env:
+        return gym.make(env_id, max_episode_steps=NO_TIME_LIMIT, **config.kwargs)
+
+    vector = gym.vector.AsyncVectorEnv if mode == "async" else gym.vector.SyncVectorEnv
+    return vector([make] * num_envs, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
