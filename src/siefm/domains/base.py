@@ -152,3 +152,13 @@ class Domain(Protocol):
         """Domain diagnostics of a finished Stage 1 policy, logged and kept in `sft_summary.json`
         (None: none)."""
         ...
+
+
+def refuse_options(env_id: str, stage: str, config: object, *names: str) -> None:
+    """Raises ValueError for the fields `names` of `config` that are set (not None or empty) where the
+    domain of `env_id` has no such option, naming them as on the command line (--stage.option)."""
+    given = [
+        f"--{stage}.{name.replace('_', '-')}" for name in names if getattr(config, name) not in (None, ())
+    ]
+    if given:
+        raise ValueError(f"{' and '.join(given)} do not apply to {env_id}: leave them out.")

@@ -15,7 +15,7 @@ from typing import Any
 import gymnasium as gym
 
 from siefm.config import EvalConfig, ImproveConfig
-from siefm.domains.base import EnvConfig, FrameSource, ObservationSpec, Presets
+from siefm.domains.base import EnvConfig, FrameSource, ObservationSpec, Presets, refuse_options
 from siefm.domains.gymnasium_env.collect import GymCollectConfig, collect_gymnasium
 from siefm.domains.gymnasium_env.env import DEFAULT_EPISODE_LIMIT, DEFAULT_FPS, GymEnvConfig, observation_map
 from siefm.domains.gymnasium_env.evaluate import model_policy, run_episodes, scripted_policy
@@ -85,8 +85,7 @@ class GymnasiumDomain:
         raise ValueError(f"{self.env_id} has no embedded demo: run collect, sft, improve and eval.")
 
     def practice_env(self, env: EnvConfig, config: ImproveConfig) -> EnvConfig:
-        if config.block_set is not None or config.families:
-            raise ValueError(f"--improve.block-set and --improve.families do not apply to {self.env_id}.")
+        refuse_options(self.env_id, "improve", config, "block_set", "families")
         return env
 
     def make_fleet(self, env: EnvConfig, config: ImproveConfig, camera_size: int | None) -> VectorFleet:
@@ -97,8 +96,7 @@ class GymnasiumDomain:
         )
 
     def eval_env(self, env: EnvConfig, config: EvalConfig) -> EnvConfig:
-        if config.block_set is not None or config.families:
-            raise ValueError(f"--eval.block-set and --eval.families do not apply to {self.env_id}.")
+        refuse_options(self.env_id, "eval", config, "block_set", "families")
         return env
 
     def evaluate(
