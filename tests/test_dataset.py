@@ -14,14 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from siefm.data import dataset as dataset_module
-from siefm.data.dataset import (
-    DatasetError,
-    EpisodeDataset,
-    read_dataset,
-    subset_episode_ids,
-    write_dataset,
-)
+from siefm.data.dataset import DatasetError, EpisodeDataset, read_dataset, subset_episode_ids
 from siefm.data.stream import DatasetStream, finish_stream
+from siefm.data.writing import write_dataset
 
 LENGTHS = (3, 5, 1, 4)
 TASKS = ["push the block", "open the drawer", "push the block", "stack"]

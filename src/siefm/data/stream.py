@@ -26,16 +26,11 @@ from siefm.data.dataset import (
     STANDARD_COLUMNS,
     STREAM_PATH,
     DatasetError,
-    _check_episodes,
     _columns_from_table,
     _corrupt,
-    _data_path,
-    _info,
     _read_parquet,
-    _to_table,
-    _write_meta,
-    _write_parquet,
 )
+from siefm.data.writing import _check_episodes, _data_path, _info, _to_table, _write_meta, _write_parquet
 
 TASKS_KEY = b"siefm.tasks"  # parquet key-value metadata of a data file: its episodes' task strings
 

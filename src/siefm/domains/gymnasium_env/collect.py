@@ -18,8 +18,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from siefm.config import require
-from siefm.data.dataset import write_dataset
 from siefm.data.sampler import steps_to_go_labels
+from siefm.data.writing import write_dataset
 from siefm.domains.gymnasium_env.env import GymEnvConfig, describe, load_callable, make_env, true_success
 from siefm.domains.gymnasium_env.observations import ObservationMap
 

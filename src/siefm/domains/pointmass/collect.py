@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from siefm.config import require, to_dict
-from siefm.data.dataset import write_dataset
 from siefm.data.sampler import steps_to_go_labels
+from siefm.data.writing import write_dataset
 from siefm.domains import REGISTRY
 from siefm.domains.pointmass.demonstrator import generate_demonstrations
 from siefm.domains.pointmass.env import PointMassConfig

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from siefm.data.dataset import write_dataset
 from siefm.data.sampler import steps_to_go_labels
+from siefm.data.writing import write_dataset
 from siefm.domains import REGISTRY
 from siefm.domains.tabletop.env import TabletopConfig, TabletopEnv
 from siefm.domains.tabletop.oracle import PushOracle
