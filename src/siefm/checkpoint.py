@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from siefm.config import ModelConfig, from_dict, migrate_model_config, to_dict
-from siefm.domains import ObservationSpec, find_domain
+from siefm.domains import ObservationSpec, get_domain
 from siefm.models.build import build_efm
 from siefm.models.efm import EFMBase, ModelSpec
 
@@ -76,9 +76,10 @@ def load_checkpoint(path: Path) -> tuple[EFMBase, dict[str, Any]]:
 
 def env_spec(env: dict[str, Any]) -> ObservationSpec:
     """The observation spec of an env described as in metadata ({"id", "config"}), from its domain."""
-    domain = find_domain(env.get("id", ""))
-    if domain is None:
-        raise CheckpointError(f"no registered domain owns the env {env.get('id')!r}.")
+    try:
+        domain = get_domain(env.get("id", ""))
+    except ValueError as error:
+        raise CheckpointError(str(error)) from error
     return domain.observation_spec(env.get("config", {}))
 
 

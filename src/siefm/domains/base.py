@@ -154,11 +154,18 @@ class Domain(Protocol):
         ...
 
 
-def refuse_options(env_id: str, stage: str, config: object, *names: str) -> None:
-    """Raises ValueError for the fields `names` of `config` that are set (not None or empty) where the
-    domain of `env_id` has no such option, naming them as on the command line (--stage.option)."""
-    given = [
-        f"--{stage}.{name.replace('_', '-')}" for name in names if getattr(config, name) not in (None, ())
-    ]
+# ImproveConfig and EvalConfig fields only the tabletop has, which other domains refuse.
+BOARD_OPTIONS = {
+    "improve": ("block_set", "families", "practice_mode", "reset_every"),
+    "eval": ("block_set", "families"),
+}
+
+
+def refuse_options(env_id: str, stage: str, config: Any, *names: str) -> None:
+    """Raises ValueError for the fields `names` of `config` (a config dataclass) that differ from their
+    defaults, where the domain of `env_id` has no such option; they are named as on the command line."""
+    defaults = type(config)()
+    given = [name for name in names if getattr(config, name) != getattr(defaults, name)]
     if given:
-        raise ValueError(f"{' and '.join(given)} do not apply to {env_id}: leave them out.")
+        flags = " and ".join(f"--{stage}.{name.replace('_', '-')}" for name in given)
+        raise ValueError(f"{flags} do not apply to {env_id}: leave them out.")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 
 def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (well behaved at 0% and 100%)."""
@@ -18,3 +20,15 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[f
     low = 0.0 if successes == 0 else max(0.0, centre - half)
     high = 1.0 if successes == trials else min(1.0, centre + half)
     return low, high
+
+
+def success_summary(success: np.ndarray, length: np.ndarray) -> dict[str, object]:
+    """The results.json form of evaluated episodes (docs/method.md, "results.json"): the success rate with
+    its Wilson 95% interval and the mean length (a failure counts the limit)."""
+    wins, episodes = int(np.sum(success)), len(success)
+    return {
+        "success_rate": wins / episodes,
+        "success_ci95": list(wilson_interval(wins, episodes)),
+        "mean_steps": float(np.mean(length)),
+        "episodes": episodes,
+    }

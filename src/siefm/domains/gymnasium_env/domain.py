@@ -15,7 +15,7 @@ from typing import Any
 import gymnasium as gym
 
 from siefm.config import EvalConfig, ImproveConfig
-from siefm.domains.base import EnvConfig, FrameSource, ObservationSpec, Presets, refuse_options
+from siefm.domains.base import BOARD_OPTIONS, EnvConfig, FrameSource, ObservationSpec, Presets, refuse_options
 from siefm.domains.gymnasium_env.collect import GymCollectConfig, collect_gymnasium
 from siefm.domains.gymnasium_env.env import DEFAULT_EPISODE_LIMIT, DEFAULT_FPS, GymEnvConfig, observation_map
 from siefm.domains.gymnasium_env.evaluate import model_policy, run_episodes, scripted_policy
@@ -85,7 +85,7 @@ class GymnasiumDomain:
         raise ValueError(f"{self.env_id} has no embedded demo: run collect, sft, improve and eval.")
 
     def practice_env(self, env: EnvConfig, config: ImproveConfig) -> EnvConfig:
-        refuse_options(self.env_id, "improve", config, "block_set", "families")
+        refuse_options(self.env_id, "improve", config, *BOARD_OPTIONS["improve"])
         return env
 
     def make_fleet(self, env: EnvConfig, config: ImproveConfig, camera_size: int | None) -> VectorFleet:
@@ -96,7 +96,7 @@ class GymnasiumDomain:
         )
 
     def eval_env(self, env: EnvConfig, config: EvalConfig) -> EnvConfig:
-        refuse_options(self.env_id, "eval", config, "block_set", "families")
+        refuse_options(self.env_id, "eval", config, *BOARD_OPTIONS["eval"])
         return env
 
     def evaluate(

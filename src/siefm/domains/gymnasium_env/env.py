@@ -52,7 +52,8 @@ def is_known(env_id: str) -> bool:
 
 
 def make_env(env_id: str, config: GymEnvConfig) -> gym.Env:
-    return gym.make(env_id, **config.kwargs)
+    """One env as recorded, with the recorded episode limit (which may differ from the registered one)."""
+    return gym.make(env_id, max_episode_steps=config.max_steps, **config.kwargs)
 
 
 def describe(

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from siefm.domains.gymnasium_env.env import GymEnvConfig, load_callable, true_success
+from siefm.domains.gymnasium_env.fleet import make_vector_env
 from siefm.domains.gymnasium_env.observations import ObservationMap
 from siefm.eval.policy import Policy
-from siefm.eval.stats import wilson_interval
+from siefm.eval.stats import success_summary
 
 BatchPolicy = Callable[[Any], np.ndarray]  # raw batched observations -> actions (N, A)
 
@@ -26,36 +26,27 @@ def run_episodes(
     env_id: str, config: GymEnvConfig, policy: BatchPolicy, episodes: int, seed: int, max_steps: int
 ) -> dict[str, Any]:
     """Success rate (Wilson 95% CI) and mean length of `policy` over `episodes` seeded episodes."""
-    envs = gym.make_vec(
-        env_id,
-        episodes,
-        vectorization_mode="sync",
-        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.DISABLED},
-        **config.kwargs,
-    )
+    envs = make_vector_env(env_id, config, episodes, "sync")  # the loop below is the time limit
     try:
         obs, _ = envs.reset(seed=[seed + k for k in range(episodes)])
         succeeded = np.zeros(episodes, dtype=bool)
-        over = np.zeros(episodes, dtype=bool)  # succeeded, or terminated or truncated without success
+        over = np.zeros(episodes, dtype=bool)  # succeeded, or terminated without success
         length = np.full(episodes, max_steps)  # a failure counts the limit
         for t in range(1, max_steps + 1):
             actions = np.asarray(policy(obs), dtype=envs.single_action_space.dtype)
-            obs, _, terminated, truncated, info = envs.step(actions)
+            obs, _, terminated, _, info = envs.step(actions)
             success = true_success(info, terminated) & ~over
             succeeded |= success
             length[success] = t
-            over |= success | terminated | truncated
+            ended = np.asarray(terminated, dtype=bool) & ~over
+            over |= success | ended
             if over.all():
                 break
+            if ended.any():  # gymnasium steps no env that ended: restart it; its episode is already counted
+                obs, _ = envs.reset(options={"reset_mask": ended})
     finally:
         envs.close()
-    wins = int(succeeded.sum())
-    return {
-        "success_rate": wins / episodes,
-        "success_ci95": list(wilson_interval(wins, episodes)),
-        "mean_steps": float(length.mean()),
-        "episodes": episodes,
-    }
+    return success_summary(succeeded, length)
 
 
 def scripted_policy(reference: str) -> BatchPolicy:

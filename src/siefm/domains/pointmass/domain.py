@@ -11,7 +11,7 @@ from typing import Any
 
 from siefm.config import EvalConfig, ImproveConfig
 from siefm.domains import REGISTRY
-from siefm.domains.base import EnvConfig, FrameSource, ObservationSpec, Presets, refuse_options
+from siefm.domains.base import BOARD_OPTIONS, EnvConfig, FrameSource, ObservationSpec, Presets, refuse_options
 from siefm.domains.pointmass.collect import FPS, ROBOT_TYPE, CollectConfig, collect_demonstrations
 from siefm.domains.pointmass.demo import DemoConfig, run_demo
 from siefm.domains.pointmass.env import GOAL_DIM, STATE_DIM, PointMassConfig
@@ -62,14 +62,14 @@ class PointMassDomain:
         return run_demo(out, config)
 
     def practice_env(self, env: EnvConfig, config: ImproveConfig) -> EnvConfig:
-        refuse_options(self.env_id, "improve", config, "block_set", "families")
+        refuse_options(self.env_id, "improve", config, *BOARD_OPTIONS["improve"], "vector_env")
         return env
 
     def make_fleet(self, env: EnvConfig, config: ImproveConfig, camera_size: int | None) -> LocalFleet:
         return LocalFleet(config.num_envs, PointMassConfig(**env), seed=config.seed)
 
     def eval_env(self, env: EnvConfig, config: EvalConfig) -> EnvConfig:
-        refuse_options(self.env_id, "eval", config, "block_set", "families", "reference")
+        refuse_options(self.env_id, "eval", config, *BOARD_OPTIONS["eval"], "reference")
         return env
 
     def evaluate(

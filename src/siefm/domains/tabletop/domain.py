@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from siefm.config import EvalConfig, ImproveConfig
 from siefm.domains import REGISTRY
-from siefm.domains.base import EnvConfig, ObservationSpec, Presets
+from siefm.domains.base import EnvConfig, ObservationSpec, Presets, refuse_options
 from siefm.domains.tabletop.collect import FPS, ROBOT_TYPE, TabletopCollectConfig
 from siefm.domains.tabletop.demo import TabletopDemoConfig
 
@@ -89,6 +89,7 @@ class TabletopDomain:
         from siefm.domains.tabletop.env import TabletopConfig
         from siefm.domains.tabletop.tasks import NOVEL_FAMILY
 
+        refuse_options(self.env_id, "improve", config, "vector_env")
         families = config.families
         if families is None:
             families = (NOVEL_FAMILY,) if config.block_set == "banana" else PRACTICE_FAMILIES
@@ -112,8 +113,7 @@ class TabletopDomain:
     def eval_env(self, env: EnvConfig, config: EvalConfig) -> EnvConfig:
         from siefm.domains.tabletop.evaluate import tabletop_board
 
-        if config.reference is not None:
-            raise ValueError(f"--eval.reference: {self.env_id} has its own, the scripted oracle.")
+        refuse_options(self.env_id, "eval", config, "reference")  # it has its own: the scripted oracle
 
         return dataclasses.asdict(tabletop_board({"id": self.env_id, "config": env}, config))
 
@@ -142,13 +142,13 @@ class TabletopDomain:
 
         if kind not in HINDSIGHT_KINDS:
             raise ValueError(f"--sft.hindsight {kind}: the tabletop offers {', '.join(HINDSIGHT_KINDS)}.")
-        return block2block_hindsight(dataset, env["block_set"])
+        return block2block_hindsight(dataset, env.get("block_set", "8"))
 
     def stage1_checks(self, policy: EFMBase, env: EnvConfig) -> dict[str, float] | None:
         from siefm.domains.tabletop.env import TabletopConfig
         from siefm.domains.tabletop.grounding import instruction_grounding
 
-        return instruction_grounding(policy, TabletopConfig(block_set=env["block_set"]))
+        return instruction_grounding(policy, TabletopConfig(block_set=env.get("block_set", "8")))
 
 
 DOMAIN = TabletopDomain()

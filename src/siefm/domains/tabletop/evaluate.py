@@ -29,7 +29,7 @@ from siefm.domains.tabletop.camera import Camera
 from siefm.domains.tabletop.env import TabletopConfig, TabletopEnv
 from siefm.domains.tabletop.oracle import PushOracle
 from siefm.domains.tabletop.tasks import FAMILIES, NOVEL_FAMILY
-from siefm.eval.stats import wilson_interval
+from siefm.eval.stats import success_summary
 from siefm.improve.reward import RewardModel
 from siefm.models.efm import EFMBase
 
@@ -53,13 +53,7 @@ class FamilyResult:
 
     def summary(self) -> dict[str, object]:
         """The `results.json` form (docs/method.md, "results.json")."""
-        wins, episodes = int(self.success.sum()), len(self.success)
-        return {
-            "success_rate": wins / episodes,
-            "success_ci95": list(wilson_interval(wins, episodes)),
-            "mean_steps": float(self.length.mean()),
-            "episodes": episodes,
-        }
+        return success_summary(self.success, self.length)
 
 
 def efm_batch_policy(model: EFMBase, deterministic: bool = False) -> PolicyFactory:
