@@ -11,7 +11,7 @@ Per seed, on the nested `--data-fraction` subset of the dataset:
   (by 4,000 steps, measured), so (b) is shorter; (a) runs longer for its policy, whose BC validation loss
   keeps falling long after;
 - Stage 2 (block2block practice) from (a)'s Stage 1 policy, once with (a)'s reward model and once with
-  (b)'s: the paper's ablation swaps only the reward model (PAPER.md §5);
+  (b)'s: the paper's ablation swaps only the reward model (docs/method.md, "Model settings per domain");
 - block2block evaluation (`--episodes`, <= 200 steps, fixed seeds) of the Stage 1 policy and both Stage 2
   policies, and of the scripted oracle: `siefm eval`'s, written to RUN/eval-block2block/results.json.
 `--shared-stage1` trains Stage 1 once, at the first seed, and the other seeds repeat only Stage 2 from it,

@@ -1,4 +1,5 @@
-"""Tabletop benchmark over Stage 1 seeds: the paper's sim figures are means of 3 seeds (PAPER.md §6).
+"""Tabletop benchmark over Stage 1 seeds: the paper's sim figures are means of 3 seeds (docs/method.md,
+"Published results").
 
 Run `benchmarks/tabletop.py` once per Stage 1 seed (each seed draws its own nested subsets, split and
 initialisation; the evaluation episodes are the same), then aggregate the block2block results:

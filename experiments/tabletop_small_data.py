@@ -37,7 +37,7 @@ from siefm.sft import train_sft
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-SELECTIONS = ("d_error", "steps_to_go_loss")
+SELECTIONS = ("d_error_near_goal", "steps_to_go_loss")  # "d_error" (the recorded runs): commit 547f1ba
 
 
 @dataclass(frozen=True)

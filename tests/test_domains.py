@@ -156,7 +156,7 @@ def test_generic_layers_name_no_domain() -> None:
     """Outside `siefm/domains/`, no module imports a domain's folder, spells an env id or compares one."""
     root = Path(__file__).parents[1] / "src" / "siefm"
     env_ids = [r.env_id for r in REGISTRY.values()]
-    folders = [f"siefm.domains.{name}" for name in NAMES]
+    folders = [f"siefm.domains.{name}" for name in (*NAMES, "gymnasium_env")]
     comparison = re.compile(r"==\s*['\"](" + "|".join(NAMES) + r")['\"]|env\[.id.\]\s*==")
     offenders = []
     for path in root.rglob("*.py"):

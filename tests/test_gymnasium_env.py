@@ -76,6 +76,19 @@ def test_fleet_steps_past_an_episode_its_env_ended_by_starting_a_new_one(mode: s
     fleet.close()
 
 
+def test_evaluation_counts_episodes_of_envs_that_end_on_success_and_honours_the_recorded_limit() -> None:
+    from siefm.domains.gymnasium_env.evaluate import run_episodes, scripted_policy
+
+    config = GymEnvConfig(kwargs={"terminate_on_success": True}, max_steps=300)
+    straight = run_episodes(TOY, config, scripted_policy("toy_reach:straight"), 6, seed=0, max_steps=300)
+    assert straight["success_rate"] == 1.0 and straight["mean_steps"] < 30  # every env ended, none crashed
+    wide = GymEnvConfig(kwargs={"arena": 2.0}, max_steps=300)  # spirals that take more than 100 steps
+    spiral = scripted_policy("toy_reach:demonstrator")
+    long, short = (run_episodes(TOY, wide, spiral, 20, seed=0, max_steps=limit) for limit in (300, 100))
+    # Past the registered limit of 100 steps the spiral finishes episodes it could not finish within it.
+    assert long["success_rate"] > short["success_rate"] and long["mean_steps"] > 100
+
+
 def test_any_gymnasium_env_through_both_stages_from_the_command_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -148,4 +161,8 @@ def test_a_gymnasium_env_that_does_not_fit_ends_with_a_clear_error(
         capsys,
     )
     assert_clean_error(code, err, "does not have")
+    code, _, err = run_cli(["collect", "--env", "pointmass", *out, "--policy", "toy_reach:straight"], capsys)
+    assert_clean_error(code, err, "do not apply to --env pointmass")
+    code, _, err = run_cli(["collect", "--env", TOY, *out, "--collect.num-episodes", "3"], capsys)
+    assert_clean_error(code, err, "--collect.* options do not apply")
     assert not (tmp_path / "data").exists()  # nothing written by a refused command

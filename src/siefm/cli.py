@@ -25,8 +25,7 @@ from typing import Annotated, Any, Union
 import tyro
 
 from siefm.config import EvalConfig, ImproveConfig, SFTConfig
-from siefm.domains import domain_names, get_domain
-from siefm.domains.gymnasium_env.collect import GymCollectConfig
+from siefm.domains import domain_names, generic_collect_config, get_domain
 
 
 def collect_command() -> type:
@@ -49,8 +48,8 @@ def collect_command() -> type:
     fields += [
         (
             "gym",
-            Annotated[GymCollectConfig, tyro.conf.OmitArgPrefixes],
-            field(default_factory=GymCollectConfig),
+            Annotated[generic_collect_config(), tyro.conf.OmitArgPrefixes],
+            field(default_factory=generic_collect_config()),
         ),
         (
             "overwrite",
@@ -169,9 +168,13 @@ def run(command: Any) -> None:
     """Executes a parsed command (importing the heavy stages only when needed)."""
     if isinstance(command, Collect):
         domain = get_domain(command.env)
-        path = domain.collect(
-            command.out, getattr(command, domain.collect_option), overwrite=command.overwrite
-        )
+        for group in {get_domain(name).collect_option for name in domain_names()} | {"gym"}:
+            options = getattr(command, group)
+            if group != domain.collect_option and options != type(options)():
+                flags = f"--{group}.*" if group != "gym" else "--policy, --num-episodes, ..."
+                raise ValueError(f"{flags} options do not apply to --env {command.env}: leave them out.")
+        config = getattr(command, domain.collect_option)
+        path = domain.collect(command.out, config, overwrite=command.overwrite)
         print(f"dataset written to {path}")
     elif isinstance(command, SFT):
         from siefm.sft import train_sft

@@ -75,6 +75,13 @@ def find_domain(env_id: str) -> Domain | None:
     return _generic.setdefault(env_id, GymnasiumDomain(env_id))
 
 
+def generic_collect_config() -> type:
+    """The collect options of an env without a registered domain (`siefm collect --env ENV_ID --policy`)."""
+    from siefm.domains.gymnasium_env.collect import GymCollectConfig
+
+    return GymCollectConfig
+
+
 _generic: dict[str, Domain] = {}  # one generic domain per env id, so its env is inspected once
 
 
@@ -88,5 +95,6 @@ __all__ = [
     "UnknownDomainError",
     "domain_names",
     "find_domain",
+    "generic_collect_config",
     "get_domain",
 ]

@@ -18,7 +18,7 @@ Choices:
   projection is the same for every block); the yaw is read from the features under the heat map.
 - The estimate goes to the towers detached: the reader learns only from the recorded poses, so neither
   head can shape it into a code for the training layouts.
-- In Stage 1 training the towers read the recorded poses (`board_towers_learn_from = 'recorded'`), so
+- In Stage 1 training the towers read the recorded poses (`arms.board_towers_learn_from = 'recorded'`), so
   they learn what the state model learns; the reader's error meets them at run time only. Towers trained
   on the estimate ('estimate') acted worse, on the estimate and on exact poses (docs/pixels.md).
 - The reader is part of perception: Stage 2 trains the policy's layers only, as with the vision encoder.
@@ -128,8 +128,8 @@ class BoardEFM(PixelInputs):
     def encoded(self, obs: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
         """`obs` with the frames encoded and the state the towers read ("towers_state"), so that one Stage 1
         step reads the board once for the heads and the reader's loss. In training with
-        `board_towers_learn_from = 'recorded'` the towers read the recorded state; otherwise, and always in
-        eval mode (Stage 1's validation), the reader's estimate ("blocks", kept with gradients for its
+        `arms.board_towers_learn_from = 'recorded'` the towers read the recorded state; otherwise, and always
+        in eval mode (Stage 1's validation), the reader's estimate ("blocks", kept with gradients for its
         loss)."""
         obs = super().encoded(obs)
         if self.training and self.config.arms.board_towers_learn_from == "recorded":

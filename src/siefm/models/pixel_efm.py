@@ -11,11 +11,11 @@ it also reads the pusher's position and target. Layout (choices for this CPU-siz
   instruction scales and shifts (FiLM, as RT-1 conditions its EfficientNet on language), a 3 x 3
   convolution, then an MLP over the map (flattened, or read as keypoints by a spatial softmax), the
   instruction code and the pusher state;
-- or the steps-to-go tower sees only the blocks the instruction names (`pixel_steps_to_go_sees =
+- or the steps-to-go tower sees only the blocks the instruction names (`arms.pixel_steps_to_go_sees =
   'selected'`, SelectedBlocksTower): a few coordinates, so d cannot key on the rest of the layout;
 - the heads are the tabletop defaults: tokenized actions and 50 steps-to-go bins;
-- optionally (`instruction_aux_weight`), the paper's auxiliary Stage 1 objective: tell the instruction
-  from an episode's first and last frame (InstructionFromEndpoints).
+- optionally (`arms.instruction_aux_weight`, a variant that lost), the paper's auxiliary Stage 1
+  objective: tell the instruction from an episode's first and last frame (InstructionFromEndpoints).
 The board readout (`pixel_readout = 'board'`) replaces the towers: siefm.models.board_efm. Both share
 PixelInputs below (the vision encoder and the feature caching).
 Observations are {"state": (B, S), "pixels": (B, 2, H, W, 3) uint8}, or "features" (B, 2, C, h, w) in place

@@ -38,7 +38,7 @@ def run_episodes(
             success = true_success(info, terminated) & ~over
             succeeded |= success
             length[success] = t
-            ended = np.asarray(terminated, dtype=bool) & ~over
+            ended = np.asarray(terminated, dtype=bool)
             over |= success | ended
             if over.all():
                 break
