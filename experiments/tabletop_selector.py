@@ -9,9 +9,9 @@ Trains short Stage 1 runs (state observations, hindsight labels, the tabletop de
 selector variant and seed, two at a time (one per core), and checks each run's policy checkpoint with
 `siefm.domains.tabletop.grounding.selector_grounding` on 300 block2block instructions: the share of
 instructions whose moved and whose reference block a query picks. A run counts as failed when either share
-is below 0.9 (healthy runs reach 1.00 on both; failed ones 0-0.6). 7,000 attempts give about as many episodes as the
-10% subset of the 68,000-attempt benchmark dataset, where the failures were first seen. Finished runs are
-reused. Writes OUT/selector.json.
+is below 0.9 (healthy runs reach 1.00 on both; failed ones 0-0.6). 7,000 attempts give about as many
+episodes as the 10% subset of the 68,000-attempt benchmark dataset, where the failures were first seen.
+Finished runs are reused. Writes OUT/selector.json.
 
 The selector variants are `ModelConfig.arms` fields now, no longer on the command line this script drives:
 run it at commit 547f1ba (experiments/README.md).
