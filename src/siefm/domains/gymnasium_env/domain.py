@@ -17,7 +17,7 @@ import gymnasium as gym
 from siefm.config import EvalConfig, ImproveConfig
 from siefm.domains.base import BOARD_OPTIONS, EnvConfig, FrameSource, ObservationSpec, Presets, refuse_options
 from siefm.domains.gymnasium_env.collect import GymCollectConfig, collect_gymnasium
-from siefm.domains.gymnasium_env.env import DEFAULT_EPISODE_LIMIT, DEFAULT_FPS, GymEnvConfig, observation_map
+from siefm.domains.gymnasium_env.env import GymEnvConfig, observation_map, registered_limit_and_fps
 from siefm.domains.gymnasium_env.evaluate import model_policy, run_episodes, scripted_policy
 from siefm.domains.gymnasium_env.fleet import VectorFleet
 from siefm.domains.gymnasium_env.observations import ObservationMap
@@ -40,13 +40,8 @@ class GymnasiumDomain:
 
     @cached_property
     def _registered(self) -> tuple[int, int]:
-        """The registered env's time limit and control frequency (made once, for the presets)."""
-        env = gym.make(self.env_id)
-        try:
-            limit = (env.spec.max_episode_steps if env.spec else None) or DEFAULT_EPISODE_LIMIT
-            return int(limit), int(env.metadata.get("render_fps") or DEFAULT_FPS)
-        finally:
-            env.close()
+        """The registered env's time limit and control frequency, which the presets follow."""
+        return registered_limit_and_fps(self.env_id)
 
     @property
     def fps(self) -> int:

@@ -42,13 +42,31 @@ class GymEnvConfig:
 
 def is_known(env_id: str) -> bool:
     """Whether gymnasium can make `env_id` (importing the module of a `module:EnvId` id)."""
+    return registered_spec(env_id) is not None
+
+
+def registered_spec(env_id: str) -> gym.envs.registration.EnvSpec | None:
+    """The registration of `env_id` (importing the module of a `module:EnvId` id), None if there is none."""
     module, _, name = env_id.rpartition(":")
     if module:
         try:
             importlib.import_module(module)
         except ImportError:
-            return False
-    return name in gym.registry
+            return None
+    return gym.registry.get(name)
+
+
+def registered_limit_and_fps(env_id: str) -> tuple[int, int]:
+    """The registered time limit and control frequency (`render_fps` of the env class), without making the
+    env: some envs need keyword arguments to be made."""
+    spec = registered_spec(env_id)
+    if spec is None:
+        return DEFAULT_EPISODE_LIMIT, DEFAULT_FPS
+    creator = spec.entry_point
+    if isinstance(creator, str):
+        creator = gym.envs.registration.load_env_creator(creator)
+    fps = getattr(creator, "metadata", {}).get("render_fps") or DEFAULT_FPS
+    return int(spec.max_episode_steps or DEFAULT_EPISODE_LIMIT), int(fps)
 
 
 def make_env(env_id: str, config: GymEnvConfig) -> gym.Env:
