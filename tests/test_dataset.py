@@ -90,6 +90,9 @@ def test_info_and_stats(written: tuple[Path, list]) -> None:
     np.testing.assert_allclose(stats["observation.state"]["std"], state.std(axis=0))
     np.testing.assert_allclose(stats["observation.state"]["min"], state.min(axis=0))
     assert stats["observation.state"]["count"] == [13]
+    for name, q in (("q01", 0.01), ("q50", 0.5), ("q99", 0.99)):  # the quantiles LeRobot's stats hold
+        np.testing.assert_allclose(stats["observation.state"][name], np.quantile(state, q, axis=0))
+    assert info["video_files_size_in_mb"] > 0  # LeRobot's split_dataset reads it
     steps = np.concatenate([e["steps_to_go"] for e in episodes])
     assert stats["steps_to_go"]["max"] == [steps.max()]
     assert stats["success"]["mean"] == pytest.approx([4 / 13])

@@ -106,6 +106,7 @@ def test_demonstrations_read_back_with_the_domains_robot_type_fps_and_env(
     assert env_of(dataset)["id"] == domain.env_id
     spec = domain.observation_spec(env_of(dataset)["config"])
     assert dataset.columns["observation.state"].shape[1] == spec.state_dim
+    assert all(dataset.tasks)  # every episode has a task string, as LeRobot's readers expect
     last = dataset.episode_bounds[:, 1] - 1  # every demonstration ends at its goal, labelled 0 steps to go
     assert dataset.columns["is_success"][last].all() and (dataset.columns["steps_to_go"][last] == 0).all()
 

@@ -245,6 +245,9 @@ def _tasks_table(task_names: list[str]) -> pa.Table:
     return table.replace_schema_metadata({"pandas": json.dumps(pandas_metadata)})
 
 
+QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}  # those LeRobot writes
+
+
 def _stats(values: np.ndarray) -> dict[str, list[float] | list[int]]:
     flat = values.reshape(len(values), -1).astype(np.float64)  # (F, k), scalars as k = 1 like LeRobot
     return {
@@ -253,6 +256,7 @@ def _stats(values: np.ndarray) -> dict[str, list[float] | list[int]]:
         "mean": flat.mean(axis=0).tolist(),
         "std": flat.std(axis=0).tolist(),
         "count": [len(values)],
+        **{name: np.quantile(flat, q, axis=0).tolist() for name, q in QUANTILES.items()},
     }
 
 
@@ -269,6 +273,7 @@ def _info(
         "total_tasks": num_tasks,
         "chunks_size": CHUNKS_SIZE,
         "data_files_size_in_mb": 100,
+        "video_files_size_in_mb": 500,  # LeRobot's split_dataset reads it; siefm writes no video
         "fps": fps,
         "splits": {"train": f"0:{len(lengths)}"},
         "data_path": DATA_PATH,

@@ -43,6 +43,8 @@ class GymCollectConfig:
     """Episode limit; None: the env's own time limit."""
     seed: int = 0
     """Episode k is reset with seed + k."""
+    task: str | None = None
+    """Every episode's task string (LeRobot's `task`; the goal itself is the vector). None: the env id."""
 
     def __post_init__(self) -> None:
         require(self.num_episodes >= 1, self, "num_episodes", ">= 1")
@@ -91,9 +93,9 @@ def collect_gymnasium(env_id: str, out: Path, config: GymCollectConfig, overwrit
         np.std(lengths),
     )
     extra = {"env": {"id": env_id, "config": env_config.to_dict()}}
-    return write_dataset(
-        Path(out), episodes, fps=env_config.fps, robot_type=env_id, extra_info=extra, overwrite=overwrite
-    )
+    tasks = [config.task or env_id] * len(episodes)
+    options = {"robot_type": env_id, "extra_info": extra, "overwrite": overwrite}
+    return write_dataset(Path(out), episodes, fps=env_config.fps, tasks=tasks, **options)
 
 
 def record_episode(

@@ -19,6 +19,7 @@ log = logging.getLogger("siefm")
 
 FPS = 10  # one env step = one frame; PointMass has no physical clock, 10 Hz matches the robot domains
 ROBOT_TYPE = "pointmass"
+TASK = "move the point mass to the goal"
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,13 @@ def collect_demonstrations(out: Path, config: CollectConfig, overwrite: bool = F
         "env": {"id": REGISTRY["pointmass"].env_id, "config": to_dict(config.env)},
         "collect": to_dict(config),
     }
+    tasks = [TASK] * len(episodes)  # the goal itself is the vector column; LeRobot expects a task string
     return write_dataset(
-        Path(out), episodes, fps=FPS, robot_type=ROBOT_TYPE, extra_info=extra, overwrite=overwrite
+        Path(out),
+        episodes,
+        fps=FPS,
+        tasks=tasks,
+        robot_type=ROBOT_TYPE,
+        extra_info=extra,
+        overwrite=overwrite,
     )
