@@ -107,7 +107,7 @@ class GymnasiumDomain:
         `config.reference` (a scripted controller) or else the demonstrator, on the same seeded episodes."""
         gym_config = GymEnvConfig(**env)
         mapping = observation_map(self.env_id, gym_config)
-        episodes = config.episodes or self.presets.eval_episodes
+        episodes = config.num_episodes(self.env_id)
         limit = config.max_steps or gym_config.max_steps
         policy = model_policy(efm_policy(model, config.deterministic, config.seed), mapping)
         results = {"policy": run_episodes(self.env_id, gym_config, policy, episodes, config.seed, limit)}
