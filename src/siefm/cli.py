@@ -104,7 +104,8 @@ class Improve:
 @dataclass(frozen=True)
 class Eval:
     """Evaluate a policy checkpoint on the simulator's true success, beside the domain's reference: the
-    straight-line controller (PointMass) or the scripted oracle, per task family, with videos (tabletop)."""
+    straight-line controller (PointMass), the scripted oracle per task family with videos (tabletop), or
+    the recorded demonstrator and --eval.reference (any other gymnasium env)."""
 
     checkpoint: Path
     """A policy checkpoint directory (e.g. RUN/checkpoints/policy)."""
