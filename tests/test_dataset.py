@@ -431,3 +431,16 @@ def test_stream_rejects_bad_use(tmp_path: Path) -> None:
         finish_stream(tmp_path / "ds")
     with pytest.raises(ValueError, match="fps"):
         DatasetStream(tmp_path / "other", fps=0)
+
+
+def test_a_dataset_lerobots_own_writer_made_reads_back() -> None:
+    """tests/data/lerobot_written was written by LeRobot's `LeRobotDataset` (made by
+    tests/data/make_lerobot_written.py): its tasks are the unnamed pandas index of tasks.parquet, and its
+    info.json has no siefm block."""
+    dataset = read_dataset(Path(__file__).parent / "data" / "lerobot_written")
+    assert dataset.num_episodes == 3 and dataset.num_frames == 15
+    np.testing.assert_array_equal(dataset.episode_bounds, [[0, 4], [4, 9], [9, 15]])
+    assert dataset.tasks == ["reach 0", "reach 1"]
+    np.testing.assert_array_equal(dataset.columns["task_index"], [0] * 4 + [1] * 5 + [0] * 6)
+    assert dataset.columns["observation.goal"].shape == (15, 2) and dataset.info["fps"] == 20
+    assert "siefm" not in dataset.info

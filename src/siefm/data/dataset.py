@@ -228,15 +228,20 @@ def _read_info(path: Path) -> dict[str, Any]:
     return info
 
 
+# LeRobot's writer stores the task strings as the (unnamed) pandas index of tasks.parquet.
+PANDAS_INDEX = "__index_level_0__"
+
+
 def _read_tasks(path: Path) -> list[str]:
     table = _read_parquet(path)
-    if "task" not in table.column_names:
+    column = next((name for name in ("task", PANDAS_INDEX) if name in table.column_names), None)
+    if column is None:
         raise _corrupt(path, "column 'task' is missing")
     task_index = _int_column(table, "task_index", path)
     order = np.argsort(task_index)
     if not np.array_equal(task_index[order], np.arange(len(task_index))):
         raise _corrupt(path, f"task_index is not a permutation of 0..{len(task_index) - 1}")
-    names = table.column("task").to_pylist()
+    names = table.column(column).to_pylist()
     return [str(names[i]) for i in order]
 
 
