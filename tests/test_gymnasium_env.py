@@ -166,3 +166,45 @@ def test_a_gymnasium_env_that_does_not_fit_ends_with_a_clear_error(
     code, _, err = run_cli(["collect", "--env", TOY, *out, "--collect.num-episodes", "3"], capsys)
     assert_clean_error(code, err, "--collect.* options do not apply")
     assert not (tmp_path / "data").exists()  # nothing written by a refused command
+
+
+def test_a_dataset_lerobot_wrote_through_both_stages_in_the_env_it_was_recorded_in(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tests/data/lerobot_written (LeRobot's own writer; state, goal and action of size 2) records no env:
+    `--env` names it, and the steps-to-go labels are made from its episodes."""
+    data = Path(__file__).parent / "data" / "lerobot_written"
+    sft, rl = tmp_path / "sft", tmp_path / "rl"
+    code, _, err = run_cli(["sft", "--dataset", data, "--out", tmp_path / "refused"], capsys)
+    assert_clean_error(code, err, "--env ENV_ID")
+    tiny = [
+        "--sft.model.hidden-dim",
+        "8",
+        "--sft.model.num-layers",
+        "1",
+        "--sft.steps",
+        "4",
+        "--sft.eval-every",
+        "2",
+    ]
+    code, _, err = run_cli(["sft", "--dataset", data, "--out", sft, "--env", TOY, *tiny], capsys)
+    assert code == 0, err
+    metadata = json.loads((sft / "checkpoints" / "reward" / "checkpoint.json").read_text())["metadata"]
+    assert metadata["env"]["id"] == TOY and metadata["train_episodes"] + metadata["val_episodes"] == 3
+    practice = ["--improve.num-iterations", "1", "--improve.num-envs", "2", "--improve.vector-env", "sync"]
+    code, _, err = run_cli(
+        ["improve", "--sft-run", sft, "--out", rl, *practice, "--improve.num-updates", "1"], capsys
+    )
+    assert code == 0, err
+
+
+def test_stage1_labels_of_a_dataset_that_has_none() -> None:
+    from siefm.data.labels import with_stage1_columns
+
+    dataset = with_stage1_columns(read_dataset(Path(__file__).parent / "data" / "lerobot_written"))
+    np.testing.assert_array_equal(
+        dataset.columns["steps_to_go"], [3, 2, 1, 0, 4, 3, 2, 1, 0, 5, 4, 3, 2, 1, 0]
+    )
+    np.testing.assert_array_equal(np.flatnonzero(dataset.columns["is_terminal"]), [3, 8, 14])
+    np.testing.assert_array_equal(dataset.columns["is_success"], dataset.columns["is_terminal"])
+    np.testing.assert_array_equal(dataset.columns["goal"], dataset.columns["observation.goal"])

@@ -76,9 +76,14 @@ class SFT:
     model (each by its own validation loss) and calibrate the success threshold s."""
 
     dataset: Path
-    """Dataset directory written by `siefm collect`."""
+    """Dataset directory (LeRobot v3.0 layout), written by `siefm collect` or by LeRobot."""
     out: Path
     """Run directory; checkpoints go to OUT/checkpoints/{policy,reward}."""
+    env: str | None = None
+    """The env a dataset that records none (one LeRobot wrote) was recorded in: a domain or gymnasium id.
+    Its steps-to-go labels are then made from the episodes, each taken to end at its goal."""
+    env_kwargs: str = "{}"
+    """With --env: keyword arguments of the env, as JSON."""
     sft: SFTConfig = field(default_factory=SFTConfig)
 
 
@@ -180,7 +185,8 @@ def run(command: Any) -> None:
     elif isinstance(command, SFT):
         from siefm.sft import train_sft
 
-        out = train_sft(command.dataset, command.out, command.sft)
+        kwargs = json.loads(command.env_kwargs)
+        out = train_sft(command.dataset, command.out, command.sft, command.env, kwargs)
         print(f"Stage 1 checkpoints in {out / 'checkpoints'}")
     elif isinstance(command, Improve):
         from siefm.improve.train import improve, resume_improve

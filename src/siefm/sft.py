@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from siefm.checkpoint import env_spec, load_checkpoint, save_checkpoint
 from siefm.config import SFTConfig, to_dict
 from siefm.data.dataset import DatasetError, EpisodeDataset, read_dataset
+from siefm.data.labels import with_stage1_columns
 from siefm.data.normalize import feature_stats
 from siefm.data.pixels import (
     dataset_frame_chunks,
@@ -138,16 +139,28 @@ def stage1_optimizer(model: EFMBase, config: SFTConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def stage1_inputs(dataset_dir: Path, config: SFTConfig) -> tuple[EpisodeDataset, SFTConfig, Domain]:
+def stage1_inputs(
+    dataset_dir: Path, config: SFTConfig, env: str | None = None, env_kwargs: dict | None = None
+) -> tuple[EpisodeDataset, SFTConfig, Domain]:
     """The dataset, the config resolved for its domain, and the domain; everything is checked here, before
-    a run directory is made, so a refused run leaves nothing behind."""
-    dataset = read_dataset(Path(dataset_dir))
+    a run directory is made, so a refused run leaves nothing behind. A dataset that records no env (one
+    LeRobot wrote) takes `env` (a domain or gymnasium id) made with `env_kwargs`, and its missing Stage 1
+    columns are made from its episodes (siefm.data.labels)."""
+    dataset = with_stage1_columns(read_dataset(Path(dataset_dir)))
+    recorded = dataset.info.get("siefm", {}).get("env", {}).get("id")
+    if env is not None and recorded is not None and get_domain(env).env_id != recorded:
+        raise ValueError(f"--env {env}: {dataset_dir} was recorded in {recorded}; leave --env out.")
+    if recorded is None and env is not None:
+        domain = get_domain(env)
+        described = {"id": domain.env_id, "config": domain.env_config(env_kwargs or {})}
+        dataset = dataclasses.replace(dataset, info={**dataset.info, "siefm": {"env": described}})
     env_id = dataset.info.get("siefm", {}).get("env", {}).get("id")
     missing = [c for c in REQUIRED_COLUMNS if c not in dataset.columns]
     if missing or env_id is None:
         raise DatasetError(
-            f"{dataset_dir} lacks the columns {missing} or the env description in meta/info.json; "
-            "write it with `siefm collect`."
+            f"{dataset_dir} lacks the columns {missing} or records no env in meta/info.json: name the env "
+            "its episodes were recorded in with --env ENV_ID (and --env-kwargs), or write it with "
+            "`siefm collect`."
         )
     config = config.resolve(env_id)
     if config.model.hf_path is not None:  # recorded absolute, so later stages find it from anywhere
@@ -179,10 +192,13 @@ def start_run(out: Path, dataset_dir: Path, config: SFTConfig) -> Path:
     return out
 
 
-def train_sft(dataset_dir: Path, out: Path, config: SFTConfig) -> Path:
-    """Trains Stage 1 and writes `out/checkpoints/{policy,reward}`; returns `out`."""
+def train_sft(
+    dataset_dir: Path, out: Path, config: SFTConfig, env: str | None = None, env_kwargs: dict | None = None
+) -> Path:
+    """Trains Stage 1 and writes `out/checkpoints/{policy,reward}`; returns `out`. `env` and `env_kwargs`
+    name the env of a dataset that records none (see `stage1_inputs`)."""
     start = time.perf_counter()
-    dataset, config, domain = stage1_inputs(dataset_dir, config)
+    dataset, config, domain = stage1_inputs(dataset_dir, config, env, env_kwargs)
     out = start_run(out, dataset_dir, config)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)

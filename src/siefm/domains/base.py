@@ -100,6 +100,11 @@ class Domain(Protocol):
 
     def observation_spec(self, env: EnvConfig) -> ObservationSpec: ...
 
+    def env_config(self, kwargs: dict[str, Any]) -> EnvConfig:
+        """The env config made with `kwargs` (`--env-kwargs`), for a dataset that records none, such as
+        one LeRobot wrote (`siefm sft --env NAME_OR_ID`)."""
+        ...
+
     def episode_limit(self, env: EnvConfig) -> int:
         """The env's own time limit in steps (Stage 2's and evaluation's default episode cap)."""
         ...

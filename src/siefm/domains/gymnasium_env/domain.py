@@ -17,7 +17,7 @@ import gymnasium as gym
 from siefm.config import EvalConfig, ImproveConfig
 from siefm.domains.base import BOARD_OPTIONS, EnvConfig, FrameSource, ObservationSpec, Presets, refuse_options
 from siefm.domains.gymnasium_env.collect import GymCollectConfig, collect_gymnasium
-from siefm.domains.gymnasium_env.env import GymEnvConfig, observation_map, registered_limit_and_fps
+from siefm.domains.gymnasium_env.env import GymEnvConfig, describe, observation_map, registered_limit_and_fps
 from siefm.domains.gymnasium_env.evaluate import model_policy, run_episodes, scripted_policy
 from siefm.domains.gymnasium_env.fleet import VectorFleet
 from siefm.domains.gymnasium_env.observations import ObservationMap
@@ -69,6 +69,9 @@ class GymnasiumDomain:
         finally:
             made.close()
         return ObservationSpec(mapping.state(sample).shape[-1], mapping.goal(sample).shape[-1])
+
+    def env_config(self, kwargs: dict[str, Any]) -> EnvConfig:
+        return describe(self.env_id, kwargs, {}, None, None)[0].to_dict()
 
     def episode_limit(self, env: EnvConfig) -> int:
         return GymEnvConfig(**env).max_steps

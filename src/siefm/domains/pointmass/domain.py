@@ -6,6 +6,7 @@ step over 0..140 (docs/method.md explains why not the notebook's 50), N = 32 upd
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,9 @@ class PointMassDomain:
 
     def observation_spec(self, env: EnvConfig) -> ObservationSpec:
         return ObservationSpec(state_dim=STATE_DIM, goal_dim=GOAL_DIM)
+
+    def env_config(self, kwargs: dict[str, Any]) -> EnvConfig:
+        return asdict(PointMassConfig(**kwargs))
 
     def episode_limit(self, env: EnvConfig) -> int:
         return PointMassConfig(**env).max_steps

@@ -70,6 +70,11 @@ class TabletopDomain:
         names = tuple(f"{b.colour} {b.shape}" for b in blocks)
         return ObservationSpec(state_dim=4 + 4 * len(blocks), goal_dim=None, object_names=names)
 
+    def env_config(self, kwargs: dict[str, Any]) -> EnvConfig:
+        from siefm.domains.tabletop.env import TabletopConfig
+
+        return dataclasses.asdict(TabletopConfig(**kwargs))
+
     def episode_limit(self, env: EnvConfig) -> int:
         from siefm.domains.tabletop.env import TabletopConfig
 

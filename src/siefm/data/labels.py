@@ -1,0 +1,46 @@
+"""Stage 1's columns for a dataset that lacks them, such as one LeRobot wrote: steps-to-go labels from the
+episode boundaries, and which frames are terminal and successful.
+
+The paper's assumption (docs/method.md, "Stage 1: supervised fine-tuning"): every episode ends at its goal,
+so frame t of an episode whose last frame is t' is t' - t steps from it. A LeRobot episode stores an action
+on every frame, its last included; siefm's convention is a final observation without one, so the last
+frame's action is masked out of behavioural cloning (one action per episode unused). Where the dataset
+records success (`next.success`, as LeRobot's sim datasets do, or `is_success`), the label of an episode
+that never succeeds is refused rather than invented.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from siefm.data.dataset import DatasetError, EpisodeDataset
+from siefm.data.sampler import steps_to_go_labels
+
+SUCCESS_COLUMNS = ("is_success", "next.success")
+GOAL_COLUMNS = ("goal", "observation.goal")  # siefm's name, then LeRobot's
+
+
+def with_stage1_columns(dataset: EpisodeDataset) -> EpisodeDataset:
+    """`dataset` with `steps_to_go`, `is_terminal`, `is_success` and `goal` made where they are missing."""
+    columns = dict(dataset.columns)
+    if "steps_to_go" not in columns:
+        labels = [steps_to_go_labels(int(b - a)) for a, b in dataset.episode_bounds]
+        columns["steps_to_go"] = np.concatenate(labels)
+    last = dataset.episode_bounds[:, 1] - 1
+    if "is_terminal" not in columns:
+        columns["is_terminal"] = np.zeros(dataset.num_frames, dtype=bool)
+        columns["is_terminal"][last] = True
+    if "is_success" not in columns:
+        recorded = next((columns[name] for name in SUCCESS_COLUMNS if name in columns), None)
+        if recorded is not None and not np.asarray(recorded, dtype=bool)[last].any():
+            raise DatasetError(
+                f"{dataset.root}: no episode ends in success, so its steps-to-go labels (steps to the "
+                "episode's end, taken as the goal) would teach the reward model the wrong goal."
+            )
+        columns["is_success"] = columns["is_terminal"].copy()
+    goal = next((name for name in GOAL_COLUMNS if name in columns), None)
+    if goal is not None:
+        columns["goal"] = columns[goal]
+    return dataclasses.replace(dataset, columns=columns)
