@@ -105,6 +105,8 @@ def test_demonstrations_read_back_with_the_domains_robot_type_fps_and_env(
     assert (dataset.info["robot_type"], dataset.info["fps"]) == (domain.robot_type, domain.fps)
     assert env_of(dataset)["id"] == domain.env_id
     spec = domain.observation_spec(env_of(dataset)["config"])
+    # A dataset that records no env gets the domain's default config, which fits the same data.
+    assert domain.observation_spec(domain.env_config({})).state_dim == spec.state_dim
     assert dataset.columns["observation.state"].shape[1] == spec.state_dim
     assert all(dataset.tasks)  # every episode has a task string, as LeRobot's readers expect
     last = dataset.episode_bounds[:, 1] - 1  # every demonstration ends at its goal, labelled 0 steps to go
