@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from test_cli import assert_clean_error, run_cli
 
-from siefm.data.dataset import read_dataset
+from siefm.data.dataset import DatasetError, read_dataset
 from siefm.domains.gymnasium_env.env import GymEnvConfig, true_success
 from siefm.domains.gymnasium_env.fleet import VectorFleet
 from siefm.domains.gymnasium_env.observations import ObservationMap
@@ -208,3 +208,21 @@ def test_stage1_labels_of_a_dataset_that_has_none() -> None:
     np.testing.assert_array_equal(np.flatnonzero(dataset.columns["is_terminal"]), [3, 8, 14])
     np.testing.assert_array_equal(dataset.columns["is_success"], dataset.columns["is_terminal"])
     np.testing.assert_array_equal(dataset.columns["goal"], dataset.columns["observation.goal"])
+
+
+def test_stage1_keeps_the_episodes_that_end_in_recorded_success(tmp_path: Path) -> None:
+    from siefm.data.labels import with_stage1_columns
+    from siefm.data.writing import write_dataset
+
+    def episode(length: int, success: bool) -> dict[str, np.ndarray]:
+        ends = np.zeros(length, dtype=bool)
+        ends[-1] = success
+        return {"observation.state": np.zeros((length, 2), np.float32), "next.success": ends}
+
+    write_dataset(tmp_path / "d", [episode(3, True), episode(4, False), episode(2, True)], fps=10)
+    dataset = with_stage1_columns(read_dataset(tmp_path / "d"))
+    np.testing.assert_array_equal(dataset.episode_bounds, [[0, 3], [3, 5]])  # the failed episode left out
+    np.testing.assert_array_equal(dataset.columns["steps_to_go"], [2, 1, 0, 1, 0])
+    write_dataset(tmp_path / "failed", [episode(3, False)], fps=10)
+    with pytest.raises(DatasetError, match="no episode ends in success"):
+        with_stage1_columns(read_dataset(tmp_path / "failed"))
