@@ -23,7 +23,6 @@ from siefm.data.sampler import steps_to_go_labels
 log = logging.getLogger("siefm")
 
 SUCCESS_COLUMNS = ("is_success", "next.success")
-GOAL_COLUMNS = ("goal", "observation.goal")  # siefm's name, then LeRobot's
 
 
 def with_stage1_columns(dataset: EpisodeDataset) -> EpisodeDataset:
@@ -41,9 +40,8 @@ def with_stage1_columns(dataset: EpisodeDataset) -> EpisodeDataset:
         columns["is_terminal"][last] = True
     if "is_success" not in columns:
         columns["is_success"] = columns["is_terminal"].copy()
-    goal = next((name for name in GOAL_COLUMNS if name in columns), None)
-    if goal is not None:
-        columns["goal"] = columns[goal]
+    if "goal" not in columns and "observation.goal" in columns:  # LeRobot's name for siefm's goal vector
+        columns["goal"] = columns["observation.goal"]
     return dataclasses.replace(dataset, columns=columns)
 
 

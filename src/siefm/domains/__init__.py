@@ -72,7 +72,9 @@ def find_domain(env_id: str) -> Domain | None:
         return None
     from siefm.domains.gymnasium_env.domain import GymnasiumDomain
 
-    return _generic.setdefault(env_id, GymnasiumDomain(env_id))
+    if env_id not in _generic:
+        _generic[env_id] = GymnasiumDomain(env_id)
+    return _generic[env_id]
 
 
 def generic_collect_config() -> type:

@@ -73,7 +73,8 @@ class FrameSource(Protocol):
 
 class Domain(Protocol):
     """One world siefm can practise in. See the module docstring; docs/adding_a_domain.md walks through it
-    with PointMass."""
+    with PointMass. A domain subclasses this Protocol to take the defaults of the optional capabilities
+    (a camera, hindsight relabelling, Stage 1 checks): none."""
 
     name: str
     """The registry name and the CLI's choice (`siefm collect --env NAME`, `siefm demo NAME`)."""
@@ -92,9 +93,9 @@ class Domain(Protocol):
     """The frozen dataclass of `siefm demo NAME`'s options."""
     demo_description: str
     """One line for `siefm demo NAME --help`."""
-    hindsight_kinds: tuple[str, ...]
+    hindsight_kinds: tuple[str, ...] = ()
     """The hindsight relabellings `relabel` offers (`--sft.hindsight KIND`); empty: none."""
-    renders_frames: bool
+    renders_frames: bool = False
     """Whether the domain renders camera frames of its states (`frame_source`), so pixel models can train
     on its datasets and practise in its fleet."""
 
@@ -147,16 +148,18 @@ class Domain(Protocol):
 
     def frame_source(self, env: EnvConfig, size: int) -> FrameSource:
         """Renders states of `env` at `size` x `size` (domains that `renders_frames`)."""
-        ...
+        raise ValueError(
+            f"{self.env_id} renders no camera frames: train a state model (--sft.model.observation state)."
+        )
 
     def relabel(self, dataset: EpisodeDataset, env: EnvConfig, kind: str) -> RelabelledGoals:
         """Hindsight goals reached in `dataset`'s episodes, for a `kind` among `hindsight_kinds`."""
-        ...
+        raise ValueError(f"{self.env_id} offers no hindsight relabelling.")
 
     def stage1_checks(self, policy: EFMBase, env: EnvConfig) -> dict[str, float] | None:
         """Domain diagnostics of a finished Stage 1 policy, logged and kept in `sft_summary.json`
         (None: none)."""
-        ...
+        return None
 
 
 # ImproveConfig and EvalConfig fields only the tabletop has, which other domains refuse.

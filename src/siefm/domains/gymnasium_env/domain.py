@@ -15,9 +15,16 @@ from typing import Any
 import gymnasium as gym
 
 from siefm.config import EvalConfig, ImproveConfig
-from siefm.domains.base import BOARD_OPTIONS, EnvConfig, FrameSource, ObservationSpec, Presets, refuse_options
+from siefm.domains.base import (
+    BOARD_OPTIONS,
+    Domain,
+    EnvConfig,
+    ObservationSpec,
+    Presets,
+    refuse_options,
+)
 from siefm.domains.gymnasium_env.collect import GymCollectConfig, collect_gymnasium
-from siefm.domains.gymnasium_env.env import GymEnvConfig, describe, observation_map, registered_limit_and_fps
+from siefm.domains.gymnasium_env.env import GymEnvConfig, describe, registered_limit_and_fps
 from siefm.domains.gymnasium_env.evaluate import model_policy, run_episodes, scripted_policy
 from siefm.domains.gymnasium_env.fleet import VectorFleet
 from siefm.domains.gymnasium_env.observations import ObservationMap
@@ -25,15 +32,13 @@ from siefm.eval.policy import efm_policy
 from siefm.models.efm import EFMBase
 
 
-class GymnasiumDomain:
+class GymnasiumDomain(Domain):
     """The domain of the gymnasium env `env_id`."""
 
     collect_config = GymCollectConfig
     collect_option = "gym"
     demo_config = None
     demo_description = "Any gymnasium env has no embedded demo: run collect, sft, improve and eval."
-    hindsight_kinds = ()
-    renders_frames = False
 
     def __init__(self, env_id: str):
         self.name = self.env_id = self.robot_type = env_id
@@ -64,10 +69,10 @@ class GymnasiumDomain:
         config = GymEnvConfig(**env)
         made = gym.make(self.env_id, **config.kwargs)
         try:
-            mapping = ObservationMap.for_space(made.observation_space, config.features_map or None)
             sample = made.observation_space.sample()
         finally:
             made.close()
+        mapping = ObservationMap.recorded(config.features_map)
         return ObservationSpec(mapping.state(sample).shape[-1], mapping.goal(sample).shape[-1])
 
     def env_config(self, kwargs: dict[str, Any]) -> EnvConfig:
@@ -88,7 +93,7 @@ class GymnasiumDomain:
 
     def make_fleet(self, env: EnvConfig, config: ImproveConfig, camera_size: int | None) -> VectorFleet:
         gym_config = GymEnvConfig(**env)
-        mapping = observation_map(self.env_id, gym_config)
+        mapping = ObservationMap.recorded(gym_config.features_map)
         return VectorFleet(
             self.env_id, gym_config, mapping, config.num_envs, config.seed, mode=config.vector_env
         )
@@ -109,7 +114,7 @@ class GymnasiumDomain:
         """The policy, the demonstrator that recorded the data (where it imports) and the reference,
         `config.reference` (a scripted controller) or else the demonstrator, on the same seeded episodes."""
         gym_config = GymEnvConfig(**env)
-        mapping = observation_map(self.env_id, gym_config)
+        mapping = ObservationMap.recorded(gym_config.features_map)
         episodes = config.num_episodes(self.env_id)
         limit = config.max_steps or gym_config.max_steps
         policy = model_policy(efm_policy(model, config.deterministic, config.seed), mapping)
@@ -123,12 +128,3 @@ class GymnasiumDomain:
         if "optimal" not in results and "demonstrator" in results:  # the reference is the demonstrator
             results["optimal"] = {**results["demonstrator"], "name": f"demonstrator ({gym_config.policy})"}
         return results
-
-    def frame_source(self, env: EnvConfig, size: int) -> FrameSource:
-        raise ValueError(f"siefm renders no camera frames for {self.env_id} yet: use state observations.")
-
-    def relabel(self, dataset: Any, env: EnvConfig, kind: str) -> Any:
-        raise ValueError(f"{self.env_id} offers no hindsight relabelling.")
-
-    def stage1_checks(self, policy: EFMBase, env: EnvConfig) -> dict[str, float] | None:
-        return None

@@ -93,14 +93,6 @@ def describe(
     return config, mapping
 
 
-def observation_map(env_id: str, config: GymEnvConfig) -> ObservationMap:
-    env = make_env(env_id, config)
-    try:
-        return ObservationMap.for_space(env.observation_space, config.features_map or None)
-    finally:
-        env.close()
-
-
 def true_success(info: dict[str, Any], terminated: Any) -> np.ndarray:
     """The simulator's success: `info["is_success"]` (the convention of LeRobot's sim envs and
     gymnasium-robotics), else `terminated`. Works for one env and for a vector env's batched info."""

@@ -58,6 +58,12 @@ class ObservationMap:
             )
         return cls(state, goals[0])
 
+    @classmethod
+    def recorded(cls, features_map: dict[str, str]) -> ObservationMap:
+        """The map a dataset or checkpoint recorded (`as_features_map`, checked when it was recorded)."""
+        goal = [key for key, value in features_map.items() if value == GOAL]
+        return cls(tuple(k for k, v in features_map.items() if v == STATE), goal[0] if goal else None)
+
     def state(self, obs: Any) -> np.ndarray:
         """(..., S) float32 state of one observation or of a batch."""
         parts = [_part(obs, key) for key in self.state_keys]

@@ -12,7 +12,14 @@ from typing import Any
 
 from siefm.config import EvalConfig, ImproveConfig
 from siefm.domains import REGISTRY
-from siefm.domains.base import BOARD_OPTIONS, EnvConfig, FrameSource, ObservationSpec, Presets, refuse_options
+from siefm.domains.base import (
+    BOARD_OPTIONS,
+    Domain,
+    EnvConfig,
+    ObservationSpec,
+    Presets,
+    refuse_options,
+)
 from siefm.domains.pointmass.collect import FPS, ROBOT_TYPE, CollectConfig, collect_demonstrations
 from siefm.domains.pointmass.demo import DemoConfig, run_demo
 from siefm.domains.pointmass.env import GOAL_DIM, STATE_DIM, PointMassConfig
@@ -34,7 +41,7 @@ PRESETS = Presets(
 )
 
 
-class PointMassDomain:
+class PointMassDomain(Domain):
     name = "pointmass"
     env_id = REGISTRY["pointmass"].env_id
     robot_type = ROBOT_TYPE
@@ -47,8 +54,6 @@ class PointMassDomain:
         "Run the whole recipe on PointMass with embedded defaults (a few minutes): collect -> Stage 1 -> "
         "Stage 2 -> eval; writes results.json, trajectories.png and learning_curve.png and prints a summary."
     )
-    hindsight_kinds = ()
-    renders_frames = False
 
     def observation_spec(self, env: EnvConfig) -> ObservationSpec:
         return ObservationSpec(state_dim=STATE_DIM, goal_dim=GOAL_DIM)
@@ -86,15 +91,6 @@ class PointMassDomain:
         reward: Path | None,
     ) -> dict[str, Any]:
         return evaluate_against_straight_line(model, PointMassConfig(**env), out, config)
-
-    def frame_source(self, env: EnvConfig, size: int) -> FrameSource:
-        raise ValueError(f"{self.env_id} has no camera: train a state model (--sft.model.observation state).")
-
-    def relabel(self, dataset: Any, env: EnvConfig, kind: str) -> Any:
-        raise ValueError(f"{self.env_id} offers no hindsight relabelling.")
-
-    def stage1_checks(self, policy: EFMBase, env: EnvConfig) -> dict[str, float] | None:
-        return None
 
 
 DOMAIN = PointMassDomain()

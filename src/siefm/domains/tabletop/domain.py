@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from siefm.config import EvalConfig, ImproveConfig
 from siefm.domains import REGISTRY
-from siefm.domains.base import EnvConfig, ObservationSpec, Presets, refuse_options
+from siefm.domains.base import Domain, EnvConfig, ObservationSpec, Presets, refuse_options
 from siefm.domains.tabletop.collect import FPS, ROBOT_TYPE, TabletopCollectConfig
 from siefm.domains.tabletop.demo import TabletopDemoConfig
 
@@ -45,7 +45,7 @@ PRACTICE_FAMILIES = ("block2block",)  # the paper's; the novel-object board prac
 HINDSIGHT_KINDS = ("block2block",)
 
 
-class TabletopDomain:
+class TabletopDomain(Domain):
     name = "tabletop"
     env_id = REGISTRY["tabletop"].env_id
     robot_type = ROBOT_TYPE
