@@ -12,12 +12,13 @@ import pytest
 from test_cli import assert_clean_error, run_cli
 
 from siefm.data.dataset import DatasetError, read_dataset
-from siefm.domains.gymnasium_env.env import GymEnvConfig, true_success
+from siefm.domains.gymnasium_env.env import GymEnvConfig, describe, true_success
 from siefm.domains.gymnasium_env.fleet import VectorFleet
 from siefm.domains.gymnasium_env.observations import ObservationMap
 
 TOY = "toy_reach:ToyReach-v0"
 BOX = gym.spaces.Box(-1, 1, shape=(2,))
+IMAGE = gym.spaces.Box(0, 255, shape=(4, 6, 3), dtype=np.uint8)
 
 
 def test_observation_conventions_and_features_map() -> None:
@@ -39,9 +40,26 @@ def test_observation_conventions_and_features_map() -> None:
     assert mapping.as_features_map()["desired_goal"] == "observation.goal"
 
 
+def test_cameras_follow_lerobots_features_map_and_a_goal_less_env_conditions_on_its_task() -> None:
+    one = ObservationMap.for_space(gym.spaces.Dict({"agent_pos": BOX, "pixels": IMAGE}))
+    assert (one.state_keys, one.goal_key) == (("agent_pos",), None)
+    assert one.cameras == {"pixels": "observation.image"}
+    several = gym.spaces.Dict({"agent_pos": BOX, "pixels": gym.spaces.Dict({"top": IMAGE, "wrist": IMAGE})})
+    cameras = ObservationMap.for_space(several).cameras
+    assert cameras == {"pixels/top": "observation.images.top", "pixels/wrist": "observation.images.wrist"}
+    features_map = {"agent_pos": "observation.state", "pixels/wrist": "observation.image"}
+    mapped = ObservationMap.for_space(several, features_map)
+    frames = {"agent_pos": np.zeros(2), "pixels": {"top": np.zeros((4, 6, 3)), "wrist": np.ones((4, 6, 3))}}
+    assert mapped.camera(frames).mean() == 1  # the nested key reads the wrist camera
+    recorded = ObservationMap.recorded(mapped.as_features_map(), instruction="reach it")
+    assert recorded.cameras == mapped.cameras
+    assert list(recorded.split({"agent_pos": np.zeros((3, 2))})["goal"]) == ["reach it"] * 3
+
+
 def test_observations_without_a_goal_or_with_unknown_keys_are_refused() -> None:
-    with pytest.raises(ValueError, match="hold no goal"):
-        ObservationMap.for_space(BOX)  # a plain array: a state, but no goal
+    with pytest.raises(ValueError, match=r"hold no goal.*--task"):
+        describe("CartPole-v1", {}, {}, None, None)  # a plain array: a state, but no goal and no task
+    assert describe("CartPole-v1", {}, {}, None, None, task="balance")[0].task == "balance"
     with pytest.raises(ValueError, match="does not have"):
         ObservationMap.for_space(
             gym.spaces.Dict({"agent_pos": BOX, "goal": BOX}), {"pos": "observation.state"}

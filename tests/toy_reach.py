@@ -1,6 +1,8 @@
 """A goal-conditioned gymnasium env siefm did not write, for the tests of the generic gymnasium domain:
 a point reaching a goal on the plane, `gymnasium.make("toy_reach:ToyReach-v0")`, and a sub-optimal
-scripted demonstrator (`toy_reach:demonstrator`) that spirals in instead of heading straight."""
+scripted demonstrator (`toy_reach:demonstrator`) that spirals in instead of heading straight.
+`toy_reach:ToyReachCamera-v0` is the pixel variant, as PushT is: a fixed goal (no goal in the
+observations), a camera (`pixels`, 16 x 16) and the point's position (`agent_pos`)."""
 
 from __future__ import annotations
 
@@ -42,9 +44,35 @@ class ToyReach(gym.Env):
         return bool(np.linalg.norm(self.position - self.goal) < SUCCESS_RADIUS)
 
 
+FIXED_GOAL = np.array([0.5, 0.5], dtype=np.float32)
+SIDE = 16
+
+
+class ToyReachCamera(ToyReach):
+    """ToyReach towards FIXED_GOAL, seen by a camera: the point bright red, the goal green."""
+
+    def __init__(self, arena: float = 1.0):
+        super().__init__(arena, terminate_on_success=True)
+        box = gym.spaces.Box(-arena, arena, shape=(2,), dtype=np.float32)
+        image = gym.spaces.Box(0, 255, shape=(SIDE, SIDE, 3), dtype=np.uint8)
+        self.observation_space = gym.spaces.Dict({"agent_pos": box, "pixels": image})
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed, options=options)
+        self.goal = FIXED_GOAL.copy()
+        return self._obs(), {"is_success": self._success()}
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        frame = np.zeros((SIDE, SIDE, 3), dtype=np.uint8)
+        for channel, point in ((1, self.goal), (0, self.position)):
+            x, y = np.clip(((point / self.arena + 1) / 2 * SIDE).astype(int), 0, SIDE - 1)
+            frame[y, x, channel] = 255
+        return {"agent_pos": self.position.copy(), "pixels": frame}
+
+
 def demonstrator(obs: dict[str, np.ndarray]) -> np.ndarray:
     """Heads 60 degrees off the goal's direction at a third of the top speed: a slow spiral in."""
-    offset = obs["desired_goal"] - obs["agent_pos"]
+    offset = obs.get("desired_goal", FIXED_GOAL) - obs["agent_pos"]
     distance = float(np.linalg.norm(offset))
     angle = np.deg2rad(60) if distance > 2 * SUCCESS_RADIUS else 0.0
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
@@ -59,3 +87,4 @@ def straight(obs: dict[str, np.ndarray]) -> np.ndarray:
 
 if "ToyReach-v0" not in gym.registry:
     gym.register("ToyReach-v0", entry_point=ToyReach, max_episode_steps=100)
+    gym.register("ToyReachCamera-v0", entry_point=ToyReachCamera, max_episode_steps=100)

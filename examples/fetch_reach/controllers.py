@@ -3,8 +3,8 @@
 `detour` is the demonstrator: a deliberately sub-optimal controller that heads 60 degrees off the goal's
 direction (in the table's plane) at a third of the arm's top speed, so it spirals in; `noisy_detour` adds
 Gaussian noise to its actions, so that Stage 1's policy keeps some spread to explore with in Stage 2.
-`straight` is the reference: full speed straight at the goal. Both read the observation FetchReach gives: `observation`
-(the gripper's position first) and `desired_goal`.
+`straight` is the reference: full speed straight at the goal. Both read the observation FetchReach gives:
+`observation` (the gripper's position first) and `desired_goal`.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,11 @@ from siefm.data.dataset import DatasetError, EpisodeDataset, read_dataset
 from siefm.data.labels import with_stage1_columns
 from siefm.data.normalize import feature_stats
 from siefm.data.pixels import (
+    StreamedImages,
     dataset_frame_chunks,
     encoded_dataset_frames,
     frame_pairs,
+    frame_reader,
     sample_dataset_frames,
     stack_chunks,
 )
@@ -152,7 +155,8 @@ def stage1_inputs(
         raise ValueError(f"--env {env}: {dataset_dir} was recorded in {recorded}; leave --env out.")
     if recorded is None and env is not None:
         domain = get_domain(env)
-        described = {"id": domain.env_id, "config": domain.env_config(env_kwargs or {})}
+        task = dataset.tasks[0] if len(dataset.tasks) == 1 else None
+        described = {"id": domain.env_id, "config": domain.env_config(env_kwargs or {}, task)}
         dataset = dataclasses.replace(dataset, info={**dataset.info, "siefm": {"env": described}})
     env_id = dataset.info.get("siefm", {}).get("env", {}).get("id")
     missing = [c for c in REQUIRED_COLUMNS if c not in dataset.columns]
@@ -214,7 +218,8 @@ def train_sft(
         texts = [*dataset.tasks, *(relabelled.instructions if relabelled else ())]
         tokenizer = WordTokenizer.from_texts(texts, config.model.max_words)
     model = build_model(config, train_set, tokenizer)
-    train, val_frames = model_frames(model, train_set), model_frames(model, val)
+    stream = streams_frames(config, model, dataset.num_frames)
+    train, val_frames = model_frames(model, train_set, stream), model_frames(model, val, stream)
     hindsight = None
     if relabelled is not None and len(relabelled) == 0:
         log.warning("hindsight: the training episodes reached no goal to relabel with; nothing relabelled")
@@ -242,9 +247,10 @@ def train_sft(
         log.info(
             "hindsight: %d relabelled frames, %d instructions", len(relabelled), len(relabelled.instructions)
         )
+    batches = train.batches(config.batch_size, generator, workers=FRAME_WORKERS)
     for step in tqdm(range(1, config.steps + 1), desc="Stage 1", unit="step", mininterval=1.0):
         extra = None if hindsight is None else hindsight.sample(config.batch_size, hindsight_generator)
-        loss, metrics = sft_loss(model, train.sample(config.batch_size, generator), hindsight=extra)
+        loss, metrics = sft_loss(model, next(batches), hindsight=extra)
         if aux_weight > 0:
             episodes = torch.randint(train_set.num_episodes, (config.batch_size,), generator=aux_generator)
             aux, accuracy = model.instruction_aux_loss(*train.endpoints(episodes))
@@ -271,6 +277,7 @@ def train_sft(
                 "time/sft_steps_per_second": step / (time.perf_counter() - start),
             }
             logger.log(record, step=step, summary_keys=SUMMARY_KEYS)
+    batches.close()  # stops the processes that read streamed frames (else garbage collection does)
     logger.close()
     calibration = calibrate_detector(
         out / "checkpoints" / "reward", val_frames, val.columns["is_success"], config.success_threshold
@@ -336,10 +343,26 @@ def build_model(config: SFTConfig, train: EpisodeDataset, tokenizer: WordTokeniz
     return model
 
 
-def model_frames(model: EFMBase, dataset: EpisodeDataset) -> Frames:
+FRAME_WORKERS = 1  # processes reading streamed frames (choice: 1 of this machine's 2 cores; docs/pixels.md)
+
+
+def streams_frames(config: SFTConfig, model: EFMBase, num_frames: int) -> bool:
+    """Whether a trainable encoder's frames are streamed (`SFTConfig.frames`; 'auto': when all of them
+    would take more than a quarter of the machine's memory)."""
+    if model.vision is None or not model.vision.trainable or config.frames == "memory":
+        return False
+    if config.frames == "stream":
+        return True
+    frame_bytes = 3 * model.config.image_size**2
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return num_frames * frame_bytes > memory / 4
+
+
+def model_frames(model: EFMBase, dataset: EpisodeDataset, stream: bool = False) -> Frames:
     """A dataset's frames as `model` reads them: its goal input of each task (instruction goals), and for
-    pixel models every frame rendered from its state, replaced by the features of a frozen encoder, which
-    are so computed once per frame rather than once per batch."""
+    pixel models every frame (recorded, or rendered from its state), replaced by the features of a frozen
+    encoder, which are so computed once per frame rather than once per batch; a trainable encoder's
+    frames are read batch by batch where `stream`."""
     task_goals = None
     if model.config.goal_encoder != "vector":  # only the tasks these episodes use (a frozen encoder is slow)
         used = np.unique(dataset.columns["task_index"])
@@ -351,7 +374,9 @@ def model_frames(model: EFMBase, dataset: EpisodeDataset) -> Frames:
         return frames
     trainable = model.vision.trainable
     size = model.config.image_size
-    if trainable:  # the frames themselves
+    if trainable and stream:  # the frames themselves, read batch by batch
+        images = StreamedImages(frame_reader(dataset, size), dataset.num_frames, size)
+    elif trainable:  # the frames themselves, all in memory
         images = stack_chunks(map(torch.from_numpy, dataset_frame_chunks(dataset, size)), dataset.num_frames)
     else:  # a frozen encoder's images are never held whole
         images = encoded_dataset_frames(dataset, size, model.vision)

@@ -53,6 +53,11 @@ class SFTConfig:
     the training episodes reached on the way): its labels also train the steps-to-go head, a batch of them
     beside every batch of demonstration frames. Validation, checkpoint choice and calibration still use
     the demonstrations' own labels. 'none': the demonstrations only."""
+    frames: Literal["auto", "memory", "stream"] = "auto"
+    """How a trainable vision encoder's frames are held: all decoded (or rendered) in 'memory', or read
+    batch by batch in worker processes ahead of the training step ('stream': the same batches, memory
+    bounded, for datasets whose frames do not fit in RAM). 'auto': stream when the frames would take more
+    than a quarter of the machine's memory."""
     seed: int = 0
     """Seeds the split, initialisation and batches."""
 

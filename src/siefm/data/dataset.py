@@ -5,13 +5,16 @@ A dataset directory holds (LeRobot v3.0's layout, so a LeRobot user's reader can
 not import lerobot, which pins an incompatible torch):
 
     meta/info.json                             schema, counts, fps, file paths, extra "siefm" metadata
+    videos/<camera>/chunk-CCC/file-FFF.mp4     camera frames of the data file's episodes (siefm.data.video)
     meta/stats.json                            per-feature min / max / mean / std / count
     meta/tasks.parquet                         task_index -> task string
     meta/episodes/chunk-000/file-000.parquet   per episode: length, tasks, data file, [from, to) frame range
     data/chunk-CCC/file-FFF.parquet            one row per frame; an episode never spans two files
 
 Vector features are fixed-size list columns and scalars plain columns, as Hugging Face datasets store them.
-Every frame also carries LeRobot's standard columns (`STANDARD_COLUMNS`).
+Every frame also carries LeRobot's standard columns (`STANDARD_COLUMNS`). Camera features (dtype "video",
+or "image": encoded images in a parquet column) are not loaded with the other columns: `cameras` says where
+each episode's frames are, and siefm.data.cameras decodes them when they are needed.
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from siefm.data.video import is_camera_feature
 
 CODEBASE_VERSION = "v3.0"
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
@@ -41,6 +46,9 @@ STANDARD_COLUMNS = {
     "task_index": "int64",
 }
 DTYPES: dict[str, type[np.generic]] = {"float32": np.float32, "int64": np.int64, "bool": np.bool_}
+# What the reader also takes from other writers (LeRobot keeps a float64 observation as it is): read as
+# float32, the precision siefm computes in.
+READ_DTYPES = DTYPES | {"float64": np.float64}
 # Columns of meta/episodes that the reader needs (LeRobot also stores per-episode stats there; we do not).
 _EPISODE_COLUMNS = (
     "episode_index",
@@ -72,6 +80,9 @@ class EpisodeDataset:
             on-disk values, so after `select_episodes` `episode_index` still names the source episode.
         episode_bounds: (E, 2) int64 [from, to) rows of each episode in `columns`.
         tasks: Task strings, indexed by the `task_index` column.
+        cameras: Per camera feature, where its frames are: for a video feature, each episode's (E, 3)
+            [chunk, file, from_timestamp in microseconds] (integers, like the other locations); for an
+            image feature, (F,) encoded images (bytes objects), one per frame.
     """
 
     root: Path
@@ -79,6 +90,11 @@ class EpisodeDataset:
     columns: dict[str, np.ndarray]
     episode_bounds: np.ndarray
     tasks: list[str]
+    cameras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def camera_keys(self) -> list[str]:
+        return list(self.cameras)
 
     @property
     def num_episodes(self) -> int:
@@ -114,7 +130,11 @@ class EpisodeDataset:
         stops = np.cumsum(lengths)
         new_bounds = np.stack([stops - lengths, stops], axis=1).astype(np.int64)
         columns = {name: values[rows] for name, values in self.columns.items()}
-        return EpisodeDataset(self.root, self.info, columns, new_bounds, self.tasks)
+        cameras = {
+            key: where[rows] if self.info["features"][key]["dtype"] == "image" else where[ids]
+            for key, where in self.cameras.items()
+        }
+        return EpisodeDataset(self.root, self.info, columns, new_bounds, self.tasks, cameras)
 
 
 def subset_episode_ids(num_episodes: int, fraction: float, seed: int = 0) -> np.ndarray:
@@ -133,7 +153,8 @@ def subset_episode_ids(num_episodes: int, fraction: float, seed: int = 0) -> np.
 
 
 def read_dataset(root: Path) -> EpisodeDataset:
-    """Reads and validates a dataset written by `write_dataset` (or a LeRobot v3.0 dataset without video).
+    """Reads and validates a dataset written by `write_dataset` or by LeRobot (v3.0); camera frames are
+    decoded later (siefm.data.cameras).
 
     Raises:
         DatasetError: Something is missing or inconsistent; the message names the file and the fix.
@@ -169,11 +190,17 @@ def read_dataset(root: Path) -> EpisodeDataset:
     files = dict.fromkeys(
         zip(meta["data/chunk_index"].tolist(), meta["data/file_index"].tolist(), strict=True)
     )
-    parts = []
+    numeric = {name: f for name, f in info["features"].items() if not is_camera_feature(f)}
+    images = [name for name, f in info["features"].items() if f["dtype"] == "image"]
+    parts, image_parts = [], []
     for chunk_index, file_index in files:
         path = root / info["data_path"].format(chunk_index=chunk_index, file_index=file_index)
-        parts.append(_columns_from_table(_read_parquet(path), info["features"], path))
-    columns = {name: np.concatenate([part[name] for part in parts]) for name in info["features"]}
+        table = _read_parquet(path)
+        parts.append(_columns_from_table(table, numeric, path))
+        image_parts.append({name: _image_column(table, name, path) for name in images})
+    columns = {name: np.concatenate([part[name] for part in parts]) for name in numeric}
+    cameras = {name: np.concatenate([part[name] for part in image_parts]) for name in images}
+    cameras |= _video_locations(info, episodes, episodes_path)
 
     data_dir = root / "data"
     if len(columns["index"]) != num_frames:
@@ -188,7 +215,37 @@ def read_dataset(root: Path) -> EpisodeDataset:
         )
     if np.any(columns["task_index"] < 0) or np.any(columns["task_index"] >= len(tasks)):
         raise _corrupt(data_dir, f"'task_index' values fall outside the {len(tasks)} tasks in tasks.parquet")
-    return EpisodeDataset(root, info, columns, bounds.astype(np.int64), tasks)
+    return EpisodeDataset(root, info, columns, bounds.astype(np.int64), tasks, cameras)
+
+
+def _video_locations(info: dict[str, Any], episodes: pa.Table, path: Path) -> dict[str, np.ndarray]:
+    """Each video feature's (E, 3) [chunk, file, from_timestamp in microseconds] per episode."""
+    videos = [name for name, feature in info["features"].items() if feature["dtype"] == "video"]
+    if videos and not isinstance(info.get("video_path"), str):
+        raise _corrupt(path.parent.parent.parent / "info.json", "it declares videos but no 'video_path'")
+    locations = {}
+    for name in videos:
+        prefix = f"videos/{name}/"
+        chunk, file = (_int_column(episodes, prefix + part, path) for part in ("chunk_index", "file_index"))
+        if prefix + "from_timestamp" not in episodes.column_names:
+            raise _corrupt(path, f"column {prefix}from_timestamp is missing")
+        start = episodes.column(prefix + "from_timestamp").to_numpy().astype(np.float64)
+        locations[name] = np.stack([chunk, file, np.round(start * 1e6).astype(np.int64)], axis=1)
+    return locations
+
+
+def _image_column(table: pa.Table, name: str, path: Path) -> np.ndarray:
+    """(F,) the encoded images of an image feature (Hugging Face's Image type: a struct with `bytes`)."""
+    if name not in table.column_names:
+        raise _corrupt(path, f"the image column {name!r} listed in info.json's features is missing")
+    column = table.column(name).combine_chunks()
+    if pa.types.is_struct(column.type) and column.type.get_field_index("bytes") >= 0:
+        column = column.field("bytes")
+    if not (pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
+        raise _corrupt(path, f"the image column {name!r} has type {column.type}, not encoded image bytes")
+    values = np.empty(len(column), dtype=object)
+    values[:] = column.to_pylist()
+    return values
 
 
 def _read_info(path: Path) -> dict[str, Any]:
@@ -215,13 +272,18 @@ def _read_info(path: Path) -> dict[str, Any]:
             path, f"data_path {info['data_path']!r} is not a valid template ({error!r})"
         ) from error
     for name, feature in info["features"].items():
+        if is_camera_feature(feature):
+            shape = feature.get("shape")
+            if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(n, int) for n in shape)):
+                raise _corrupt(path, f"camera feature {name!r} needs shape [height, width, channels]")
+            continue
         shape = feature.get("shape") if isinstance(feature, dict) else None
         valid_shape = (
             isinstance(shape, list) and len(shape) == 1 and isinstance(shape[0], int) and shape[0] > 0
         )
-        if not valid_shape or feature.get("dtype") not in DTYPES:
+        if not valid_shape or feature.get("dtype") not in READ_DTYPES:
             raise _corrupt(
-                path, f"feature {name!r} needs a dtype in {list(DTYPES)} and shape [k], got {feature}"
+                path, f"feature {name!r} needs a dtype in {list(READ_DTYPES)} and shape [k], got {feature}"
             )
     if missing := [name for name in STANDARD_COLUMNS if name not in info["features"]]:
         raise _corrupt(path, f"the features lack the standard columns {missing}")
@@ -283,9 +345,9 @@ def _columns_from_table(table: pa.Table, features: Mapping[str, Any], path: Path
             raise _corrupt(
                 path, f"column {name!r} has type {column.type}, but info.json gives shape [{width}]"
             )
-        if values.dtype != DTYPES[feature["dtype"]]:
+        if values.dtype != READ_DTYPES[feature["dtype"]]:
             raise _corrupt(
                 path, f"column {name!r} has dtype {values.dtype}, info.json says {feature['dtype']}"
             )
-        columns[name] = values
+        columns[name] = values.astype(np.float32) if values.dtype == np.float64 else values
     return columns

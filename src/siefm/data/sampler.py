@@ -8,7 +8,12 @@ what success looks like and is masked out of the BC loss.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,6 +49,9 @@ def stage1_split(
     return subset[train], subset[val]
 
 
+PREFETCH = 4  # batches of streamed frames read ahead of the training step
+
+
 @dataclass
 class Frames:
     """All frames of a dataset as tensors, ready for random minibatches.
@@ -61,7 +69,8 @@ class Frames:
     steps_to_go: torch.Tensor  # (F,) int64
     has_action: torch.Tensor  # (F,) bool: False on an episode's final frame
     image_ids: torch.Tensor | None = None  # (F, 2) int64 into `images`
-    images: torch.Tensor | None = None  # (I, H, W, 3) uint8 frames or (I, C, h, w) features; not batched
+    # (I, H, W, 3) uint8 frames (a tensor, or StreamedImages read on demand) or (I, C, h, w) features
+    images: torch.Tensor | Any | None = None
     images_are_features: bool = False
     goal_table: torch.Tensor | None = None  # (tasks, ...) the model's goal input of each task; not batched
     episode_ends: torch.Tensor | None = None  # (E, 2) int64 into `images`; not batched
@@ -108,6 +117,24 @@ class Frames:
     def sample(self, batch_size: int, generator: torch.Generator) -> Frames:
         """A batch of frames drawn uniformly (with replacement across batches)."""
         return self.batch(torch.randint(len(self), (batch_size,), generator=generator))
+
+    def batches(self, batch_size: int, generator: torch.Generator, workers: int = 1) -> Iterator[Frames]:
+        """Endless training batches, each drawn as `sample` draws it (the same batches in the same order).
+        Streamed images (siefm.data.pixels.StreamedImages) are read PREFETCH batches ahead by `workers`
+        processes; close the iterator to stop them."""
+        draws = (self.sample(batch_size, generator) for _ in itertools.count())
+        if not hasattr(self.images, "prefetched"):
+            yield from draws
+            return
+        ahead: collections.deque[Frames] = collections.deque()
+
+        def image_ids(batches: Iterator[Frames]) -> Iterator[torch.Tensor]:
+            for batch in batches:
+                ahead.append(batch)
+                yield batch.image_ids
+
+        for images, ids in self.images.prefetched(image_ids(draws), workers, PREFETCH):
+            yield dataclasses.replace(ahead.popleft(), images=images, image_ids=ids)
 
     def chunks(self, size: int) -> list[Frames]:
         """Consecutive batches covering every frame once (for validation)."""

@@ -30,9 +30,22 @@ from siefm.data.dataset import (
     _corrupt,
     _read_parquet,
 )
-from siefm.data.writing import _check_episodes, _data_path, _info, _to_table, _write_meta, _write_parquet
+from siefm.data.writing import (
+    _check_episodes,
+    _data_path,
+    _info,
+    _to_table,
+    _video_path,
+    _write_meta,
+    _write_parquet,
+    episodes_columns,
+    split_cameras,
+    task_indices,
+    write_video,
+)
 
-TASKS_KEY = b"siefm.tasks"  # parquet key-value metadata of a data file: its episodes' task strings
+# Parquet key-value metadata of a data file: its episodes' task strings, and its cameras' `image_stats`.
+TASKS_KEY, CAMERA_STATS_KEY = b"siefm.tasks", b"siefm.camera_stats"
 
 
 class DatasetStream:
@@ -74,6 +87,7 @@ class DatasetStream:
         self.root = root
         self.header: dict[str, Any] = {"fps": fps, "robot_type": robot_type, "siefm": extra}
         self.features: dict[str, tuple[str, int]] | None = None
+        self.cameras: dict[str, tuple[int, int]] | None = None
         self.task_names: list[str] = []  # first-appearance order, as write_dataset numbers tasks
         self.num_files = self.num_episodes = self.num_frames = 0
         _write_json(root / STREAM_PATH, self.header)
@@ -81,31 +95,30 @@ class DatasetStream:
     def append(
         self, episodes: Sequence[Mapping[str, np.ndarray]], tasks: Sequence[str] | None = None
     ) -> None:
-        """Writes `episodes` (as for `write_dataset`, with the same columns every time) as one data file."""
+        """Writes `episodes` (as for `write_dataset`, with the same columns every time) as one data file,
+        and their camera frames as one video file per camera."""
+        episodes, frames, cameras = split_cameras(episodes)
         features, lengths = _check_episodes(episodes)
         if self.features is None:
-            self.features = features
-            _write_json(self.root / STREAM_PATH, {**self.header, "features": features})
-        elif features != self.features:
+            self.features, self.cameras = features, cameras
+            _write_json(self.root / STREAM_PATH, {**self.header, "features": features, "cameras": cameras})
+        elif features != self.features or cameras != self.cameras:
             raise ValueError(
-                f"episodes have columns {sorted(features.items())}; "
-                f"the stream's first episodes had {sorted(self.features.items())}"
+                f"episodes have columns {sorted(features.items())} and cameras {cameras}; the stream's "
+                f"first episodes had {sorted(self.features.items())} and {self.cameras}"
             )
         task_per_episode = [""] * len(episodes) if tasks is None else [str(t) for t in tasks]
         if len(task_per_episode) != len(episodes):
             raise ValueError(f"tasks has {len(task_per_episode)} entries for {len(episodes)} episodes")
-        self.task_names += [t for t in dict.fromkeys(task_per_episode) if t not in self.task_names]
-        episode_task = np.array([self.task_names.index(t) for t in task_per_episode], dtype=np.int64)
-        frame_index = np.concatenate([np.arange(n, dtype=np.int64) for n in lengths])
-        columns = {name: np.concatenate([np.asarray(e[name]) for e in episodes]) for name in features}
-        columns |= {
-            "timestamp": (frame_index / self.header["fps"]).astype(np.float32),
-            "frame_index": frame_index,
-            "episode_index": np.repeat(self.num_episodes + np.arange(len(episodes), dtype=np.int64), lengths),
-            "index": self.num_frames + np.arange(lengths.sum(), dtype=np.int64),
-            "task_index": np.repeat(episode_task, lengths),
-        }
-        table = _to_table(columns).replace_schema_metadata({TASKS_KEY: json.dumps(task_per_episode)})
+        fps = self.header["fps"]
+        episode_task = task_indices(task_per_episode, self.task_names)  # one numbering for every file
+        columns = episodes_columns(
+            episodes, features, lengths, episode_task, fps, self.num_episodes, self.num_frames
+        )
+        # Videos first: the data file's appearance is what makes these episodes count.
+        stats = {key: write_video(self.root, key, self.num_files, frames[key], fps) for key in cameras}
+        metadata = {TASKS_KEY: json.dumps(task_per_episode), CAMERA_STATS_KEY: json.dumps(stats)}
+        table = _to_table(columns).replace_schema_metadata(metadata)
         path = self.root / _data_path(self.num_files)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".tmp")
@@ -140,15 +153,25 @@ def finish_stream(root: Path) -> Path:
         raise DatasetError(f"{root}: the stream holds no episodes, so there is no dataset to finish.")
     if paths != [root / _data_path(number) for number in range(len(paths))]:
         raise _corrupt(root / "data", "the data files are not numbered 0, 1, 2, ... without gaps")
+    cameras = {key: (height, width) for key, (height, width) in header.get("cameras", {}).items()}
+    for key in cameras:  # a video written just before a crash, whose data file never appeared
+        for video in root.glob(f"videos/{key}/chunk-*/file-*.mp4"):
+            if video.relative_to(root).as_posix() not in {_video_path(key, n) for n in range(len(paths))}:
+                video.unlink()
     features = {name: (dtype, width) for name, (dtype, width) in header["features"].items()}
     declared = {name: {"dtype": d, "shape": [w]} for name, (d, w) in features.items()}
     declared |= {name: {"dtype": d, "shape": [1]} for name, d in STANDARD_COLUMNS.items()}
     parts, task_per_episode, file_number = [], [], []
+    camera_stats: dict[str, list[dict[str, Any]]] = {key: [] for key in cameras}
     for number, path in enumerate(paths):
         table = _read_parquet(path)
-        tasks = json.loads((table.schema.metadata or {}).get(TASKS_KEY, b"null"))
-        if not isinstance(tasks, list):
-            raise _corrupt(path, f"the file's metadata lacks its episodes' tasks ({TASKS_KEY.decode()})")
+        metadata = table.schema.metadata or {}
+        tasks = json.loads(metadata.get(TASKS_KEY, b"null"))
+        stats = json.loads(metadata.get(CAMERA_STATS_KEY, b"{}"))
+        if not isinstance(tasks, list) or set(stats) != set(cameras):
+            raise _corrupt(path, "the file's metadata lacks its episodes' tasks or its cameras' statistics")
+        for key, part in stats.items():
+            camera_stats[key].append(part)
         parts.append(_columns_from_table(table, declared, path))
         task_per_episode += tasks
         file_number += [number] * len(tasks)
@@ -160,8 +183,9 @@ def finish_stream(root: Path) -> Path:
         raise _corrupt(
             root / "data", "episode_index does not number the files' episodes 0, 1, 2, ... in order"
         )
-    _write_meta(root, columns, lengths, np.array(file_number, dtype=np.int64), task_per_episode)
-    info = _info(features, lengths, header["fps"], header["robot_type"], len(set(task_per_episode)))
+    numbers, fps = np.array(file_number, dtype=np.int64), header["fps"]
+    _write_meta(root, columns, lengths, numbers, task_per_episode, camera_stats, fps)
+    info = _info(features, lengths, fps, header["robot_type"], len(set(task_per_episode)), cameras)
     info["siefm"] = header["siefm"]
     _write_json(root / "meta" / "info.json", info)  # last: its presence marks the dataset complete
     marker.unlink()

@@ -23,6 +23,9 @@ from siefm.data.dataset import (
     STANDARD_COLUMNS,
     DatasetError,
 )
+from siefm.data.video import VIDEO_PATH, encode_video, image_stats, merge_image_stats, video_feature
+
+Cameras = dict[str, tuple[int, int]]  # a camera feature's name -> its frames' (height, width)
 
 
 def write_dataset(
@@ -44,7 +47,8 @@ def write_dataset(
     Args:
         root: Target directory; it must not exist, or be empty, unless `overwrite`.
         episodes: Per episode, column name -> array whose first dimension is the episode length T >= 1.
-            Every episode has the same columns; arrays are float32, int64 or bool, shaped (T,) or (T, k>=2).
+            Every episode has the same columns; arrays are float32, int64 or bool, shaped (T,) or (T, k>=2),
+            or camera frames: uint8 (T, H, W, 3), written as an MP4 video feature (siefm.data.video).
         fps: Frames per second, for the `timestamp` column.
         tasks: `tasks[i]` is episode i's task string; "" for every episode when None.
         robot_type: Stored in info.json.
@@ -57,6 +61,7 @@ def write_dataset(
         DatasetError: `root` is not a directory, or is not empty and `overwrite` is False.
     """
     root = Path(root)
+    episodes, frames, cameras = split_cameras(episodes)
     features, lengths = _check_episodes(episodes)
     task_per_episode = [""] * len(episodes) if tasks is None else [str(t) for t in tasks]
     if len(task_per_episode) != len(episodes):
@@ -77,8 +82,15 @@ def write_dataset(
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = root.with_name(f".{root.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        _write_files(tmp, episodes, features, lengths, task_per_episode, fps, max_rows_per_file)
-        info = _info(features, lengths, fps, robot_type, len(set(task_per_episode)))
+        episode_task = task_indices(task_per_episode, [])
+        columns = episodes_columns(episodes, features, lengths, episode_task, fps)
+        files = _write_files(tmp, columns, lengths, max_rows_per_file)
+        camera_stats: dict[str, list[dict[str, Any]]] = {key: [] for key in cameras}
+        for number, in_file in enumerate(files):
+            for key, stats in camera_stats.items():
+                stats.append(write_video(tmp, key, number, [frames[key][i] for i in in_file], fps))
+        _write_meta(tmp, columns, lengths, file_numbers(files), task_per_episode, camera_stats, fps)
+        info = _info(features, lengths, fps, robot_type, len(set(task_per_episode)), cameras)
         info["siefm"] = json.loads(extra_json)
         (tmp / "meta" / "info.json").write_text(json.dumps(info, indent=4))
         if root.exists():  # move the old dataset aside first: a crash here leaves no dataset, never a mix
@@ -129,44 +141,97 @@ def _dtype_and_width(array: np.ndarray) -> tuple[str, int]:
     return array.dtype.name, array.shape[1] if array.ndim == 2 else 1
 
 
-def _write_files(
-    tmp: Path,
+def split_cameras(
+    episodes: Sequence[Mapping[str, np.ndarray]],
+) -> tuple[list[dict[str, np.ndarray]], dict[str, list[np.ndarray]], Cameras]:
+    """Episodes without their camera columns (uint8 (T, H, W, 3)), those columns' frames per episode, and
+    each camera's frame size."""
+    if not episodes:
+        return [], {}, {}
+    keys = [name for name, values in episodes[0].items() if np.asarray(values).ndim == 4]
+    cameras: Cameras = {}
+    for key in keys:
+        first = np.asarray(episodes[0][key])
+        for i, episode in enumerate(episodes):
+            frames = np.asarray(episode.get(key))
+            if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != first.shape[1:]:
+                raise ValueError(
+                    f"episode {i} column {key!r} ({frames.dtype} {frames.shape}): camera frames are uint8 "
+                    f"(T, H, W, 3) of one size in every episode (episode 0: {first.shape[1:]})"
+                )
+        if first.shape[-1] != 3:
+            raise ValueError(f"column {key!r}: camera frames are RGB, (T, H, W, 3); got {first.shape}")
+        cameras[key] = first.shape[1], first.shape[2]
+    frames = {key: [np.asarray(episode[key]) for episode in episodes] for key in keys}
+    rest = [{name: values for name, values in episode.items() if name not in keys} for episode in episodes]
+    return rest, frames, cameras
+
+
+def episodes_columns(
     episodes: Sequence[Mapping[str, np.ndarray]],
     features: Mapping[str, tuple[str, int]],
     lengths: np.ndarray,
-    task_per_episode: list[str],
+    episode_task: Sequence[int],
     fps: int,
-    max_rows_per_file: int,
-) -> None:
-    """Writes the data files, episodes, tasks and stats under `tmp` (all but info.json)."""
-    stops = np.cumsum(lengths)
-    task_names = list(dict.fromkeys(task_per_episode))  # first-appearance order
-    episode_task = np.array([task_names.index(t) for t in task_per_episode], dtype=np.int64)
+    first_episode: int = 0,
+    first_frame: int = 0,
+) -> dict[str, np.ndarray]:
+    """Every frame's columns, LeRobot's standard ones included, for episodes numbered from `first_episode`
+    whose frames are numbered from `first_frame`, given each episode's task index."""
     frame_index = np.concatenate([np.arange(n, dtype=np.int64) for n in lengths])
     columns = {name: np.concatenate([np.asarray(e[name]) for e in episodes]) for name in features}
-    columns |= {
+    return columns | {
         "timestamp": (frame_index / fps).astype(np.float32),
         "frame_index": frame_index,
-        "episode_index": np.repeat(np.arange(len(episodes), dtype=np.int64), lengths),
-        "index": np.arange(stops[-1], dtype=np.int64),
-        "task_index": np.repeat(episode_task, lengths),
+        "episode_index": np.repeat(first_episode + np.arange(len(episodes), dtype=np.int64), lengths),
+        "index": first_frame + np.arange(lengths.sum(), dtype=np.int64),
+        "task_index": np.repeat(np.asarray(episode_task, dtype=np.int64), lengths),
     }
 
+
+def task_indices(task_per_episode: Sequence[str], task_names: list[str]) -> list[int]:
+    """Each episode's task index in `task_names`, which gains the new strings in first-appearance order."""
+    task_names += [t for t in dict.fromkeys(task_per_episode) if t not in task_names]
+    return [task_names.index(t) for t in task_per_episode]
+
+
+def _write_files(
+    tmp: Path, columns: Mapping[str, np.ndarray], lengths: np.ndarray, max_rows_per_file: int
+) -> list[np.ndarray]:
+    """Writes every frame's `columns` as data files under `tmp`; returns the episodes of each file."""
     # An episode never spans two data files: start a new file where the next episode would overflow.
-    file_number = np.zeros(len(episodes), dtype=np.int64)
+    files: list[list[int]] = [[]]
     rows_in_file = 0
     for i, length in enumerate(lengths):
         if rows_in_file > 0 and rows_in_file + length > max_rows_per_file:
-            file_number[i:] += 1
+            files.append([])
             rows_in_file = 0
+        files[-1].append(i)
         rows_in_file += length
-    for number in np.unique(file_number):
-        in_file = np.flatnonzero(file_number == number)
+    stops = np.cumsum(lengths)
+    for number, in_file in enumerate(files):
         start, stop = stops[in_file[0]] - lengths[in_file[0]], stops[in_file[-1]]
         path = tmp / _data_path(number)
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_parquet(_to_table({name: values[start:stop] for name, values in columns.items()}), path)
-    _write_meta(tmp, columns, lengths, file_number, task_per_episode)
+    return [np.array(in_file, dtype=np.int64) for in_file in files]
+
+
+def file_numbers(files: list[np.ndarray]) -> np.ndarray:
+    """Each episode's file number, from the episodes of each file."""
+    return np.concatenate([np.full(len(in_file), number) for number, in_file in enumerate(files)])
+
+
+def write_video(root: Path, key: str, file_number: int, frames: list[np.ndarray], fps: int) -> dict[str, Any]:
+    """Writes one file's episodes of camera `key` as one MP4; returns the frames' `image_stats`."""
+    stacked = np.concatenate(frames)
+    encode_video(stacked, root / _video_path(key, file_number), fps)
+    return image_stats(stacked)
+
+
+def _video_path(key: str, file_number: int) -> str:
+    chunk, file = divmod(file_number, CHUNKS_SIZE)
+    return VIDEO_PATH.format(video_key=key, chunk_index=chunk, file_index=file)
 
 
 def _data_path(file_number: int) -> str:
@@ -180,9 +245,12 @@ def _write_meta(
     lengths: np.ndarray,
     file_number: np.ndarray,
     task_per_episode: list[str],
+    camera_stats: Mapping[str, list[dict[str, Any]]],
+    fps: int,
 ) -> None:
     """Writes meta/episodes, meta/tasks.parquet and meta/stats.json (not info.json) under `root`, given
-    every frame's columns (standard ones included), the episode lengths and the data file of each episode."""
+    every frame's columns (standard ones included), the episode lengths, the data file of each episode and
+    the `image_stats` of each camera's video files (whose episodes are those of the data files)."""
     stops = np.cumsum(lengths)
     task_names = list(dict.fromkeys(task_per_episode))
     chunk_index, file_index = file_number // CHUNKS_SIZE, file_number % CHUNKS_SIZE
@@ -198,9 +266,26 @@ def _write_meta(
         "meta/episodes/chunk_index": np.zeros(len(lengths), dtype=np.int64),
         "meta/episodes/file_index": np.zeros(len(lengths), dtype=np.int64),
     }
+    # A video file holds its data file's episodes in order: each starts where the one before it ended.
+    first_in_file = np.flatnonzero(np.diff(file_number, prepend=-1))
+    frames_before = (
+        stops
+        - lengths
+        - np.repeat(
+            stops[first_in_file] - lengths[first_in_file], np.diff(np.append(first_in_file, len(lengths)))
+        )
+    )
+    for key in camera_stats:
+        episodes_table |= {
+            f"videos/{key}/chunk_index": chunk_index,
+            f"videos/{key}/file_index": file_index,
+            f"videos/{key}/from_timestamp": frames_before / fps,
+            f"videos/{key}/to_timestamp": (frames_before + lengths) / fps,
+        }
     _write_parquet(pa.table(episodes_table), root / EPISODES_PATH)
     _write_parquet(_tasks_table(task_names), root / "meta" / "tasks.parquet")
     stats = {name: _stats(values) for name, values in columns.items()}
+    stats |= {key: merge_image_stats(parts) for key, parts in camera_stats.items()}
     (root / "meta" / "stats.json").write_text(json.dumps(stats, indent=4))
 
 
@@ -261,9 +346,15 @@ def _stats(values: np.ndarray) -> dict[str, list[float] | list[int]]:
 
 
 def _info(
-    features: Mapping[str, tuple[str, int]], lengths: np.ndarray, fps: int, robot_type: str, num_tasks: int
+    features: Mapping[str, tuple[str, int]],
+    lengths: np.ndarray,
+    fps: int,
+    robot_type: str,
+    num_tasks: int,
+    cameras: Cameras,
 ) -> dict[str, Any]:
     all_features = {name: {"dtype": d, "shape": [w], "names": None} for name, (d, w) in features.items()}
+    all_features |= {name: video_feature(height, width, fps) for name, (height, width) in cameras.items()}
     all_features |= {name: {"dtype": d, "shape": [1], "names": None} for name, d in STANDARD_COLUMNS.items()}
     return {
         "codebase_version": CODEBASE_VERSION,
@@ -273,10 +364,10 @@ def _info(
         "total_tasks": num_tasks,
         "chunks_size": CHUNKS_SIZE,
         "data_files_size_in_mb": 100,
-        "video_files_size_in_mb": 500,  # LeRobot's split_dataset reads it; siefm writes no video
+        "video_files_size_in_mb": 500,
         "fps": fps,
         "splits": {"train": f"0:{len(lengths)}"},
         "data_path": DATA_PATH,
-        "video_path": None,
+        "video_path": VIDEO_PATH if cameras else None,
         "features": all_features,
     }

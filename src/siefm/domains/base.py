@@ -101,9 +101,10 @@ class Domain(Protocol):
 
     def observation_spec(self, env: EnvConfig) -> ObservationSpec: ...
 
-    def env_config(self, kwargs: dict[str, Any]) -> EnvConfig:
+    def env_config(self, kwargs: dict[str, Any], task: str | None = None) -> EnvConfig:
         """The env config made with `kwargs` (`--env-kwargs`), for a dataset that records none, such as
-        one LeRobot wrote (`siefm sft --env NAME_OR_ID`)."""
+        one LeRobot wrote (`siefm sft --env NAME_OR_ID`); `task` is the dataset's one task string, where it
+        has one (the goal of an env whose observations hold none)."""
         ...
 
     def episode_limit(self, env: EnvConfig) -> int:

@@ -18,10 +18,11 @@ def efm_policy(model: EFMBase, deterministic: bool = False, seed: int = 0) -> Po
 
     @torch.no_grad()
     def act(obs: dict[str, np.ndarray]) -> np.ndarray:
-        obs_t = {"state": torch.from_numpy(obs["state"])}
-        action, _ = model.act(
-            obs_t, torch.from_numpy(obs["goal"]), deterministic=deterministic, generator=generator
-        )
+        """Actions for a batch {"state", "goal" (vectors or instruction strings), "pixels" (pixel models:
+        (B, 2, H, W, 3), the previous and current frames)}."""
+        tensors = {key: torch.from_numpy(obs[key]) for key in ("state", "pixels") if key in obs}
+        goal = model.goal_input(obs["goal"])
+        action, _ = model.act(tensors, goal, deterministic=deterministic, generator=generator)
         return action.numpy().astype(np.float64)
 
     return act

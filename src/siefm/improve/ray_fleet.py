@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,6 +75,19 @@ def start_ray(address: str | None) -> Any:
         else:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     return ray
+
+
+def driver_path() -> dict[str, Any]:
+    """A runtime_env that puts this process's import path on the practice actors' PYTHONPATH.
+
+    An actor makes the env itself, so the module of `--env module:EnvId` must import there too; but Ray
+    gives its workers only the driver's current and script directories, not the entries a test, notebook or
+    launcher added to sys.path, where a user's env module may be found. The interpreter's own directories
+    are left out (the workers have them), and the node's own PYTHONPATH is kept after these (Ray expands
+    `${PYTHONPATH}` on the node)."""
+    own = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
+    paths = [os.path.abspath(p) for p in sys.path if p and not os.path.abspath(p).startswith(own)]
+    return {"env_vars": {"PYTHONPATH": os.pathsep.join([*dict.fromkeys(paths), "${PYTHONPATH}"])}}
 
 
 @dataclass(frozen=True)
@@ -203,7 +217,7 @@ class RayFleet:
         # CPUs): a full CPU each left a replacement waiting, in testing, for the CPU of the actor it
         # replaced, which Ray had not released; half leaves room for it.
         cpus = min(1.0, self.ray.cluster_resources().get("CPU", 1.0) / config.actors) / 2
-        self.remote_worker = self.ray.remote(num_cpus=cpus)(PracticeWorker)
+        self.remote_worker = self.ray.remote(num_cpus=cpus, runtime_env=driver_path())(PracticeWorker)
         self.reward_server = None
         if config.reward_on == "shared":
             self.reward_server = self.ray.remote(num_cpus=cpus)(RewardServer).remote(self.reward_payload)

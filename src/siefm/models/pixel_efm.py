@@ -287,7 +287,9 @@ class PixelEFM(PixelInputs):
                 config.text_dim,
                 both_ends=config.words_from_both_ends,
             )
-        proprio = config.object_prefix_dim  # pusher x, y and target x, y: the state's first numbers
+        # The robot's own numbers, first in the state: the tabletop's pusher x, y and target x, y; an env
+        # whose whole state is the robot's own (e.g. agent_pos) has fewer than object_prefix_dim.
+        proprio = min(config.object_prefix_dim, spec.state_dim)
         self.register_buffer("proprio_mean", stats["state"]["mean"][:proprio].clone())
         self.register_buffer("proprio_std", stats["state"]["std"][:proprio].clone())
         sizes = (self.vision.out_channels, side, config.text_dim, proprio, config.hidden_dim)

@@ -3,13 +3,16 @@
 `siefm collect --env ENV_ID --policy module:function`: the function takes one raw observation of the env
 and returns an action. Episode k is reset with seed `seed + k`; an episode ends when the env reports
 success (a demonstration ends at its goal, which the steps-to-go labels assume), and one that terminates
-otherwise or reaches `max_steps` first is not written.
+otherwise or reaches `max_steps` first is not written. Camera frames are written as MP4 video features.
+Episodes are appended to the dataset as they are recorded (siefm.data.stream), so memory stays bounded
+and an interrupted collection keeps what it recorded (`finish_stream`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,7 @@ from tqdm.auto import tqdm
 
 from siefm.config import require
 from siefm.data.sampler import steps_to_go_labels
-from siefm.data.writing import write_dataset
+from siefm.data.stream import DatasetStream
 from siefm.domains.gymnasium_env.env import GymEnvConfig, describe, load_callable, make_env, true_success
 from siefm.domains.gymnasium_env.observations import ObservationMap
 
@@ -44,7 +47,9 @@ class GymCollectConfig:
     seed: int = 0
     """Episode k is reset with seed + k."""
     task: str | None = None
-    """Every episode's task string (LeRobot's `task`; the goal itself is the vector). None: the env id."""
+    """Every episode's task string (LeRobot's `task`). Envs with a goal vector: a label (None: the env id).
+    Envs whose observations hold no goal (a fixed one, as PushT's): required, the goal in words, which the
+    models condition on."""
 
     def __post_init__(self) -> None:
         require(self.num_episodes >= 1, self, "num_episodes", ">= 1")
@@ -54,7 +59,7 @@ class GymCollectConfig:
 
     def env_config(self, env_id: str) -> tuple[GymEnvConfig, ObservationMap]:
         kwargs, features_map = _json_object(self.env_kwargs), _json_object(self.features_map)
-        return describe(env_id, kwargs, features_map, self.max_steps, self.policy)
+        return describe(env_id, kwargs, features_map, self.max_steps, self.policy, self.task)
 
 
 def _json_object(text: str) -> Any:
@@ -64,6 +69,9 @@ def _json_object(text: str) -> Any:
         return None
 
 
+APPEND_EVERY = 50  # episodes per data (and video) file while collecting
+
+
 def collect_gymnasium(env_id: str, out: Path, config: GymCollectConfig, overwrite: bool = False) -> Path:
     """Runs `config.policy` in `env_id` and writes its successful episodes as a dataset at `out`."""
     if config.policy is None:
@@ -71,31 +79,36 @@ def collect_gymnasium(env_id: str, out: Path, config: GymCollectConfig, overwrit
     policy = load_callable(config.policy)
     env_config, mapping = config.env_config(env_id)
     env = make_env(env_id, env_config)
-    episodes, lengths = [], []
+    extra = {"env": {"id": env_id, "config": env_config.to_dict()}}
+    stream = DatasetStream(
+        Path(out), fps=env_config.fps, robot_type=env_id, extra_info=extra, overwrite=overwrite
+    )
+    task, pending, lengths = config.task or env_id, [], []
     try:
         for k in tqdm(range(config.num_episodes), desc="demonstrations", unit="episode", mininterval=1.0):
             episode = record_episode(env, policy, mapping, config.seed + k, env_config.max_steps)
             if episode is not None:
-                episodes.append(episode)
+                pending.append(episode)
                 lengths.append(len(episode["action"]) - 1)
+            if len(pending) == APPEND_EVERY or (pending and k == config.num_episodes - 1):
+                stream.append(pending, [task] * len(pending))
+                pending = []
     finally:
         env.close()
-    if not episodes:
+    if not lengths:
+        shutil.rmtree(out)
         raise ValueError(
             f"none of the {config.num_episodes} episodes of {config.policy} in {env_id} reached success "
             f"within {env_config.max_steps} steps; check the policy, or raise --max-steps."
         )
     log.info(
         "kept %d of %d demonstrations: %.1f +- %.1f steps",
-        len(episodes),
+        len(lengths),
         config.num_episodes,
         np.mean(lengths),
         np.std(lengths),
     )
-    extra = {"env": {"id": env_id, "config": env_config.to_dict()}}
-    tasks = [config.task or env_id] * len(episodes)
-    options = {"robot_type": env_id, "extra_info": extra, "overwrite": overwrite}
-    return write_dataset(Path(out), episodes, fps=env_config.fps, tasks=tasks, **options)
+    return stream.finish()
 
 
 def record_episode(
@@ -124,9 +137,12 @@ def _columns(observations: list[Any], actions: list[np.ndarray], mapping: Observ
     action = np.stack([*actions, np.zeros_like(actions[0])])
     success = np.zeros(frames, dtype=bool)
     success[-1] = True
-    return {
-        "observation.state": np.stack([mapping.state(o) for o in observations]),
-        "goal": np.stack([mapping.goal(o) for o in observations]),
+    columns = {"observation.state": np.stack([mapping.state(o) for o in observations])}
+    if mapping.goal_key is not None:  # else the goal is the episodes' task string
+        columns["goal"] = np.stack([mapping.goal(o) for o in observations])
+    for key, feature in mapping.cameras.items():
+        columns[feature] = np.stack([mapping.camera(o, key) for o in observations])
+    return columns | {
         "action": action.astype(np.float32),
         "is_success": success,
         "is_terminal": success.copy(),

@@ -7,6 +7,7 @@ first, and what siefm needs to rebuild it the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -15,7 +16,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from siefm.domains.gymnasium_env.observations import ObservationMap
+from siefm.domains.gymnasium_env.observations import GOAL_KEYS, ObservationMap, observation_keys
 
 DEFAULT_FPS = 10  # for envs whose metadata gives no render_fps
 DEFAULT_EPISODE_LIMIT = 200  # for envs registered without a time limit
@@ -35,6 +36,9 @@ class GymEnvConfig:
     """The env's control frequency (its `render_fps`), the datasets' fps."""
     policy: str | None = None
     """The scripted demonstrator (`module:function`) that recorded the demonstrations, if any."""
+    task: str | None = None
+    """The goal of an env whose observations hold none, in words (the episodes' task string), which the
+    models condition on; None for envs with a goal vector."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,8 +69,21 @@ def registered_limit_and_fps(env_id: str) -> tuple[int, int]:
     creator = spec.entry_point
     if isinstance(creator, str):
         creator = gym.envs.registration.load_env_creator(creator)
-    fps = getattr(creator, "metadata", {}).get("render_fps") or DEFAULT_FPS
+    metadata = getattr(creator, "metadata", None)
+    if metadata is None:  # a factory function (e.g. one wrapping an old-gym-API env): ask a made env
+        try:
+            made = gym.make(env_id)
+            metadata = made.metadata
+            made.close()
+        except Exception:  # an env that needs keyword arguments to be made
+            metadata = {}
+    fps = metadata.get("render_fps") or DEFAULT_FPS
     return int(spec.max_episode_steps or DEFAULT_EPISODE_LIMIT), int(fps)
+
+
+def observation_map(config: GymEnvConfig) -> ObservationMap:
+    """The observation map `config` recorded, with the fixed goal's instruction."""
+    return ObservationMap.recorded(config.features_map, config.task)
 
 
 def make_env(env_id: str, config: GymEnvConfig) -> gym.Env:
@@ -80,17 +97,28 @@ def describe(
     features_map: dict[str, str],
     max_steps: int | None,
     policy: str | None,
+    task: str | None = None,
 ) -> tuple[GymEnvConfig, ObservationMap]:
-    """The recorded config of `env_id` made with `kwargs`, and its observation map (checked here)."""
+    """The recorded config of `env_id` made with `kwargs`, and its observation map (checked here: an env
+    without a goal in its observations needs `task`, its fixed goal in words)."""
     env = gym.make(env_id, **kwargs)
     try:
         mapping = ObservationMap.for_space(env.observation_space, features_map or None)
+        keys = [key or "(a plain array)" for key in observation_keys(env.observation_space)]
         limit = max_steps or (env.spec.max_episode_steps if env.spec else None) or DEFAULT_EPISODE_LIMIT
         fps = int(env.metadata.get("render_fps") or DEFAULT_FPS)
     finally:
         env.close()
-    config = GymEnvConfig(dict(kwargs), mapping.as_features_map(), int(limit), fps, policy)
-    return config, mapping
+    if mapping.goal_key is None and not task:
+        raise ValueError(
+            f"the observations of {env_id} hold no goal (looked for {list(GOAL_KEYS)} among {keys}). "
+            "siefm learns goal-conditioned policies: its reward is the predicted number of steps to a goal. "
+            'Map the key that holds the goal (--features-map \'{"<key>": "observation.goal"}\'), or, if '
+            "the env's goal is fixed (as PushT's), say what it is with --task \"push the T onto its target\"."
+        )
+    goal_task = None if mapping.goal_key else task
+    config = GymEnvConfig(dict(kwargs), mapping.as_features_map(), int(limit), fps, policy, goal_task)
+    return config, dataclasses.replace(mapping, instruction=goal_task)
 
 
 def true_success(info: dict[str, Any], terminated: Any) -> np.ndarray:

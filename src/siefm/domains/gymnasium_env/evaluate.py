@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from siefm.data.cameras import resize_frames
 from siefm.domains.gymnasium_env.env import GymEnvConfig, load_callable, true_success
 from siefm.domains.gymnasium_env.fleet import make_vector_env
 from siefm.domains.gymnasium_env.observations import ObservationMap
@@ -62,6 +63,18 @@ def scripted_policy(reference: str) -> BatchPolicy:
     return batch
 
 
-def model_policy(policy: Policy, mapping: ObservationMap) -> BatchPolicy:
-    """An EFM numpy policy (siefm.eval.policy) reading the env's raw observations through `mapping`."""
-    return lambda obs: policy(mapping.split(obs))
+def model_policy(policy: Policy, mapping: ObservationMap, camera_size: int | None = None) -> BatchPolicy:
+    """An EFM numpy policy (siefm.eval.policy) reading the env's raw observations through `mapping`; pixel
+    models (`camera_size`) also get each env's previous and current frame, its first frame twice. For one
+    run of `run_episodes`, whose first call is every episode's first step."""
+    previous: list[np.ndarray] = []
+
+    def act(obs: Any) -> np.ndarray:
+        inputs = mapping.split(obs)
+        if camera_size is not None:
+            frame = resize_frames(mapping.camera(obs), camera_size)
+            inputs["pixels"] = np.stack([previous.pop() if previous else frame, frame], axis=1)
+            previous.append(frame)
+        return policy(inputs)
+
+    return act

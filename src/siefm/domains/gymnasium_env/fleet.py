@@ -7,13 +7,18 @@ robot in its own worker process (for simulators that are slow next to the policy
 in this one. Every robot is stepped every step, since a vector env cannot step a subset; a robot whose env
 terminated is reset before it is stepped again (an idle robot, whose steps are not recorded, or one
 whose env ended an episode Stage 2 had not: a choice, documented in docs/bring_your_own_env.md).
+Pixel models get each robot's previous and current frame of the recorded camera, resized as the dataset's
+frames were (`siefm.data.cameras.resize_frames`); the previous frame of an episode's first is itself.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 
+from siefm.data.cameras import resize_frames
 from siefm.domains.gymnasium_env.env import GymEnvConfig, true_success
 from siefm.domains.gymnasium_env.observations import ObservationMap
 from siefm.improve.fleet import Observations
@@ -30,11 +35,13 @@ class VectorFleet:
         num_envs: int,
         seed: int,
         mode: str = "async",
+        camera_size: int | None = None,
     ):
         self.envs = make_vector_env(env_id, config, num_envs, mode)
-        self.mapping, self.num_envs = mapping, num_envs
+        self.mapping, self.num_envs, self.camera_size = mapping, num_envs, camera_size
         self.rng = np.random.default_rng(seed)
         self._obs: Observations | None = None
+        self._pixels: np.ndarray | None = None  # (N, 2, H, W, 3) previous and current frames, pixel models
         self._over = np.zeros(num_envs, dtype=bool)  # the env ended its episode and was not reset since
 
     def reset(self, env_ids: np.ndarray | None = None) -> Observations:
@@ -48,7 +55,7 @@ class VectorFleet:
                 seed=[int(s) if m else None for s, m in zip(seeds, mask, strict=True)],
                 options={"reset_mask": mask},
             )
-            self._obs = self.mapping.split(obs)
+            self._observe(obs, mask, mask)
             self._over &= ~mask
         assert self._obs is not None, "reset() every robot first"
         return self._obs
@@ -59,9 +66,22 @@ class VectorFleet:
             self.reset(np.flatnonzero(self._over))
         dtype = self.envs.single_action_space.dtype
         obs, _, terminated, truncated, info = self.envs.step(np.asarray(actions, dtype=dtype))
-        self._obs = self.mapping.split(obs)
+        self._observe(obs, np.ones(self.num_envs, dtype=bool), np.zeros(self.num_envs, dtype=bool))
         self._over = np.asarray(terminated | truncated, dtype=bool)
         return self._obs, true_success(info, terminated)
+
+    def _observe(self, obs: Any, changed: np.ndarray, new_episode: np.ndarray) -> None:
+        """Keeps the observations Stage 2 reads. Robots in `changed` moved or were reset; those in
+        `new_episode` were reset, so their frame has no previous frame but itself."""
+        self._obs = self.mapping.split(obs)
+        if self.camera_size is None:
+            return
+        frame = resize_frames(self.mapping.camera(obs), self.camera_size)
+        pixels = np.stack([frame, frame], axis=1) if self._pixels is None else self._pixels
+        mask = new_episode[:, None, None, None]
+        moved = np.stack([np.where(mask, frame, pixels[:, 1]), frame], axis=1)
+        self._pixels = np.where(changed[:, None, None, None, None], moved, pixels)
+        self._obs["pixels"] = self._pixels
 
     def close(self) -> None:
         self.envs.close()

@@ -58,7 +58,7 @@ class PointMassDomain(Domain):
     def observation_spec(self, env: EnvConfig) -> ObservationSpec:
         return ObservationSpec(state_dim=STATE_DIM, goal_dim=GOAL_DIM)
 
-    def env_config(self, kwargs: dict[str, Any]) -> EnvConfig:
+    def env_config(self, kwargs: dict[str, Any], task: str | None = None) -> EnvConfig:
         return asdict(PointMassConfig(**kwargs))
 
     def episode_limit(self, env: EnvConfig) -> int:

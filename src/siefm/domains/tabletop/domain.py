@@ -70,7 +70,7 @@ class TabletopDomain(Domain):
         names = tuple(f"{b.colour} {b.shape}" for b in blocks)
         return ObservationSpec(state_dim=4 + 4 * len(blocks), goal_dim=None, object_names=names)
 
-    def env_config(self, kwargs: dict[str, Any]) -> EnvConfig:
+    def env_config(self, kwargs: dict[str, Any], task: str | None = None) -> EnvConfig:
         from siefm.domains.tabletop.env import TabletopConfig
 
         return dataclasses.asdict(TabletopConfig(**kwargs))

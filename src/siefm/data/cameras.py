@@ -1,0 +1,120 @@
+"""A dataset's recorded camera frames, decoded by frame row and resized to a model's square frames.
+
+Which camera a pixel model reads (`camera_key`): the one the env's features map sends to a camera feature
+(recorded by `siefm collect`), else the dataset's only camera, else the first in sorted order.
+Frames are resized to the model's `size` x `size` by area-weighted (antialiased bilinear) interpolation;
+a frame that is not square is squeezed, the same way in the dataset and in the live env (`resize_frames`),
+so the model sees what it was trained on.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from siefm.data.dataset import DatasetError, EpisodeDataset
+from siefm.data.video import IMAGE_FEATURE, IMAGES_PREFIX, decode_image, decode_video
+
+OPEN_EPISODES = 64  # decoded episodes a reader keeps (its bounded cache): about 60 MB at 96 x 96 x 300
+
+
+def camera_key(dataset: EpisodeDataset) -> str | None:
+    """The camera feature a pixel model of this dataset reads (None: the dataset records no camera)."""
+    if not dataset.camera_keys:
+        return None
+    features_map = dataset.info.get("siefm", {}).get("env", {}).get("config", {}).get("features_map", {})
+    mapped = [v for v in features_map.values() if v == IMAGE_FEATURE or v.startswith(IMAGES_PREFIX)]
+    if mapped and mapped[0] in dataset.cameras:
+        return mapped[0]
+    return sorted(dataset.camera_keys)[0]
+
+
+def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, size, size, 3) uint8 (unchanged when already that size)."""
+    if frames.shape[1:3] == (size, size):
+        return frames
+    pixels = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    resized = torch.nn.functional.interpolate(
+        pixels, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
+    return resized.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+class RecordedFrames:
+    """Reads frames of one camera of a dataset by row, at `size` x `size`.
+
+    Reading the frames of a few rows of an episode decodes just the span between them (one seek, to a key
+    frame at most one frame earlier, then sequential decoding): a frame and its previous one, as a pixel
+    model reads them, cost two or three decoded frames. Reading most of an episode decodes it whole and
+    keeps it: the last OPEN_EPISODES whole episodes are kept (the bounded cache). Picklable: each worker
+    process builds its own cache.
+    """
+
+    def __init__(self, dataset: EpisodeDataset, key: str, size: int):
+        feature = dataset.info["features"][key]
+        self.kind, self.size, self.fps = feature["dtype"], size, dataset.info["fps"]
+        self.where = dataset.cameras[key]
+        self.bounds = dataset.episode_bounds
+        self.starts = dataset.episode_bounds[:, 0]
+        if self.kind == "video":
+            template = dataset.info["video_path"]
+            self.paths = [
+                str(Path(dataset.root) / template.format(video_key=key, chunk_index=c, file_index=f))
+                for c, f, _ in self.where.tolist()
+            ]
+        self._episodes: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_episodes": OrderedDict()}  # workers start with an empty cache
+
+    def episode(self, i: int) -> np.ndarray:
+        """(T, size, size, 3) uint8: every frame of episode `i` (its position in the dataset)."""
+        if i in self._episodes:
+            self._episodes.move_to_end(i)
+            return self._episodes[i]
+        frames = self._decode(i, 0, int(self.bounds[i, 1] - self.bounds[i, 0]))
+        self._episodes[i] = frames
+        if len(self._episodes) > OPEN_EPISODES:
+            self._episodes.popitem(last=False)
+        return frames
+
+    def _decode(self, i: int, first: int, count: int) -> np.ndarray:
+        """Frames first .. first + count - 1 of episode `i`, resized."""
+        if self.kind == "video":
+            fps = self.fps
+            frames = decode_video(Path(self.paths[i]), self.where[i, 2] / 1e6 + first / fps, count)
+        else:
+            start = self.bounds[i, 0] + first
+            frames = np.stack([decode_image(data) for data in self.where[start : start + count]])
+        return resize_frames(frames, self.size)
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """(N, size, size, 3) uint8: the frames of dataset rows `rows` (any order, repeats allowed)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        episodes = np.searchsorted(self.starts, rows, side="right") - 1
+        out = np.empty((len(rows), self.size, self.size, 3), dtype=np.uint8)
+        for i in np.unique(episodes).tolist():
+            here = episodes == i
+            offsets = rows[here] - self.starts[i]
+            first, last = int(offsets.min()), int(offsets.max())
+            length = int(self.bounds[i, 1] - self.bounds[i, 0])
+            if i in self._episodes or 2 * (last - first + 1) > length:
+                out[here] = self.episode(i)[offsets]
+            else:
+                out[here] = self._decode(i, first, last - first + 1)[offsets - first]
+        return out
+
+    def close(self) -> None:
+        self._episodes.clear()
+
+
+def recorded_frames(dataset: EpisodeDataset, size: int) -> RecordedFrames:
+    """The reader of the camera a pixel model of `dataset` reads; DatasetError if it records none."""
+    key = camera_key(dataset)
+    if key is None:
+        raise DatasetError(f"{dataset.root} records no camera feature (video or image).")
+    return RecordedFrames(dataset, key, size)
