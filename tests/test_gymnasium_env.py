@@ -195,6 +195,11 @@ def test_a_dataset_lerobot_wrote_through_both_stages_in_the_env_it_was_recorded_
     sft, rl = tmp_path / "sft", tmp_path / "rl"
     code, _, err = run_cli(["sft", "--dataset", data, "--out", tmp_path / "refused"], capsys)
     assert_clean_error(code, err, "--env ENV_ID")
+    # An env whose sizes differ is refused before anything is written.
+    wrong = ["sft", "--dataset", data, "--out", tmp_path / "wrong", "--env", "pointmass"]
+    code, _, err = run_cli(wrong, capsys)
+    assert_clean_error(code, err, "gives observation.state of")
+    assert not (tmp_path / "wrong").exists()
     tiny = [
         "--sft.model.hidden-dim",
         "8",

@@ -166,6 +166,7 @@ def stage1_inputs(
             "its episodes were recorded in with --env ENV_ID (and --env-kwargs), or write it with "
             "`siefm collect`."
         )
+    check_fits_env_of(dataset, dataset_dir)
     config = config.resolve(env_id)
     if config.model.hf_path is not None:  # recorded absolute, so later stages find it from anywhere
         model = dataclasses.replace(config.model, hf_path=str(Path(config.model.hf_path).resolve()))
@@ -183,6 +184,28 @@ def stage1_inputs(
             "use 'words' to condition on the episodes' instructions."
         )
     return dataset, config, domain
+
+
+def check_fits_env_of(dataset: EpisodeDataset, dataset_dir: Path) -> None:
+    """Refuses a dataset whose states, goals or actions differ in size from what its env gives and takes
+    (a dataset LeRobot wrote, named with the wrong --env, --env-kwargs or features map)."""
+    env = dataset.info["siefm"]["env"]
+    spec = env_spec(env)
+    widths = {name: values.shape[1] if values.ndim == 2 else 1 for name, values in dataset.columns.items()}
+    wanted = {"observation.state": spec.state_dim, "goal": spec.goal_dim, "action": spec.action_dim}
+    for column, size in wanted.items():
+        if size is None or widths.get(column) == size:
+            continue
+        has = f"has {widths[column]} numbers per frame" if column in widths else "has no such feature"
+        mapping = env["config"].get("features_map") or {}
+        keys = [key for key, feature in mapping.items() if feature.endswith(column.split(".")[-1])]
+        source = f" (from its observation keys {keys})" if keys else ""
+        raise DatasetError(
+            f"{dataset_dir}: the env {env['id']} gives {column} of {size} numbers{source}, but the dataset's "
+            f"{column} {has}. Name the env the episodes were recorded in, made as they were (--env, "
+            "--env-kwargs), or map its observation keys to the dataset's features (--features-map at "
+            "collection)."
+        )
 
 
 def start_run(out: Path, dataset_dir: Path, config: SFTConfig) -> Path:

@@ -13,6 +13,7 @@ Both are `FrameReader`s: frames by dataset row, picklable, so worker processes r
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
@@ -231,8 +232,18 @@ class StreamedImages:
 ReadBatch = tuple[torch.Tensor, torch.Tensor]  # (R, H, W, 3) frames, and the batch's indices into them
 
 
+READ_TIMEOUT_S = 600  # a reader that has not answered by then has died (e.g. killed for memory)
+
+
 def _finished(result: Any, inverse: torch.Tensor, shape: torch.Size) -> ReadBatch:
-    return torch.from_numpy(result.get()), inverse.reshape(shape)
+    try:
+        frames = result.get(timeout=READ_TIMEOUT_S)
+    except multiprocessing.TimeoutError as error:
+        raise RuntimeError(
+            f"a process reading streamed frames gave no batch in {READ_TIMEOUT_S} s; it may have been killed "
+            "(for memory?). Rerun with --sft.frames memory if the frames fit, or with fewer other jobs."
+        ) from error
+    return torch.from_numpy(frames), inverse.reshape(shape)
 
 
 _reader: FrameReader | None = None  # each prefetching process's own reader

@@ -42,6 +42,8 @@ class ObservationSpec:
     object_names: tuple[str, ...] = ()
     """Names of the objects whose rows the state lists after `object_prefix_dim` numbers, as instructions
     word them (empty: no object rows); object-selecting models match instruction words to them."""
+    action_dim: int | None = None
+    """Numbers in an action, where the domain checks a dataset's actions against it."""
 
 
 @dataclass(frozen=True)

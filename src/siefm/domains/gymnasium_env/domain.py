@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from siefm.config import EvalConfig, ImproveConfig
 from siefm.domains.base import (
@@ -100,11 +101,12 @@ class GymnasiumDomain(Domain):
         made = gym.make(self.env_id, **config.kwargs)
         try:
             sample = made.observation_space.sample()
+            action_dim = int(np.prod(made.action_space.shape or (1,)))
         finally:
             made.close()
         mapping = observation_map(config)
         goal_dim = mapping.goal(sample).shape[-1] if mapping.goal_key else None
-        return ObservationSpec(mapping.state(sample).shape[-1], goal_dim)
+        return ObservationSpec(mapping.state(sample).shape[-1], goal_dim, action_dim=action_dim)
 
     def env_config(self, kwargs: dict[str, Any], task: str | None = None) -> EnvConfig:
         return describe(self.env_id, kwargs, {}, None, None, task)[0].to_dict()
