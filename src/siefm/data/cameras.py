@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from siefm.data.dataset import DatasetError, EpisodeDataset
-from siefm.data.video import IMAGE_FEATURE, IMAGES_PREFIX, decode_image, decode_video
+from siefm.data.video import IMAGE_FEATURE, IMAGES_PREFIX, decode_at, decode_image, decode_video
 
 OPEN_EPISODES = 64  # decoded episodes a reader keeps (its bounded cache): about 60 MB at 96 x 96 x 300
 
@@ -47,11 +47,11 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
 class RecordedFrames:
     """Reads frames of one camera of a dataset by row, at `size` x `size`.
 
-    Reading the frames of a few rows of an episode decodes just the span between them (one seek, to a key
-    frame at most one frame earlier, then sequential decoding): a frame and its previous one, as a pixel
-    model reads them, cost two or three decoded frames. Reading most of an episode decodes it whole and
-    keeps it: the last OPEN_EPISODES whole episodes are kept (the bounded cache). Picklable: each worker
-    process builds its own cache.
+    Reading a few frames of many episodes (a training batch) goes once through each video file, seeking
+    to the key frame before each frame asked for (at most one frame earlier) and decoding on to it: a frame
+    and its previous one, as a pixel model reads them, cost two or three decoded frames. Reading most of an
+    episode decodes it whole and keeps it: the last OPEN_EPISODES whole episodes are kept (the bounded
+    cache). Picklable: each worker process builds its own cache.
     """
 
     def __init__(self, dataset: EpisodeDataset, key: str, size: int):
@@ -76,36 +76,37 @@ class RecordedFrames:
         if i in self._episodes:
             self._episodes.move_to_end(i)
             return self._episodes[i]
-        frames = self._decode(i, 0, int(self.bounds[i, 1] - self.bounds[i, 0]))
-        self._episodes[i] = frames
+        start, stop = self.bounds[i]
+        if self.kind == "video":
+            frames = decode_video(Path(self.paths[i]), self.where[i, 2] / 1e6, int(stop - start))
+        else:
+            frames = np.stack([decode_image(data) for data in self.where[start:stop]])
+        self._episodes[i] = frames = resize_frames(frames, self.size)
         if len(self._episodes) > OPEN_EPISODES:
             self._episodes.popitem(last=False)
         return frames
-
-    def _decode(self, i: int, first: int, count: int) -> np.ndarray:
-        """Frames first .. first + count - 1 of episode `i`, resized."""
-        if self.kind == "video":
-            fps = self.fps
-            frames = decode_video(Path(self.paths[i]), self.where[i, 2] / 1e6 + first / fps, count)
-        else:
-            start = self.bounds[i, 0] + first
-            frames = np.stack([decode_image(data) for data in self.where[start : start + count]])
-        return resize_frames(frames, self.size)
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         """(N, size, size, 3) uint8: the frames of dataset rows `rows` (any order, repeats allowed)."""
         rows = np.asarray(rows, dtype=np.int64)
         episodes = np.searchsorted(self.starts, rows, side="right") - 1
         out = np.empty((len(rows), self.size, self.size, 3), dtype=np.uint8)
+        scattered = np.zeros(len(rows), dtype=bool)  # rows read frame by frame, below
         for i in np.unique(episodes).tolist():
             here = episodes == i
             offsets = rows[here] - self.starts[i]
-            first, last = int(offsets.min()), int(offsets.max())
             length = int(self.bounds[i, 1] - self.bounds[i, 0])
-            if i in self._episodes or 2 * (last - first + 1) > length:
-                out[here] = self.episode(i)[offsets]
+            if i in self._episodes or 2 * len(np.unique(offsets)) > length or self.kind != "video":
+                out[here] = self.episode(i)[offsets]  # most of the episode: decode it whole and keep it
             else:
-                out[here] = self._decode(i, first, last - first + 1)[offsets - first]
+                scattered |= here
+        if scattered.any():  # a few frames of many episodes: one pass through each video file
+            times = self.where[episodes, 2] / 1e6 + (rows - self.starts[episodes]) / self.fps
+            paths = np.array(self.paths, dtype=object)[episodes]
+            for path in np.unique(paths[scattered]):
+                picked = np.flatnonzero(scattered & (paths == path))
+                order = picked[np.argsort(times[picked], kind="stable")]
+                out[order] = resize_frames(decode_at(Path(path), times[order]), self.size)
         return out
 
     def close(self) -> None:
