@@ -249,3 +249,28 @@ def test_stage1_keeps_the_episodes_that_end_in_recorded_success(tmp_path: Path) 
     write_dataset(tmp_path / "failed", [episode(3, False)], fps=10)
     with pytest.raises(DatasetError, match="no episode ends in success"):
         with_stage1_columns(read_dataset(tmp_path / "failed"))
+
+
+def test_a_resumed_run_in_a_users_env_ends_with_the_same_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The fleet's seeds are saved with Stage 2's state, so stopping after iteration 1 and resuming gives
+    the run that was never stopped."""
+    data, sft = tmp_path / "data", tmp_path / "sft"
+    collect = ["collect", "--env", TOY, "--out", data, "--policy", "toy_reach:demonstrator"]
+    assert run_cli([*collect, "--num-episodes", "12"], capsys)[0] == 0
+    tiny = ["--sft.model.hidden-dim", "8", "--sft.model.num-layers", "1", "--sft.steps", "4"]
+    assert run_cli(["sft", "--dataset", data, "--out", sft, *tiny, "--sft.eval-every", "2"], capsys)[0] == 0
+    practice = ["--improve.num-envs", "3", "--improve.vector-env", "sync", "--improve.num-updates", "2"]
+    for name, iterations in (("straight", "2"), ("stopped", "1")):
+        run = ["improve", "--sft-run", sft, "--out", tmp_path / name, *practice]
+        assert run_cli([*run, "--improve.num-iterations", iterations], capsys)[0] == 0
+    saved = json.loads((tmp_path / "stopped" / "config.json").read_text())
+    saved["improve"]["num_iterations"] = 2  # as if it had been stopped after its first iteration
+    (tmp_path / "stopped" / "config.json").write_text(json.dumps(saved))
+    assert run_cli(["improve", "--resume", tmp_path / "stopped"], capsys)[0] == 0
+    weights = [
+        (tmp_path / name / "checkpoints" / "policy" / "model.safetensors").read_bytes()
+        for name in ("straight", "stopped")
+    ]
+    assert weights[0] == weights[1]
