@@ -13,7 +13,7 @@ export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"  # so that near_goal and co
 env=near_goal:NearGoalPushT-v0
 siefm collect --env $env --policy controllers:noisy_push --num-episodes "$attempts" \
   --task "push the T onto its target" --out "$out/data"
-siefm sft --dataset "$out/data" --out "$out/sft" --sft.model.observation pixels --sft.steps 4000
+siefm sft --dataset "$out/data" --out "$out/sft" --sft.model.observation pixels --sft.steps 1500
 siefm improve --sft-run "$out/sft" --out "$out/rl" --improve.num-iterations 8 --improve.vector-env sync
 for stage in sft rl; do
   siefm eval --checkpoint "$out/$stage/checkpoints/policy" --out "$out/eval-$stage" \

@@ -1,7 +1,7 @@
 """A dataset's recorded camera frames, decoded by frame row and resized to a model's square frames.
 
-Which camera a pixel model reads (`camera_key`): the one the env's features map sends to a camera feature
-(recorded by `siefm collect`), else the dataset's only camera, else the first in sorted order.
+Which camera a pixel model reads (`camera_key`): `observation.image`, else the camera feature whose name
+sorts first.
 Frames are resized to the model's `size` x `size` by area-weighted (antialiased bilinear) interpolation;
 a frame that is not square is squeezed, the same way in the dataset and in the live env (`resize_frames`),
 so the model sees what it was trained on.
@@ -17,20 +17,18 @@ import numpy as np
 import torch
 
 from siefm.data.dataset import DatasetError, EpisodeDataset
-from siefm.data.video import IMAGE_FEATURE, IMAGES_PREFIX, decode_at, decode_image, decode_video
+from siefm.data.video import IMAGE_FEATURE, decode_at, decode_image, decode_video
 
 OPEN_EPISODES = 64  # decoded episodes a reader keeps (its bounded cache): about 60 MB at 96 x 96 x 300
 
 
 def camera_key(dataset: EpisodeDataset) -> str | None:
-    """The camera feature a pixel model of this dataset reads (None: the dataset records no camera)."""
+    """The camera feature a pixel model of this dataset reads (None: the dataset records no camera):
+    `observation.image`, else the camera feature whose name sorts first (the gymnasium domain's fleet
+    picks the live camera by the same rule)."""
     if not dataset.camera_keys:
         return None
-    features_map = dataset.info.get("siefm", {}).get("env", {}).get("config", {}).get("features_map", {})
-    mapped = [v for v in features_map.values() if v == IMAGE_FEATURE or v.startswith(IMAGES_PREFIX)]
-    if mapped and mapped[0] in dataset.cameras:
-        return mapped[0]
-    return sorted(dataset.camera_keys)[0]
+    return min(dataset.camera_keys, key=lambda name: (name != IMAGE_FEATURE, name))
 
 
 def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:

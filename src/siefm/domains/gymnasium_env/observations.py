@@ -94,8 +94,12 @@ class ObservationMap:
         return np.asarray(self.instruction if count is None else [self.instruction] * count)
 
     def camera(self, obs: Any, key: str | None = None) -> np.ndarray:
-        """(..., H, W, 3) uint8 frame of camera `key` (the first camera by default)."""
-        return np.asarray(_part(obs, key or next(iter(self.cameras))), dtype=np.uint8)
+        """(..., H, W, 3) uint8 frame of camera `key`; by default the one pixel models read, as
+        siefm.data.cameras.camera_key picks it in datasets: the one sent to `observation.image`, else
+        the one whose feature name sorts first."""
+        if key is None:
+            key = min(self.cameras, key=lambda k: (self.cameras[k] != IMAGE_FEATURE, self.cameras[k]))
+        return np.asarray(_part(obs, key), dtype=np.uint8)
 
     def split(self, obs: Any) -> dict[str, np.ndarray]:
         """A batch's {"state", "goal"}: what siefm's models and fleets read (cameras apart)."""

@@ -1,0 +1,75 @@
+"""Two jobs on a small machine: Stage 1 speed alone and beside a second Stage 1, with torch's OpenMP threads
+spinning while they wait (OpenMP's default) or sleeping (OMP_WAIT_POLICY=PASSIVE, which siefm sets).
+
+    python benchmarks/threads.py --out runs/threads
+
+Each run is `siefm sft` on a PointMass dataset for `steps` steps; speed is taken between its first and
+last validation (after start-up). Writes `results.json`; the table is in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+
+
+@dataclass(frozen=True)
+class Args:
+    out: Path = Path("runs/threads")
+    steps: int = 3000
+    repeats: int = 2
+    """Runs of each setting; the median is reported."""
+
+
+def start(dataset: Path, out: Path, steps: int, wait_policy: str) -> subprocess.Popen:
+    # An empty OMP_WAIT_POLICY is OpenMP's default, and siefm leaves a variable that is set alone.
+    env = {**os.environ, "OMP_WAIT_POLICY": "" if wait_policy == "default" else wait_policy}
+    command = [sys.executable, "-m", "siefm.cli", "sft", "--dataset", str(dataset), "--out", str(out)]
+    command += ["--sft.steps", str(steps), "--sft.eval-every", str(steps // 3)]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def speed(run: Path) -> float:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    records = [r for r in records if "sft/step" in r]
+    return (records[-1]["sft/step"] - records[0]["sft/step"]) / (records[-1]["time"] - records[0]["time"])
+
+
+def main(args: Args) -> None:
+    args.out.mkdir(parents=True, exist_ok=True)
+    dataset = args.out / "data"
+    if not dataset.exists():
+        subprocess.run(
+            [sys.executable, "-m", "siefm.cli", "collect", "--env", "pointmass", "--out", str(dataset)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    results: dict[str, dict[str, list[float]]] = {}
+    for policy in ("default", "PASSIVE"):
+        for together in (1, 2):
+            key = f"{policy}, {together} job{'s' if together > 1 else ''}"
+            results[key] = {"steps_per_second": []}
+            for repeat in range(args.repeats):
+                runs = [args.out / f"{policy}-{together}-{repeat}-{k}" for k in range(together)]
+                jobs = [start(dataset, run, args.steps, policy) for run in runs]
+                if any(job.wait() != 0 for job in jobs):
+                    raise RuntimeError(f"a Stage 1 run of {key} failed")
+                results[key]["steps_per_second"] += [speed(run) for run in runs]
+            print(key, results[key], flush=True)
+    summary = {
+        key: float(sorted(value["steps_per_second"])[len(value["steps_per_second"]) // 2])
+        for key, value in results.items()
+    }
+    (args.out / "results.json").write_text(json.dumps({"runs": results, "median": summary}, indent=2))
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
