@@ -130,14 +130,20 @@ def test_an_image_feature_is_decoded_from_its_bytes(tmp_path: Path) -> None:
     np.testing.assert_array_equal(recorded_frames(dataset, 32).read(np.arange(7)), resize_frames(frames, 32))
 
 
-def test_a_video_that_cannot_be_decoded_is_a_clear_error(
+def test_a_video_that_cannot_be_decoded_is_a_clear_error_before_training(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = write_dataset(tmp_path / "data", episodes([6, 6]), fps=10)
-    video = next(root.glob("videos/observation.image/chunk-000/*.mp4"))
-    video.write_bytes(video.read_bytes()[:200])  # truncated
-    with pytest.raises(VideoError, match=r"cannot be decoded|expected"):
-        recorded_frames(read_dataset(root), 32).read(np.arange(12))
+    data = tmp_path / "data"
+    collect = ["collect", "--env", "toy_reach:ToyReachCamera-v0", "--out", data, "--task", "reach the dot"]
+    assert run_cli([*collect, "--policy", "toy_reach:demonstrator", "--num-episodes", "4"], capsys)[0] == 0
+    video = next(data.glob("videos/observation.image/chunk-000/*.mp4"))
+    video.write_bytes(video.read_bytes()[:300])  # truncated
+    with pytest.raises(VideoError, match=r"cannot be decoded|expected|holds"):
+        recorded_frames(read_dataset(data), 16).read(np.arange(read_dataset(data).num_frames))
+    run = ["sft", "--dataset", data, "--out", tmp_path / "sft", "--sft.model.observation", "pixels"]
+    code, _, err = run_cli([*run, "--sft.model.vision-encoder", "scratch"], capsys)
+    assert_clean_error(code, err, "file-000.mp4")
+    assert not (tmp_path / "sft").exists()  # refused before the run directory is made
 
 
 def test_a_pixel_policy_on_a_users_camera_env_through_both_stages(

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from siefm.checkpoint import env_spec, load_checkpoint, save_checkpoint
 from siefm.config import SFTConfig, to_dict
+from siefm.data.cameras import check_camera
 from siefm.data.dataset import DatasetError, EpisodeDataset, read_dataset
 from siefm.data.labels import with_stage1_columns
 from siefm.data.normalize import feature_stats
@@ -178,6 +179,8 @@ def stage1_inputs(
             f"--sft.hindsight {config.hindsight}: {env_id} offers no such relabelling (it offers: "
             f"{offered}); leave it at 'none'."
         )
+    if config.model.observation == "pixels":
+        check_camera(dataset)
     if config.model.goal_encoder == "vector" and "goal" not in dataset.columns:
         raise DatasetError(
             f"{dataset_dir} has no 'goal' column for --sft.model.goal-encoder vector; "

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from siefm.data.dataset import DatasetError, EpisodeDataset
-from siefm.data.video import IMAGE_FEATURE, decode_at, decode_image, decode_video
+from siefm.data.video import IMAGE_FEATURE, check_video, decode_at, decode_image, decode_video
 
 OPEN_EPISODES = 64  # decoded episodes a reader keeps (its bounded cache): about 60 MB at 96 x 96 x 300
 
@@ -109,6 +109,21 @@ class RecordedFrames:
 
     def close(self) -> None:
         self._episodes.clear()
+
+
+def check_camera(dataset: EpisodeDataset) -> None:
+    """Raises VideoError if a video of the camera pixel models read is missing, cannot be decoded, or is
+    shorter than the episodes it should hold: checked before training starts, not when a batch needs it."""
+    key = camera_key(dataset)
+    if key is None or dataset.info["features"][key]["dtype"] != "video":
+        return
+    reader = RecordedFrames(dataset, key, 1)
+    ends = reader.where[:, 2] / 1e6 * dataset.info["fps"] + (reader.bounds[:, 1] - reader.bounds[:, 0])
+    needed: dict[str, int] = {}  # each file's frames: up to the end of its last episode
+    for path, end in zip(reader.paths, np.round(ends).astype(int).tolist(), strict=True):
+        needed[path] = max(needed.get(path, 0), end)
+    for path, frames in needed.items():
+        check_video(Path(path), frames)
 
 
 def recorded_frames(dataset: EpisodeDataset, size: int) -> RecordedFrames:

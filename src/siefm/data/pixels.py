@@ -181,9 +181,8 @@ class FrameEncoder:
         self.reader.close()
 
 
-_worker: FrameEncoder | None = (
-    None  # each pool process's own reader (board and camera, or decoder) and encoder
-)
+# Each pool process's own reader (a board and camera, or a decoder) and encoder.
+_worker: FrameEncoder | None = None
 
 
 def _start_worker(reader: FrameReader, encoder: VisionEncoder, threads: int) -> None:

@@ -139,6 +139,23 @@ def decode_at(path: Path, times_s: np.ndarray) -> np.ndarray:
     return np.stack(found)
 
 
+def check_video(path: Path, frames: int) -> None:
+    """Raises VideoError unless the MP4 at `path` decodes and holds at least `frames` frames (by its
+    header; the first frame is decoded)."""
+    av = _av()
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            next(container.decode(stream))
+            held = stream.frames or int(
+                float(stream.duration * stream.time_base) * float(stream.average_rate)
+            )
+    except (OSError, IndexError, StopIteration, TypeError, av.error.FFmpegError) as error:
+        raise VideoError(f"{path}: cannot be decoded as video ({error!r}).") from error
+    if held < frames:
+        raise VideoError(f"{path}: the episodes need {frames} frames, the video holds {held}.")
+
+
 def decode_image(data: bytes) -> np.ndarray:
     """(H, W, 3) uint8 from the bytes of an image feature (PNG or JPEG, as LeRobot's writer stores them)."""
     import imageio.v3 as iio
