@@ -1,7 +1,8 @@
 """Two jobs on a small machine: Stage 1 speed alone and beside a second Stage 1, with torch's OpenMP threads
-spinning while they wait (OpenMP's default) or sleeping (OMP_WAIT_POLICY=PASSIVE, which siefm sets).
+as they come (one per core, spinning while they wait), sleeping while they wait (OMP_WAIT_POLICY=PASSIVE),
+or one thread per job (OMP_NUM_THREADS=1).
 
-    python benchmarks/threads.py --out runs/threads
+    python benchmarks/threads.py --out runs/threads [--settings default PASSIVE one-thread]
 
 Each run is `siefm sft` on a PointMass dataset for `steps` steps; speed is taken between its first and
 last validation (after start-up). Writes `results.json`; the table is in docs/performance.md.
@@ -25,11 +26,15 @@ class Args:
     steps: int = 3000
     repeats: int = 2
     """Runs of each setting; the median is reported."""
+    settings: tuple[str, ...] = ("default", "PASSIVE", "one-thread")
 
 
-def start(dataset: Path, out: Path, steps: int, wait_policy: str) -> subprocess.Popen:
-    # An empty OMP_WAIT_POLICY is OpenMP's default, and siefm leaves a variable that is set alone.
-    env = {**os.environ, "OMP_WAIT_POLICY": "" if wait_policy == "default" else wait_policy}
+SETTINGS = {"default": {}, "PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"}, "one-thread": {"OMP_NUM_THREADS": "1"}}
+
+
+def start(dataset: Path, out: Path, steps: int, setting: str) -> subprocess.Popen:
+    unset = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")
+    env = {**{k: v for k, v in os.environ.items() if k not in unset}, **SETTINGS[setting]}
     command = [sys.executable, "-m", "siefm.cli", "sft", "--dataset", str(dataset), "--out", str(out)]
     command += ["--sft.steps", str(steps), "--sft.eval-every", str(steps // 3)]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -52,7 +57,7 @@ def main(args: Args) -> None:
             stderr=subprocess.DEVNULL,
         )
     results: dict[str, dict[str, list[float]]] = {}
-    for policy in ("default", "PASSIVE"):
+    for policy in args.settings:
         for together in (1, 2):
             key = f"{policy}, {together} job{'s' if together > 1 else ''}"
             results[key] = {"steps_per_second": []}
