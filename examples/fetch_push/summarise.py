@@ -3,6 +3,9 @@ Wilson 95% interval, mean steps), Stage 1's calibrated detector, and Stage 2's p
 iteration (true and detected success, the detector's precision and recall, episode length).
 
     python examples/fetch_push/summarise.py runs/fetch-push docs/results/fetch_push.json
+
+The diagnostic run `rl-true-end` (same as `rl` with `--improve.end-on-true-success`, evaluated into
+`eval-rl-true-end`) is included where it was made.
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ from pathlib import Path
 
 def main(run: Path, out: Path) -> None:
     summary: dict[str, object] = {}
-    for name in ("sft-n", "sft-4n", "rl"):
+    # rl-true-end: the diagnostic run that ends practice episodes on the simulator's success, if made
+    for name in ("sft-n", "sft-4n", "rl", "rl-true-end"):
+        if not (run / f"eval-{name}").is_dir():
+            continue
         results = json.loads((run / f"eval-{name}" / "results.json").read_text())
         summary[f"eval_{name}"] = {
             k: v for k, v in results.items() if k in ("env", "eval", "policy", "demonstrator", "optimal")
@@ -35,8 +41,10 @@ def main(run: Path, out: Path) -> None:
         "rollout/detector_recall",
         "rollout/episode_length",
     )
-    rows = [json.loads(line) for line in (run / "rl" / "metrics.jsonl").read_text().splitlines()]
-    summary["practice"] = [{key: row.get(key) for key in keys} for row in rows if "improve/iteration" in row]
+    for name in ("rl", "rl-true-end"):
+        if (run / name / "metrics.jsonl").is_file():
+            rows = [json.loads(line) for line in (run / name / "metrics.jsonl").read_text().splitlines()]
+            summary[f"practice_{name}"] = [{key: row.get(key) for key in keys} for row in rows]
     out.write_text(json.dumps(summary, indent=1))
 
 
