@@ -12,48 +12,42 @@ import gym
 import gymnasium
 import numpy as np
 from shimmy.openai_gym_compatibility import GymV21CompatibilityV0
-from toy_reach import STEP, SUCCESS_RADIUS, demonstrator, straight
+from toy_reach import STEP, ToyReach, demonstrator, straight
 
 __all__ = ["OldReach", "demonstrator", "make_old_reach", "straight"]
 
 
 class OldReach:
-    """A point reaching a goal on the plane; not a gymnasium.Env (and not gym >= 0.26's new API)."""
+    """tests/toy_reach.py's point reaching a goal, seen through the old API; not a gymnasium.Env (and not
+    gym >= 0.26's new API)."""
 
     metadata = {"render.modes": [], "render_fps": 20}  # noqa: RUF012 (gym's convention)
 
     def __init__(self, arena: float = 1.0, terminate_on_success: bool = False):
-        self.arena, self.terminate_on_success = arena, terminate_on_success
+        self.toy = ToyReach(arena, terminate_on_success)  # the dynamics; only the API differs
         box = gym.spaces.Box(-arena, arena, shape=(2,), dtype=np.float32)
         self.observation_space = gym.spaces.Dict({"agent_pos": box, "desired_goal": box})
         self.action_space = gym.spaces.Box(-STEP, STEP, shape=(2,), dtype=np.float32)
-        self.position = np.zeros(2, dtype=np.float32)
-        self.goal = np.zeros(2, dtype=np.float32)
-        self.seed()
+        self._seed: int | None = None
 
     def seed(self, seed: int | None = None) -> list[int | None]:
-        self.rng = np.random.default_rng(seed)
+        self._seed = seed  # taken by the next reset, as the old API's seed() then reset() did
         return [seed]
 
     def reset(self) -> dict[str, np.ndarray]:
-        self.position = self.rng.uniform(-self.arena, self.arena, 2).astype(np.float32)
-        self.goal = self.rng.uniform(-self.arena, self.arena, 2).astype(np.float32)
-        return self._obs()
+        obs, _ = self.toy.reset(seed=self._seed)
+        self._seed = None
+        return obs
 
     def step(self, action) -> tuple[dict[str, np.ndarray], float, bool, dict]:
-        move = np.clip(np.asarray(action, dtype=np.float32), -STEP, STEP)
-        self.position = np.clip(self.position + move, -self.arena, self.arena).astype(np.float32)
-        success = bool(np.linalg.norm(self.position - self.goal) < SUCCESS_RADIUS)
-        return self._obs(), float(success), success and self.terminate_on_success, {"is_success": success}
+        obs, reward, terminated, _, info = self.toy.step(action)
+        return obs, reward, terminated, info
 
     def render(self, mode: str = "human") -> None:
         return None
 
     def close(self) -> None:
         pass
-
-    def _obs(self) -> dict[str, np.ndarray]:
-        return {"agent_pos": self.position.copy(), "desired_goal": self.goal.copy()}
 
 
 def make_old_reach(**kwargs) -> GymV21CompatibilityV0:

@@ -401,7 +401,7 @@ def model_frames(model: EFMBase, dataset: EpisodeDataset, stream: bool = False) 
     trainable = model.vision.trainable
     size = model.config.image_size
     if trainable and stream:  # the frames themselves, read batch by batch
-        images = StreamedImages(frame_reader(dataset, size), dataset.num_frames, size)
+        images = StreamedImages(frame_reader(dataset, size), dataset.num_frames)
     elif trainable:  # the frames themselves, all in memory
         images = stack_chunks(map(torch.from_numpy, dataset_frame_chunks(dataset, size)), dataset.num_frames)
     else:  # a frozen encoder's images are never held whole

@@ -60,10 +60,11 @@ class RecordedFrames:
         self.starts = dataset.episode_bounds[:, 0]
         if self.kind == "video":
             template = dataset.info["video_path"]
-            self.paths = [
+            paths = [
                 str(Path(dataset.root) / template.format(video_key=key, chunk_index=c, file_index=f))
                 for c, f, _ in self.where.tolist()
             ]
+            self.paths = np.array(paths, dtype=object)  # each episode's video file
         self._episodes: OrderedDict[int, np.ndarray] = OrderedDict()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -100,7 +101,7 @@ class RecordedFrames:
                 scattered |= here
         if scattered.any():  # a few frames of many episodes: one pass through each video file
             times = self.where[episodes, 2] / 1e6 + (rows - self.starts[episodes]) / self.fps
-            paths = np.array(self.paths, dtype=object)[episodes]
+            paths = self.paths[episodes]
             for path in np.unique(paths[scattered]):
                 picked = np.flatnonzero(scattered & (paths == path))
                 order = picked[np.argsort(times[picked], kind="stable")]

@@ -201,8 +201,8 @@ class StreamedImages:
     `images[ids]` reads the frames of any index tensor. `prefetched` reads the frames of the coming
     training batches in worker processes while the model trains on the current one."""
 
-    def __init__(self, reader: FrameReader, num_frames: int, size: int):
-        self.reader, self.num_frames, self.size = reader, num_frames, size
+    def __init__(self, reader: FrameReader, num_frames: int):
+        self.reader, self.num_frames = reader, num_frames
 
     def __len__(self) -> int:
         return self.num_frames
