@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_IMPROVE, TINY_MODEL, LearnerCrash, assert_same_practice
+from conftest import TINY_IMPROVE, TINY_MODEL, TINY_SFT, LearnerCrash, assert_same_practice
 from torch.testing import assert_close
 
 from siefm import sft as sft_module
@@ -116,6 +116,20 @@ def test_short_sft_lowers_both_validation_losses(sft_run: Path) -> None:
     first, last = records[0], records[-1]
     assert last["sft/val_bc_loss"] < first["sft/val_bc_loss"] - 0.1
     assert last["sft/val_steps_to_go_loss"] < first["sft/val_steps_to_go_loss"] - 0.1
+
+
+def test_sft_stops_when_validation_plateaus(dataset_dir: Path, tmp_path: Path) -> None:
+    # Asking for a 1000% improvement over one validation: the second validation finds the plateau.
+    config = dataclasses.replace(TINY_SFT, steps=300, eval_every=20, patience=1, min_improvement=10.0)
+    run = train_sft(dataset_dir, tmp_path / "run", config)
+    summary = json.loads((run / "sft_summary.json").read_text())
+    assert summary["steps"] == 40 and summary["max_steps"] == 300
+    assert [r["sft/step"] for r in read_metrics(run / "metrics.jsonl")] == [20, 40]
+    _, meta = load_checkpoint(run / "checkpoints" / "reward")
+    assert meta["step"] <= 40 and "success_threshold" in meta  # calibrated after the early stop
+    # Without the rule, the same run goes on to its last step.
+    longer = train_sft(dataset_dir, tmp_path / "all", dataclasses.replace(config, steps=60, patience=None))
+    assert json.loads((longer / "sft_summary.json").read_text())["steps"] == 60
 
 
 def test_sft_with_a_given_threshold_and_determinism(dataset_dir: Path, tmp_path: Path) -> None:
@@ -379,9 +393,9 @@ def test_practice_buffer_holds_complete_episodes(models, spy: dict, gamma: float
     assert (batch.episode_length >= 1).all() and (batch.episode_length <= max_steps).all()
     for n in range(num_envs):
         active = valid[:, n]
-        last = np.flatnonzero(active).max()
-        assert active[: last + 1].all() and not active[last + 1 :].any()  # a robot stops once, for good
-        assert done[last, n]  # ... and only at the end of an episode
+        assert active[0] and done[np.flatnonzero(active).max(), n]  # every robot plays, ending an episode
+        stops = np.flatnonzero(active[:-1] & ~active[1:])
+        assert done[stops, n].all()  # a robot stops only at the end of an episode
     assert not (done & ~valid).any()
     assert (columns["reward"].numpy()[~valid] == 0).all()
     # Episodes end on the detector or the time limit; lengths and outcomes line up with the step table.

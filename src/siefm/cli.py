@@ -26,6 +26,7 @@ import tyro
 
 from siefm.config import EvalConfig, ImproveConfig, SFTConfig
 from siefm.domains import domain_names, generic_collect_config, get_domain
+from siefm.threads import configure_threads
 
 
 def collect_command() -> type:
@@ -248,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         command = tyro.cli(Command, args=argv, description=__doc__.split("\n\n")[0])
+        configure_threads()
         run(command)
     except EXPECTED_ERRORS as error:
         message = str(error).strip("'\"") or type(error).__name__

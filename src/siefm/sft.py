@@ -133,6 +133,26 @@ def sft_loss(
     return total, metrics
 
 
+class Plateau:
+    """Stage 1's stopping rule: learning has stopped once, over the last `patience` validations, no tracked
+    figure's best value has improved by `min_improvement` of itself (docs/method.md, "Stage 1's length").
+
+    Judged on the best values so far (what the kept checkpoints score), so a noisy validation neither
+    stops a run nor keeps it going. `patience` None never stops."""
+
+    def __init__(self, patience: int | None, min_improvement: float):
+        self.patience, self.min_improvement = patience, min_improvement
+        self.history: list[dict[str, float]] = []  # the best values after each validation
+
+    def reached(self, best: dict[str, float]) -> bool:
+        """Records the best values after a validation; True once learning has stopped."""
+        self.history.append(dict(best))
+        if self.patience is None or len(self.history) <= self.patience:
+            return False
+        before = self.history[-1 - self.patience]
+        return all(before[k] - v < self.min_improvement * abs(before[k]) for k, v in best.items())
+
+
 def stage1_optimizer(model: EFMBase, config: SFTConfig) -> torch.optim.AdamW:
     """AdamW over every parameter: the perception layers at `perception_lr`, the rest at `lr`."""
     perception = list(model.perception_parameters())
@@ -265,6 +285,8 @@ def train_sft(
     }
     logger = MetricLogger(out)
     best = {"policy": math.inf, "reward": math.inf}
+    plateau = Plateau(config.patience, config.min_improvement)
+    last_step = config.steps
     log.info(
         "Stage 1: %d train / %d validation episodes, %d frames", len(train_ids), len(val_ids), len(train)
     )
@@ -274,7 +296,8 @@ def train_sft(
             "hindsight: %d relabelled frames, %d instructions", len(relabelled), len(relabelled.instructions)
         )
     batches = train.batches(config.batch_size, generator, workers=FRAME_WORKERS)
-    for step in tqdm(range(1, config.steps + 1), desc="Stage 1", unit="step", mininterval=1.0):
+    bar = tqdm(range(1, config.steps + 1), desc="Stage 1", unit="step", mininterval=1.0)
+    for step in bar:
         extra = None if hindsight is None else hindsight.sample(config.batch_size, hindsight_generator)
         loss, metrics = sft_loss(model, next(batches), hindsight=extra)
         if aux_weight > 0:
@@ -303,6 +326,11 @@ def train_sft(
                 "time/sft_steps_per_second": step / (time.perf_counter() - start),
             }
             logger.log(record, step=step, summary_keys=SUMMARY_KEYS)
+            if plateau.reached(best):
+                last_step = step
+                log.info("Stage 1: validation has plateaued; stopping at step %d of %d", step, config.steps)
+                break
+    bar.close()
     batches.close()  # stops the processes that read streamed frames (else garbage collection does)
     logger.close()
     calibration = calibrate_detector(
@@ -314,7 +342,8 @@ def train_sft(
     policy, _ = load_checkpoint(out / "checkpoints" / "policy")
     summary = {
         "wall_seconds": time.perf_counter() - start,
-        "steps": config.steps,
+        "steps": last_step,
+        "max_steps": config.steps,
         "best": best,
         "d_error_of_a_constant": constant,
         "calibration": calibration,

@@ -21,8 +21,13 @@ MODEL_PRESET_FIELDS = (
     "action_head",
     "steps_to_go_bins",
     "steps_to_go_max",
+    "min_scale",
 )
-GENERIC_MODEL_DEFAULTS: dict[str, Any] = {"state_encoder": "flat", "steps_to_go_sees": "full"}
+GENERIC_MODEL_DEFAULTS: dict[str, Any] = {
+    "state_encoder": "flat",
+    "steps_to_go_sees": "full",
+    "min_scale": 0.01,
+}
 
 
 @dataclass(frozen=True)
@@ -120,8 +125,10 @@ class ModelConfig:
     paper's RT-2 style). None: the preset."""
     action_bins: int = 21
     """Tokens per action dimension over the data's min..max (choice: 21, the paper's sign + 0..10)."""
-    min_scale: float = 0.01
-    """Gaussian head: scale = softplus(x) + min_scale, in z-scored action units (the notebook's)."""
+    min_scale: float | None = None
+    """Gaussian head: scale = softplus(x) + min_scale, in z-scored action units. None: the preset (the
+    notebook's 0.01; PointMass 0.1, which keeps Stage 2 stable at twice the learning rate: docs/pointmass.md,
+    "Stage 2 in half the notebook's samples")."""
     steps_to_go_bins: int | None = None
     """Classes of the steps-to-go head. None: the preset (PointMass one per step, docs/method.md)."""
     steps_to_go_dropout: float = 0.0
@@ -137,7 +144,7 @@ class ModelConfig:
         require(self.object_prefix_dim >= 0, self, "object_prefix_dim", ">= 0")
         require(self.action_bins >= 2, self, "action_bins", ">= 2")
         require(self.image_size >= 16, self, "image_size", ">= 16")
-        require(self.min_scale > 0, self, "min_scale", "> 0")
+        require(self.min_scale is None or self.min_scale > 0, self, "min_scale", "> 0")
         require(0 <= self.steps_to_go_dropout < 1, self, "steps_to_go_dropout", "in [0, 1)")
         require(self.steps_to_go_bins is None or self.steps_to_go_bins >= 2, self, "steps_to_go_bins", ">= 2")
         require(self.steps_to_go_max is None or self.steps_to_go_max > 0, self, "steps_to_go_max", "> 0")

@@ -24,7 +24,13 @@ class SFTConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     steps: int = 32_768
-    """Optimizer steps (the notebook: 32,768)."""
+    """The most optimizer steps (the notebook's fixed 32,768); the plateau rule (`patience`) stops sooner."""
+    patience: int | None = 4
+    """Plateau rule: stop once, over the last `patience` validations, neither selected figure (the policy's
+    validation BC loss, the reward model's selection figure) has improved by `min_improvement` of its
+    value. None: always run `steps` (docs/method.md, "Stage 1's length")."""
+    min_improvement: float = 0.01
+    """Plateau rule: the relative improvement over `patience` validations that counts as still learning."""
     batch_size: int | None = None
     """Frames per batch; both losses are computed on the whole batch with equal weight. None: 256 (the
     notebook's), or 128 with pixel observations (a step of 256 takes about 2.5x as long; docs/pixels.md)."""
@@ -76,6 +82,8 @@ class SFTConfig:
         for name in ("steps", "eval_every"):
             require(getattr(self, name) >= 1, self, name, ">= 1")
         require(self.batch_size is None or self.batch_size >= 1, self, "batch_size", ">= 1")
+        require(self.patience is None or self.patience >= 1, self, "patience", ">= 1")
+        require(self.min_improvement >= 0, self, "min_improvement", ">= 0")
         require(self.lr > 0, self, "lr", "> 0")
         require(self.perception_lr > 0, self, "perception_lr", "> 0")
         require(self.weight_decay >= 0, self, "weight_decay", ">= 0")

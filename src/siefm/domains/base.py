@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from siefm.models.efm import EFMBase
 
 EnvConfig = dict[str, Any]  # the JSON form of a domain's env config
+ActionBounds = tuple[np.ndarray, np.ndarray]  # (low, high) in env units
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,11 @@ class Domain(Protocol):
     def episode_limit(self, env: EnvConfig) -> int:
         """The env's own time limit in steps (Stage 2's and evaluation's default episode cap)."""
         ...
+
+    def action_bounds(self, env: EnvConfig) -> ActionBounds | None:
+        """The (low, high) env-unit bounds the simulator clips actions to, None if it does not clip. Stage 2
+        then acts with, stores and scores the clipped action (siefm.improve.rollout)."""
+        return None
 
     def collect(self, out: Path, config: Any, overwrite: bool = False) -> Path:
         """Runs the demonstrator and writes a dataset (siefm.data.dataset layout) to `out`."""

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from siefm.config import ImproveConfig
+from siefm.domains import get_domain
 from siefm.improve.fleet import camera_size, make_fleet
 from siefm.improve.reward import RewardModel
 from siefm.improve.rollout import EpisodeSink, PracticeBatch, practice_episodes
@@ -159,6 +160,7 @@ class PracticeWorker:
             self.reward_model = SharedRewardModel(reward_server, reward.build(), threshold)
         share = dataclasses.replace(config, num_envs=num_envs, seed=seed)
         self.fleet = make_fleet(env, share, camera_size(self.policy, self.reward_model.model))
+        self.action_bounds = get_domain(env["id"]).action_bounds(env["config"])
         self.version = -1
         self.stream_interval_s = config.stream_interval_s
 
@@ -186,6 +188,7 @@ class PracticeWorker:
             end_on_true_success=end_on_true_success,
             generator=torch.Generator().manual_seed(seed),
             whole_buffer=False,  # the learner assembles the batch from the streamed episodes
+            action_bounds=self.action_bounds,
         )
         held, last_sent = [], time.monotonic()
         for episode in episodes:

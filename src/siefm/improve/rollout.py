@@ -2,15 +2,23 @@
 
 The fleet plays whole episodes with the current, sampled policy. Every new observation is scored by the
 frozen reward model; an episode ends when the detector fires (d <= s), at the time limit, or, if asked, on
-the simulator's true success (the notebook's variant). Robots keep starting new episodes until the
-episodes started so far hold N x B samples; episodes under way then run to their end, so every episode in
-the buffer is complete and its Monte-Carlo returns need no bootstrapping. For the same reason an episode's
-rewards and returns are final the moment it ends: an `episode_sink` receives each one then (to stream it to
-disk), as a one-episode PracticeBatch.
+the simulator's true success (the notebook's variant). Every robot starts an episode; a robot that
+finishes one starts another only while the samples played plus those the episodes under way are expected
+to add fall short of N x B (`robots_to_start`). Episodes under way always run to their end, so every
+episode in the buffer is complete and its Monte-Carlo returns need no bootstrapping. For the same reason
+an episode's rewards and returns are final the moment it ends: an `episode_sink` receives each one then (to
+stream it to disk), as a one-episode PracticeBatch.
+
+Executed actions: where the domain's simulator clips actions (`Domain.action_bounds`), the robots act
+with, and the buffer holds, the clipped action, and REINFORCE scores it under the clipped policy. Scored
+as sampled, a Gaussian policy's mean could wander past the bound, where every sample has the same effect
+and no return tells them apart; on PointMass it went 20 to 70 action-stds out within a few iterations
+and success fell from 100% to 5% (docs/method.md, "The action REINFORCE scores").
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -18,6 +26,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from siefm.domains.base import ActionBounds
 from siefm.improve.fleet import Fleet, Observations
 from siefm.improve.reinforce import discounted_returns
 from siefm.improve.reward import RewardModel, precision_recall
@@ -162,11 +171,15 @@ def practice_episodes(
     generator: torch.Generator | None = None,
     stream: bool = True,
     whole_buffer: bool = True,
+    action_bounds: ActionBounds | None = None,
 ) -> Generator[PracticeBatch, None, PracticeBatch | None]:
     """`collect_practice` as a generator (what a Ray actor streams): it yields each episode as a
     one-episode batch when it ends, if `stream`, and returns the whole buffer (None if not
-    `whole_buffer`, for a caller that keeps the streamed episodes)."""
+    `whole_buffer`, for a caller that keeps the streamed episodes). `action_bounds`, the domain's
+    (`Domain.action_bounds`), clip the sampled actions: the robots execute, and the buffer holds, the
+    clipped action, which Stage 2 then scores under the clipped policy (`EFMBase.log_prob`)."""
     num_envs = fleet.num_envs
+    bounds = None if action_bounds is None else tuple(torch.as_tensor(b).float() for b in action_bounds)
     obs = fleet.reset()
     d = reward_model.distance(*_inputs(obs, reward_model.model))
     episode = np.arange(num_envs)  # the id of the episode each robot is playing
@@ -183,9 +196,12 @@ def practice_episodes(
     if "pixels" in obs and policy.reads_frames:
         columns["features"] = []
     ends: dict[int, EpisodeEnd] = {}
+    lengths: list[int] = []  # of the episodes ended so far
     while active.any():
         obs_t, goal_t = _inputs(obs, policy)
         action, _ = policy.act(obs_t, goal_t, generator=generator)
+        if bounds is not None:  # the action the robot executes is the one stored and scored
+            action = torch.clamp(action, *bounds)
         next_obs, true_success = fleet.step(action.numpy().astype(np.float64), active)
         d_next = reward_model.distance(*_inputs(next_obs, reward_model.model))
         detected = reward_model.is_success(d_next).numpy()
@@ -234,19 +250,36 @@ def practice_episodes(
                 own_counts = {key: int(c) for key, c in zip(counts, robot_counts[:, i], strict=True)}
                 yield _finished_episode(columns, i, end, own_counts, gamma)
         d = d_next.clone()
-        if ids.size and samples_started < num_samples:
-            next_obs = fleet.reset(ids)  # new episodes on the robots that finished
-            started = {key: value[ids] for key, value in next_obs.items()}
-            d[ids] = reward_model.distance(*_inputs(started, reward_model.model))
-            steps[ids], ever_true[ids], robot_counts[:, ids] = 0, False, 0
-            episode[ids] = next_episode + np.arange(ids.size)
-            next_episode += ids.size
-        else:
-            active &= ~done
+        active &= ~done
+        lengths += steps[ids].tolist()
+        start = robots_to_start(active, steps, samples_started, num_samples, lengths)
+        if start.size:
+            next_obs = fleet.reset(start)  # new episodes on idle robots
+            started = {key: value[start] for key, value in next_obs.items()}
+            d[start] = reward_model.distance(*_inputs(started, reward_model.model))
+            steps[start], ever_true[start], robot_counts[:, start], active[start] = 0, False, 0, True
+            episode[start] = next_episode + np.arange(start.size)
+            next_episode += start.size
         obs = next_obs
     if not whole_buffer:
         return None
     return _assemble({key: torch.stack(value) for key, value in columns.items()}, ends, counts, gamma)
+
+
+def robots_to_start(
+    active: np.ndarray, steps: np.ndarray, played: int, wanted: int, lengths: list[int]
+) -> np.ndarray:
+    """The idle robots that start a new episode: as few as make the samples played plus those expected
+    from the episodes under way reach `wanted`, an episode expected to last the mean of those ended so far
+    (one under way at least one step more). Starting robots only while the samples played fall short, as
+    a fixed fleet would, leaves every robot's last episode to overshoot the buffer: with 16 PointMass
+    robots, 15-30% of what was played went untrained (docs/method.md, "Filling the buffer")."""
+    idle = np.flatnonzero(~active)
+    if not idle.size or played >= wanted or not lengths:
+        return idle[:0]
+    mean_length = float(np.mean(lengths))
+    expected = played + mean_length * active.sum()
+    return idle[: max(0, math.ceil((wanted - expected) / mean_length))]
 
 
 def _finished_episode(

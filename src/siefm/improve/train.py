@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from siefm.checkpoint import CheckpointError, fit_to_env, load_checkpoint, replace_dir, save_checkpoint
 from siefm.config import ImproveConfig, from_dict, to_dict
 from siefm.domains import get_domain
+from siefm.domains.base import ActionBounds
 from siefm.improve.fleet import Fleet, camera_size, make_fleet, practice_env
 from siefm.improve.practice_data import PracticeStream, discard_unfinished, iteration_dir
 from siefm.improve.ray_fleet import RayFleet
@@ -133,6 +134,7 @@ def _run(
     threshold = reward_model.success_threshold
     max_episode_steps = config.max_episode_steps or get_domain(env["id"]).episode_limit(env["config"])
     ray = config.fleet == "ray"
+    bounds = get_domain(env["id"]).action_bounds(env["config"])
     camera = camera_size(policy, reward_model.model)
     fleet: Fleet | RayFleet = (
         RayFleet(env, config, policy, reward_model) if ray else make_fleet(env, config, camera)
@@ -192,9 +194,10 @@ def _run(
                     end_on_true_success=config.end_on_true_success,
                     generator=generator,
                     episode_sink=sink,
+                    action_bounds=bounds,
                 )
             collect_seconds = time.perf_counter() - start
-            loss = reinforce_updates(policy, optimizer, batch, config, generator)
+            loss = reinforce_updates(policy, optimizer, batch, config, generator, bounds)
             seconds = time.perf_counter() - start
             counters["iterations"] = iteration + 1
             counters["env_steps"] += batch.num_samples
@@ -242,12 +245,16 @@ def reinforce_updates(
     batch: PracticeBatch,
     config: ImproveConfig,
     generator: torch.Generator,
+    action_bounds: ActionBounds | None = None,
 ) -> float:
-    """N updates on minibatches of B samples drawn without replacement; returns the mean loss."""
+    """N updates on minibatches of B samples drawn without replacement; returns the mean loss. With the
+    domain's `action_bounds`, actions are scored as the simulator executed them (clipped)."""
     order = torch.randperm(batch.num_samples, generator=generator)[: config.samples_per_iteration]
+    bounds = None if action_bounds is None else tuple(torch.as_tensor(b).float() for b in action_bounds)
     losses = []
     for index in order.view(config.num_updates, config.minibatch_size):
-        log_probs = policy.log_prob(batch.policy_inputs(index), batch.goal[index], batch.action[index])
+        inputs, goal, action = batch.policy_inputs(index), batch.goal[index], batch.action[index]
+        log_probs = policy.log_prob(inputs, goal, action, bounds)
         loss = reinforce_loss(
             log_probs, batch.returns[index], torch.ones_like(log_probs, dtype=torch.bool), config.reward_scale
         )

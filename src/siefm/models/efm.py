@@ -21,7 +21,7 @@ from torch import nn
 
 from siefm.config import ModelConfig
 from siefm.models.bins import UniformBins, steps_to_go_bins
-from siefm.models.heads import ActionDistribution, action_head
+from siefm.models.heads import ActionDistribution, Bounds, action_head
 from siefm.models.objects import ObjectSelector
 from siefm.models.text import TextEncoder, WordTokenizer
 from siefm.models.vision import VisionEncoder
@@ -145,10 +145,15 @@ class EFMBase(nn.Module):
         return action, dist.log_prob(action)
 
     def log_prob(
-        self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor, action: torch.Tensor
+        self,
+        obs: Mapping[str, torch.Tensor],
+        goal: torch.Tensor,
+        action: torch.Tensor,
+        bounds: Bounds | None = None,
     ) -> torch.Tensor:
-        """log pi(a | o, g) of env-unit actions (B, A) -> (B,)."""
-        return self.action_distribution(obs, goal).log_prob(action)
+        """log pi(a | o, g) of env-unit actions (B, A) -> (B,); with `bounds`, of the action the simulator
+        executes, the sample clipped to them."""
+        return self.action_distribution(obs, goal).log_prob(action, bounds)
 
     def steps_to_go(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
         """d(o, g): expected steps-to-go under the categorical prediction, (B,)."""

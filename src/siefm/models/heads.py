@@ -21,7 +21,10 @@ class ActionDistribution(Protocol):
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor: ...  # (B, A)
     def mode(self) -> torch.Tensor: ...  # (B, A)
-    def log_prob(self, action: torch.Tensor) -> torch.Tensor: ...  # (B, A) -> (B,)
+    def log_prob(self, action: torch.Tensor, bounds: Bounds | None = None) -> torch.Tensor: ...  # -> (B,)
+
+
+Bounds = tuple[torch.Tensor, torch.Tensor]  # (low, high) env-unit action bounds the simulator clips to
 
 
 class GaussianActions:
@@ -40,10 +43,27 @@ class GaussianActions:
     def mode(self) -> torch.Tensor:
         return self.normal.loc * self.action_std + self.action_mean
 
-    def log_prob(self, action: torch.Tensor) -> torch.Tensor:
-        # The density of the z-scored action: it differs from the env-unit density by a constant, which
-        # changes neither the BC optimum nor the REINFORCE gradient.
-        return self.normal.log_prob((action - self.action_mean) / self.action_std).sum(-1)
+    def log_prob(self, action: torch.Tensor, bounds: Bounds | None = None) -> torch.Tensor:
+        """The density of the z-scored action: it differs from the env-unit density by a constant, which
+        changes neither the BC optimum nor the REINFORCE gradient.
+
+        With `bounds`, the likelihood of the action a simulator executes when it clips the sampled one (a
+        clipped Gaussian): an action at a bound scores the probability of every sample at or past it.
+        Its gradient vanishes as the mean moves past the bound, so returns cannot drive the mean off
+        without limit, as the plain density lets them (siefm.improve.rollout, "Executed actions")."""
+        z = (action - self.action_mean) / self.action_std
+        if bounds is None:
+            return self.normal.log_prob(z).sum(-1)
+        at_low, at_high = action <= bounds[0], action >= bounds[1]
+        inside = ~(at_low | at_high)
+        low, high = ((bound - self.action_mean) / self.action_std for bound in bounds)
+        mean, scale = self.normal.loc, self.normal.scale
+        # Each branch is computed only where it is taken (the others see a harmless 0), so the gradient of
+        # an unused branch cannot turn into 0 * inf = nan.
+        density = self.normal.log_prob(torch.where(inside, z, mean))
+        below = torch.special.log_ndtr(torch.where(at_low, (low - mean) / scale, 0.0))  # log P(sample <= low)
+        above = torch.special.log_ndtr(torch.where(at_high, (mean - high) / scale, 0.0))  # log P(>= high)
+        return torch.where(at_low, below, torch.where(at_high, above, density)).sum(-1)
 
 
 class TokenActions:
@@ -70,7 +90,8 @@ class TokenActions:
     def mode(self) -> torch.Tensor:
         return self._from_index(self.logits.argmax(-1))
 
-    def log_prob(self, action: torch.Tensor) -> torch.Tensor:
+    def log_prob(self, action: torch.Tensor, bounds: Bounds | None = None) -> torch.Tensor:
+        """`bounds` are unused: tokens span the data's actions, which lie within the simulator's bounds."""
         index = self.bins.to_index(self._to_unit(action))  # (B, A)
         log_probs = torch.log_softmax(self.logits, -1).gather(-1, index.unsqueeze(-1)).squeeze(-1)
         return log_probs.sum(-1)

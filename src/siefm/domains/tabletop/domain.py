@@ -13,9 +13,11 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from siefm.config import EvalConfig, ImproveConfig
 from siefm.domains import REGISTRY
-from siefm.domains.base import Domain, EnvConfig, ObservationSpec, Presets, refuse_options
+from siefm.domains.base import ActionBounds, Domain, EnvConfig, ObservationSpec, Presets, refuse_options
 from siefm.domains.tabletop.collect import FPS, ROBOT_TYPE, TabletopCollectConfig
 from siefm.domains.tabletop.demo import TabletopDemoConfig
 
@@ -34,6 +36,7 @@ PRESETS = Presets(
         "action_head": "tokenized",
         "steps_to_go_bins": 50,
         "steps_to_go_max": 100.0,
+        "min_scale": 0.01,  # the notebook's, for a Gaussian head chosen with --sft.model.action-head
     },
     improve={"num_updates": 16, "reward_scale": 0.05},
     # d's error near the goal picks better reward models from sub-optimal demonstrations (docs/tabletop.md)
@@ -79,6 +82,12 @@ class TabletopDomain(Domain):
         from siefm.domains.tabletop.env import TabletopConfig
 
         return TabletopConfig(**env).max_steps
+
+    def action_bounds(self, env: EnvConfig) -> ActionBounds:
+        from siefm.domains.tabletop.env import TabletopConfig
+
+        bound = np.full(2, TabletopConfig(**env).max_action)  # TabletopEnv.step clips the push to it
+        return -bound, bound
 
     def collect(self, out: Path, config: TabletopCollectConfig, overwrite: bool = False) -> Path:
         from siefm.domains.tabletop.collect import collect_tabletop

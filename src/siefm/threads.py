@@ -1,0 +1,51 @@
+"""How many threads a siefm process computes with: one per core it is given.
+
+torch sizes its thread pool from the machine, not from what the process may use: a job pinned to one core
+(`taskset -c 0`, a Slurm or Kubernetes CPU limit, `docker --cpus 1`) still starts a thread per core, and
+those threads spin-wait for each other on the shared core. On a 2-core machine that made a Stage 1 run
+6-20x slower (docs/performance.md, "Two jobs on two cores"). So every entry point calls
+`configure_threads` first: torch's and the BLAS libraries' threads are set to the cores given (the CPU
+affinity mask, capped by a cgroup CPU quota), or to SIEFM_THREADS where it is set.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import torch
+from threadpoolctl import threadpool_limits
+
+THREADS_VARIABLE = "SIEFM_THREADS"
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
+
+
+def cores_given() -> int:
+    """The CPUs this process may run on: its affinity mask, capped by a cgroup CPU quota (rounded up)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = cgroup_cpu_quota(CGROUP_CPU_MAX)
+    return max(1, min(cores, quota or cores))
+
+
+def cgroup_cpu_quota(path: Path) -> int | None:
+    """CPUs a cgroup v2 `cpu.max` file allows (rounded up); None where there is no quota or no file."""
+    try:
+        quota, period = path.read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max":
+        return None
+    return max(1, math.ceil(int(quota) / int(period)))
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Sets torch's and BLAS's threads to `threads`, else SIEFM_THREADS, else the cores given; returns it."""
+    if threads is None:
+        variable = os.environ.get(THREADS_VARIABLE, "").strip()
+        if variable and (not variable.isdigit() or int(variable) < 1):
+            raise ValueError(f"{THREADS_VARIABLE}={variable!r}: set it to a whole number of threads >= 1.")
+        threads = int(variable) if variable else cores_given()
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)  # numpy's OpenBLAS (or MKL) pool, which torch's setting does not reach
+    return threads
