@@ -3,13 +3,15 @@
     python benchmarks/profile_stages.py --dataset DATA --out runs/profile [--sft-steps 2048]
 
 Runs a Stage 1 (`train_sft`, `--sft-steps` steps, no plateau stop) on DATA, then a Stage 2 (`improve`,
-`--iterations` iterations) from it, with timers wrapped around the functions each stage calls: nothing in
-the stages is changed or reimplemented. Stage 1 parts: data (the next batch), forward (model and losses),
-backward, optimizer, validation, checkpoint I/O; the rest of the wall time is bookkeeping (metrics, the
-progress bar, the loop). Stage 2 parts: env (the fleet's step and reset), policy inference, reward
-inference (d of every new observation), update forward / backward / optimizer, practice I/O (streaming
-episodes to disk), state I/O (the resumable state after each iteration); the rest is bookkeeping (step
-records, returns, episode assembly). Writes OUT/profile.json and prints the two tables (docs/performance.md).
+`--iterations` iterations, `--num-envs` robots, other settings the defaults) from it, with timers wrapped
+around the functions each stage calls: nothing in the stages is changed or reimplemented. Stage 1 parts:
+setup (reading the dataset, building the model and its frames), data (the next batch), forward (model and
+losses), backward, optimizer, validation (and calibration), checkpoint I/O; the rest of the wall time is
+bookkeeping (metrics, the progress bar, the loop). Stage 2 parts: setup (checkpoints, env), env (the
+fleet's step and reset), policy inference, reward inference (d of every new observation), update forward
+/ backward / optimizer, practice I/O (streaming episodes to disk), state I/O (the resumable state after
+each iteration); the rest is bookkeeping (step records, returns, episode assembly, metrics). Writes
+OUT/profile.json and prints the two tables (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class Args:
     out: Path = Path("runs/profile")
     sft_steps: int = 2048
     iterations: int = 8
-    num_envs: int = 16
+    num_envs: int = 8
 
 
 class Timers:
@@ -74,9 +76,11 @@ class Timers:
     def table(self, wall: float, per: int, unit: str) -> dict[str, dict[str, float]]:
         parts = dict(self.seconds)
         parts["bookkeeping (the rest)"] = wall - sum(parts.values())
-        return {
-            label: {"seconds": s, "share": s / wall, f"ms_per_{unit}": 1000 * s / per} for label, s in parts.items()
-        }
+        per_unit = f"ms_per_{unit}"
+        table = {}
+        for label, seconds in parts.items():
+            table[label] = {"seconds": seconds, "share": seconds / wall, per_unit: 1000 * seconds / per}
+        return table
 
 
 def patch(stack: ExitStack, timers: Timers, owner: Any, name: str, label: str) -> None:
@@ -85,7 +89,7 @@ def patch(stack: ExitStack, timers: Timers, owner: Any, name: str, label: str) -
 
 def profile_stage1(args: Args, out: Path) -> dict:
     timers = Timers()
-    config = SFTConfig(steps=args.sft_steps, eval_every=args.sft_steps // 2, patience=None)
+    config = SFTConfig(steps=args.sft_steps, eval_every=args.sft_steps // 2, patience=0)
     frames_batches = stage1.Frames.batches
 
     def timed_batches(self: Any, *a: Any, **k: Any) -> Any:
@@ -109,10 +113,13 @@ def profile_stage1(args: Args, out: Path) -> dict:
         patch(stack, timers, stage1, "validation_losses", "validation")
         patch(stack, timers, stage1, "save_checkpoint", "checkpoint I/O")
         patch(stack, timers, stage1, "calibrate_detector", "validation")
+        for setup in ("stage1_inputs", "build_model", "model_frames"):
+            patch(stack, timers, stage1, setup, "setup (dataset, model, frames)")
         start = time.perf_counter()
         stage1.train_sft(args.dataset, out, config)
         wall = time.perf_counter() - start
-    return {"steps": args.sft_steps, "wall_seconds": wall, "parts": timers.table(wall, args.sft_steps, "step")}
+    parts = timers.table(wall, args.sft_steps, "step")
+    return {"steps": args.sft_steps, "wall_seconds": wall, "parts": parts}
 
 
 def profile_stage2(args: Args, sft_run: Path, out: Path) -> dict:
@@ -137,6 +144,7 @@ def profile_stage2(args: Args, sft_run: Path, out: Path) -> dict:
         patch(stack, timers, PracticeStream, "write", "practice I/O")
         patch(stack, timers, PracticeStream, "finish", "practice I/O")
         patch(stack, timers, stage2, "_save_state", "state I/O")
+        patch(stack, timers, stage2, "_load_inputs", "setup (checkpoints, env)")
         start = time.perf_counter()
         stage2.improve(sft_run, out, config)
         wall = time.perf_counter() - start

@@ -1,8 +1,9 @@
 """Two jobs on a small machine: Stage 1 speed alone and beside a second Stage 1, with torch's OpenMP threads
 as they come (one per core, spinning while they wait), sleeping while they wait (OMP_WAIT_POLICY=PASSIVE),
-or one thread per job (OMP_NUM_THREADS=1).
+one thread per job (OMP_NUM_THREADS=1), spinning only briefly before they sleep (GOMP_SPINCOUNT), or each
+job given its own core (`taskset -c K`: siefm then computes with one thread, siefm.threads).
 
-    python benchmarks/threads.py --out runs/threads [--settings default PASSIVE one-thread]
+    python benchmarks/threads.py --out runs/threads [--settings default PASSIVE one-thread pinned spin-10k]
 
 Each run is `siefm sft` on a PointMass dataset for `steps` steps; speed is taken between its first and
 last validation (after start-up). Writes `results.json`; the table is in docs/performance.md.
@@ -29,14 +30,23 @@ class Args:
     settings: tuple[str, ...] = ("default", "PASSIVE", "one-thread")
 
 
-SETTINGS = {"default": {}, "PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"}, "one-thread": {"OMP_NUM_THREADS": "1"}}
+SETTINGS = {
+    "default": {},
+    "PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "one-thread": {"OMP_NUM_THREADS": "1"},
+    "pinned": {},  # job K runs under `taskset -c K`
+    "spin-10k": {"GOMP_SPINCOUNT": "10000"},
+    "spin-1k": {"GOMP_SPINCOUNT": "1000"},
+}
 
 
-def start(dataset: Path, out: Path, steps: int, setting: str) -> subprocess.Popen:
-    unset = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")
+def start(dataset: Path, out: Path, steps: int, setting: str, job: int) -> subprocess.Popen:
+    unset = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT", "SIEFM_THREADS")
     env = {**{k: v for k, v in os.environ.items() if k not in unset}, **SETTINGS[setting]}
     command = [sys.executable, "-m", "siefm.cli", "sft", "--dataset", str(dataset), "--out", str(out)]
-    command += ["--sft.steps", str(steps), "--sft.eval-every", str(steps // 3)]
+    command += ["--sft.steps", str(steps), "--sft.eval-every", str(steps // 3), "--sft.patience", "0"]
+    if setting == "pinned":
+        command = ["taskset", "-c", str(sorted(os.sched_getaffinity(0))[job]), *command]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -63,7 +73,7 @@ def main(args: Args) -> None:
             results[key] = {"steps_per_second": []}
             for repeat in range(args.repeats):
                 runs = [args.out / f"{policy}-{together}-{repeat}-{k}" for k in range(together)]
-                jobs = [start(dataset, run, args.steps, policy) for run in runs]
+                jobs = [start(dataset, run, args.steps, policy, job) for job, run in enumerate(runs)]
                 if any(job.wait() != 0 for job in jobs):
                     raise RuntimeError(f"a Stage 1 run of {key} failed")
                 results[key]["steps_per_second"] += [speed(run) for run in runs]

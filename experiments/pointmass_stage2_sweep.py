@@ -49,6 +49,9 @@ VARIANTS: dict[str, dict] = {
     # N = 16 (the paper's): half the policy's movement per buffer at the same rate
     "n16-envs8-cap100-lr1e-4": {"lr": 1e-4, "num_envs": 8, "max_episode_steps": 100, "num_updates": 16},
     "n16-envs8-cap100-lr2e-4": {"lr": 2e-4, "num_envs": 8, "max_episode_steps": 100, "num_updates": 16},
+    "n16-envs8-cap100-lr1.25e-4": {"lr": 1.25e-4, "num_envs": 8, "max_episode_steps": 100, "num_updates": 16},
+    # N = 8: the same movement per buffer as N = 16 at half the rate, twice the progress per sample
+    "n8-envs8-cap100-lr2e-4": {"lr": 2e-4, "num_envs": 8, "max_episode_steps": 100, "num_updates": 8},
 }
 TARGET_SUCCESS, TARGET_RATIO = 0.99, 1.15
 

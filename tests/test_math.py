@@ -49,23 +49,22 @@ def test_plateau_goes_on_while_one_figure_still_improves_and_handles_negative_lo
     assert not rule.reached({"policy": -1.2, "reward": 2.0})  # policy: 0.2 better than |-1.0|, 20%
     assert not rule.reached({"policy": -1.21, "reward": 1.5})  # reward: 25%
     assert rule.reached({"policy": -1.25, "reward": 1.45})  # 3.3% and 3.3%
-    never = Plateau(patience=None, min_improvement=0.05)
+    never = Plateau(patience=0, min_improvement=0.05)
     assert not any(never.reached({"policy": 1.0}) for _ in range(10))
 
 
 def test_robots_to_start_fill_the_buffer_by_the_expected_length() -> None:
     active = np.array([True, True, False, False, False])
-    steps = np.array([10, 3, 0, 0, 0])
     # Episodes so far lasted 20 on average: 100 played + 2 under way x 20 = 140 expected; 60 short of
     # 200 is three more episodes, on the first three idle robots.
-    assert robots_to_start(active, steps, 100, 200, [10, 30]).tolist() == [2, 3, 4]
-    assert robots_to_start(active, steps, 100, 170, [10, 30]).tolist() == [2, 3]  # 30 short: 1.5 -> 2
-    assert robots_to_start(active, steps, 100, 140, [10, 30]).tolist() == []  # expected to fill it
-    assert robots_to_start(active, steps, 200, 200, [10, 30]).tolist() == []  # already full
-    assert robots_to_start(active, steps, 0, 200, []).tolist() == []  # no length known yet
+    assert robots_to_start(active, 100, 200, [10, 30]).tolist() == [2, 3, 4]
+    assert robots_to_start(active, 100, 170, [10, 30]).tolist() == [2, 3]  # 30 short: 1.5 -> 2
+    assert robots_to_start(active, 100, 140, [10, 30]).tolist() == []  # expected to fill it
+    assert robots_to_start(active, 200, 200, [10, 30]).tolist() == []  # already full
+    assert robots_to_start(active, 0, 200, []).tolist() == []  # no length known yet
     # Every robot idle and the buffer short: some start again, so the buffer always fills.
     idle = np.zeros(5, dtype=bool)
-    assert robots_to_start(idle, steps, 190, 200, [10, 30]).tolist() == [0]
+    assert robots_to_start(idle, 190, 200, [10, 30]).tolist() == [0]
 
 
 # --- steps-to-go labels -----------------------------------------------------------------------------------

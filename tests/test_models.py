@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,49 @@ def test_gaussian_log_prob_by_hand() -> None:
     assert_close(model.log_prob(obs, goal, action), expected)
     # The mode is the mean, in env units.
     assert_close(model.act(obs, goal, deterministic=True)[0], loc * head.action_std + head.action_mean)
+
+
+def test_clipped_gaussian_log_prob_by_hand() -> None:
+    """With bounds, an action at a bound scores the probability mass at or past it; inside, the density."""
+    from siefm.models.heads import GaussianActions
+
+    mean, scale = torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 0.5]])
+    stats = torch.zeros(2), torch.ones(2)  # env units = z-scored units
+    dist = GaussianActions(mean.clone().requires_grad_(), scale, *stats)
+    bounds = torch.tensor([-1.0, -1.0]), torch.tensor([1.0, 1.0])
+    phi = lambda x: 0.5 * (1 + math.erf(x / math.sqrt(2)))  # noqa: E731, the standard normal CDF
+    # Dimension 0 at the low bound: P(x <= -1) under N(0, 1); dimension 1 inside: N(1, 0.5) density at 0.5.
+    inside = -0.5 * ((0.5 - 1.0) / 0.5) ** 2 - math.log(0.5) - 0.5 * math.log(2 * math.pi)
+    expected = math.log(phi(-1.0)) + inside
+    assert_close(dist.log_prob(torch.tensor([[-1.0, 0.5]]), bounds), torch.tensor([expected]))
+    # At the high bound: P(x >= 1) under N(1, 0.5) is one half.
+    at_high = dist.log_prob(torch.tensor([[0.0, 1.0]]), bounds)
+    density_at_0 = -0.5 * math.log(2 * math.pi)
+    assert_close(at_high, torch.tensor([density_at_0 + math.log(0.5)]))
+    # Without bounds it is the plain density.
+    plain = dist.log_prob(torch.tensor([[-1.0, 0.5]]))
+    assert_close(plain, torch.tensor([-0.5 - 0.5 * math.log(2 * math.pi) + inside]))
+
+
+def test_clipped_gaussian_gradient_vanishes_past_the_bound_and_stays_finite() -> None:
+    from siefm.models.heads import GaussianActions
+
+    bounds = torch.tensor([-1.0]), torch.tensor([1.0])
+    gradients = []
+    for centre in (0.5, 5.0, 1e4):  # the mean inside, past the bound, far past it
+        mean = torch.tensor([[centre]], requires_grad=True)
+        dist = GaussianActions(mean, torch.tensor([[0.01]]), torch.zeros(1), torch.ones(1))
+        dist.log_prob(torch.tensor([[1.0]]), bounds).sum().backward()  # executed at the high bound
+        gradients.append(mean.grad.item())
+    assert all(math.isfinite(g) for g in gradients)
+    assert gradients[0] > 100  # inside: a strong pull towards the bound
+    assert 0 <= gradients[1] < 1e-6 and gradients[2] == 0  # past it: all mass is there, nothing to push
+    # The plain density would push a far-off mean back with a gradient of (1 - 1e4) / 0.01 ** 2.
+    far = torch.tensor([[1e4]], requires_grad=True)
+    GaussianActions(far, torch.tensor([[0.01]]), torch.zeros(1), torch.ones(1)).log_prob(
+        torch.tensor([[1.0]])
+    ).sum().backward()
+    assert far.grad.item() < -1e7
 
 
 def test_tokenized_actions_are_bin_centres_and_round_trip() -> None:

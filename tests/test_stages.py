@@ -6,12 +6,14 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ from siefm.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from siefm.config import ImproveConfig, ModelConfig, SFTConfig, from_dict, to_dict
 from siefm.data.dataset import DatasetError, read_dataset
 from siefm.data.stream import finish_stream
+from siefm.domains import get_domain
 from siefm.domains.pointmass.demonstrator import pd_action
 from siefm.domains.pointmass.env import PointMassConfig
 from siefm.domains.pointmass.fleet import LocalFleet
@@ -128,7 +131,7 @@ def test_sft_stops_when_validation_plateaus(dataset_dir: Path, tmp_path: Path) -
     _, meta = load_checkpoint(run / "checkpoints" / "reward")
     assert meta["step"] <= 40 and "success_threshold" in meta  # calibrated after the early stop
     # Without the rule, the same run goes on to its last step.
-    longer = train_sft(dataset_dir, tmp_path / "all", dataclasses.replace(config, steps=60, patience=None))
+    longer = train_sft(dataset_dir, tmp_path / "all", dataclasses.replace(config, steps=60, patience=0))
     assert json.loads((longer / "sft_summary.json").read_text())["steps"] == 60
 
 
@@ -432,6 +435,32 @@ def test_practice_buffer_holds_complete_episodes(models, spy: dict, gamma: float
     }
 
 
+def test_practice_stores_the_executed_clipped_action(models) -> None:
+    policy, reward_model = models
+    env = {"id": "siefm/PointMass-v0", "config": dataclasses.asdict(PointMassConfig(max_action=2e-4))}
+    bounds = get_domain(env["id"]).action_bounds(env["config"])
+    batch = collect_practice(
+        LocalFleet(8, PointMassConfig(max_action=2e-4), seed=3),
+        policy,
+        reward_model,
+        num_samples=200,
+        max_episode_steps=40,
+        gamma=0.9,
+        generator=torch.Generator().manual_seed(0),
+        action_bounds=bounds,
+    )
+    action = batch.action.numpy()
+    assert (np.abs(action) <= 2e-4 + 1e-9).all()
+    assert (np.isclose(np.abs(action), 2e-4)).any() and (np.abs(action) < 2e-4 - 1e-6).any()
+    # The updates score the same clipped actions; the loss stays finite.
+    config = dataclasses.replace(TINY_IMPROVE, num_updates=2, minibatch_size=32).resolve(env["id"])
+    optimizer = torch.optim.AdamW(policy.policy_parameters(), lr=1e-5)
+    state = copy.deepcopy(policy.state_dict())
+    loss = reinforce_updates(policy, optimizer, batch, config, torch.Generator().manual_seed(0), bounds)
+    policy.load_state_dict(state)
+    assert math.isfinite(loss)
+
+
 def test_episodes_reach_the_sink_as_they_end_and_are_the_buffers_episodes(models) -> None:
     policy, reward_model = models
     streamed: list[PracticeBatch] = []
@@ -535,7 +564,18 @@ train.improve(Path(sft_run), Path(out), from_dict(ImproveConfig, json.loads(conf
 
 
 @pytest.fixture(scope="module")
-def straight_run(sft_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def one_thread() -> Iterator[None]:
+    """The resume tests compare Stage 2 runs made in this process and in a child process bit for bit, so
+    all of them compute with one thread: floating-point sums may differ between thread counts, and this
+    process's count depends on what ran in it before."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def straight_run(sft_run: Path, tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> Path:
     return improve(sft_run, tmp_path_factory.mktemp("straight") / "run", FOUR).parent.parent
 
 

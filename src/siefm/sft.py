@@ -138,16 +138,16 @@ class Plateau:
     figure's best value has improved by `min_improvement` of itself (docs/method.md, "Stage 1's length").
 
     Judged on the best values so far (what the kept checkpoints score), so a noisy validation neither
-    stops a run nor keeps it going. `patience` None never stops."""
+    stops a run nor keeps it going. `patience` 0 never stops."""
 
-    def __init__(self, patience: int | None, min_improvement: float):
+    def __init__(self, patience: int, min_improvement: float):
         self.patience, self.min_improvement = patience, min_improvement
         self.history: list[dict[str, float]] = []  # the best values after each validation
 
     def reached(self, best: dict[str, float]) -> bool:
         """Records the best values after a validation; True once learning has stopped."""
         self.history.append(dict(best))
-        if self.patience is None or len(self.history) <= self.patience:
+        if self.patience == 0 or len(self.history) <= self.patience:
             return False
         before = self.history[-1 - self.patience]
         return all(before[k] - v < self.min_improvement * abs(before[k]) for k, v in best.items())
@@ -285,7 +285,7 @@ def train_sft(
     }
     logger = MetricLogger(out)
     best = {"policy": math.inf, "reward": math.inf}
-    plateau = Plateau(config.patience, config.min_improvement)
+    plateau = Plateau(config.patience or 0, config.min_improvement)
     last_step = config.steps
     log.info(
         "Stage 1: %d train / %d validation episodes, %d frames", len(train_ids), len(val_ids), len(train)

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 import torch
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 THREADS_VARIABLE = "SIEFM_THREADS"
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
@@ -40,12 +40,16 @@ def cgroup_cpu_quota(path: Path) -> int | None:
 
 
 def configure_threads(threads: int | None = None) -> int:
-    """Sets torch's and BLAS's threads to `threads`, else SIEFM_THREADS, else the cores given; returns it."""
+    """Sets torch's threads to `threads`, else SIEFM_THREADS, else the cores given, and caps the BLAS
+    libraries' pools at it; returns it. Settings that are already right are left alone, so a process that
+    needs no change computes exactly as before (explicitly set pools may sum in another order)."""
     if threads is None:
         variable = os.environ.get(THREADS_VARIABLE, "").strip()
         if variable and (not variable.isdigit() or int(variable) < 1):
             raise ValueError(f"{THREADS_VARIABLE}={variable!r}: set it to a whole number of threads >= 1.")
         threads = int(variable) if variable else cores_given()
-    torch.set_num_threads(threads)
-    threadpool_limits(threads)  # numpy's OpenBLAS (or MKL) pool, which torch's setting does not reach
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+    if any(pool["num_threads"] > threads for pool in threadpool_info() if pool["user_api"] == "blas"):
+        threadpool_limits(threads, user_api="blas")  # numpy's OpenBLAS, which torch's setting does not reach
     return threads

@@ -45,9 +45,9 @@ ENV_ID = REGISTRY["pointmass"].env_id
 
 
 # Stage 2 settings chosen by the sample-efficiency sweep (docs/pointmass.md, "Stage 2 in half the
-# notebook's samples"): twice the default rate, 8 robots (a smaller overshoot of the buffer), a 100-step
+# notebook's samples"): 2.5x the default rate, 8 robots (a smaller overshoot of the buffer), a 100-step
 # cap and 60 iterations of N x B = 16 x 64: about 63K env steps where the notebook plays 131K.
-DEMO_IMPROVE = ImproveConfig(lr=1e-4, num_envs=8, max_episode_steps=100, num_iterations=60)
+DEMO_IMPROVE = ImproveConfig(lr=1.25e-4, num_envs=8, max_episode_steps=100, num_iterations=60)
 
 
 @dataclass(frozen=True)

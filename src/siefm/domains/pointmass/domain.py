@@ -44,6 +44,7 @@ PRESETS = Presets(
         "min_scale": 0.1,
     },
     improve={"num_updates": 16, "reward_scale": 1 / 140},
+    sft={"patience": 4},  # Stage 1 stops on a validation plateau (docs/pointmass.md)
     eval_episodes=500,
 )
 
