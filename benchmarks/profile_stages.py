@@ -83,6 +83,32 @@ class Timers:
         return table
 
 
+# (owner, function, part): what each stage's timers wrap (the fleet's step and reset are wrapped as made).
+STAGE1_PARTS = [
+    (stage1, "sft_loss", "forward"),
+    (torch.Tensor, "backward", "backward"),
+    (torch.optim.AdamW, "step", "optimizer"),
+    (stage1, "validation_losses", "validation"),
+    (stage1, "calibrate_detector", "validation"),
+    (stage1, "save_checkpoint", "checkpoint I/O"),
+    *(
+        (stage1, name, "setup (dataset, model, frames)")
+        for name in ("stage1_inputs", "build_model", "model_frames")
+    ),
+]
+STAGE2_PARTS = [
+    (EFMBase, "act", "policy inference"),
+    (RewardModel, "distance", "reward inference"),
+    (EFMBase, "log_prob", "update forward"),
+    (torch.Tensor, "backward", "update backward"),
+    (torch.optim.AdamW, "step", "update optimizer"),
+    (PracticeStream, "write", "practice I/O"),
+    (PracticeStream, "finish", "practice I/O"),
+    (stage2, "_save_state", "state I/O"),
+    (stage2, "_load_inputs", "setup (checkpoints, env)"),
+]
+
+
 def patch(stack: ExitStack, timers: Timers, owner: Any, name: str, label: str) -> None:
     stack.enter_context(mock.patch.object(owner, name, timers.wrap(label, getattr(owner, name))))
 
@@ -107,14 +133,8 @@ def profile_stage1(args: Args, out: Path) -> dict:
 
     with ExitStack() as stack:
         stack.enter_context(mock.patch.object(stage1.Frames, "batches", timed_batches))
-        patch(stack, timers, stage1, "sft_loss", "forward")
-        patch(stack, timers, torch.Tensor, "backward", "backward")
-        patch(stack, timers, torch.optim.AdamW, "step", "optimizer")
-        patch(stack, timers, stage1, "validation_losses", "validation")
-        patch(stack, timers, stage1, "save_checkpoint", "checkpoint I/O")
-        patch(stack, timers, stage1, "calibrate_detector", "validation")
-        for setup in ("stage1_inputs", "build_model", "model_frames"):
-            patch(stack, timers, stage1, setup, "setup (dataset, model, frames)")
+        for owner, name, label in STAGE1_PARTS:
+            patch(stack, timers, owner, name, label)
         start = time.perf_counter()
         stage1.train_sft(args.dataset, out, config)
         wall = time.perf_counter() - start
@@ -133,18 +153,10 @@ def profile_stage2(args: Args, sft_run: Path, out: Path) -> dict:
         fleet.reset = timers.wrap("env", fleet.reset)
         return fleet
 
-    env_steps = 0
     with ExitStack() as stack:
         stack.enter_context(mock.patch.object(stage2, "make_fleet", timed_fleet))
-        patch(stack, timers, EFMBase, "act", "policy inference")
-        patch(stack, timers, RewardModel, "distance", "reward inference")
-        patch(stack, timers, EFMBase, "log_prob", "update forward")
-        patch(stack, timers, torch.Tensor, "backward", "update backward")
-        patch(stack, timers, torch.optim.AdamW, "step", "update optimizer")
-        patch(stack, timers, PracticeStream, "write", "practice I/O")
-        patch(stack, timers, PracticeStream, "finish", "practice I/O")
-        patch(stack, timers, stage2, "_save_state", "state I/O")
-        patch(stack, timers, stage2, "_load_inputs", "setup (checkpoints, env)")
+        for owner, name, label in STAGE2_PARTS:
+            patch(stack, timers, owner, name, label)
         start = time.perf_counter()
         stage2.improve(sft_run, out, config)
         wall = time.perf_counter() - start
