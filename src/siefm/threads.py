@@ -1,11 +1,12 @@
 """How many threads a siefm process computes with: one per core it is given.
 
-torch sizes its thread pool from the machine, not from what the process may use: a job pinned to one core
-(`taskset -c 0`, a Slurm or Kubernetes CPU limit, `docker --cpus 1`) still starts a thread per core, and
-those threads spin-wait for each other on the shared core. On a 2-core machine that made a Stage 1 run
-6-20x slower (docs/performance.md, "Two jobs on two cores"). So every entry point calls
-`configure_threads` first: torch's and the BLAS libraries' threads are set to the cores given (the CPU
-affinity mask, capped by a cgroup CPU quota), or to SIEFM_THREADS where it is set.
+torch sizes its thread pool from the CPUs the process may run on (its affinity: `taskset`, Slurm), but
+not from a cgroup CPU quota (`docker --cpus 1`, a Kubernetes limit): such a job starts a thread per
+visible core, and the threads spin-wait for each other on the cores the quota allows. Two threads per job
+with two jobs on a 2-core machine made a Stage 1 run 5-6x slower (docs/performance.md, "Two jobs on two
+cores"). So every `siefm` command calls `configure_threads` first: torch's threads, and the BLAS
+libraries' pools at most, are set to the cores given (the affinity mask capped by the quota), or to
+SIEFM_THREADS where it is set.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from siefm.improve.fleet import Fleet, Observations
 from siefm.improve.reinforce import discounted_returns
 from siefm.improve.reward import RewardModel, precision_recall
 from siefm.models.efm import EFMBase
+from siefm.models.heads import Bounds
 
 
 class EpisodeEnd(NamedTuple):
@@ -179,7 +180,7 @@ def practice_episodes(
     (`Domain.action_bounds`), clip the sampled actions: the robots execute, and the buffer holds, the
     clipped action, which Stage 2 then scores under the clipped policy (`EFMBase.log_prob`)."""
     num_envs = fleet.num_envs
-    bounds = None if action_bounds is None else tuple(torch.as_tensor(b).float() for b in action_bounds)
+    bounds = bound_tensors(action_bounds)
     obs = fleet.reset()
     d = reward_model.distance(*_inputs(obs, reward_model.model))
     episode = np.arange(num_envs)  # the id of the episode each robot is playing
@@ -264,6 +265,14 @@ def practice_episodes(
     if not whole_buffer:
         return None
     return _assemble({key: torch.stack(value) for key, value in columns.items()}, ends, counts, gamma)
+
+
+def bound_tensors(action_bounds: ActionBounds | None) -> Bounds | None:
+    """A domain's (low, high) action bounds as the float tensors the models take."""
+    if action_bounds is None:
+        return None
+    low, high = (torch.as_tensor(bound).float() for bound in action_bounds)
+    return low, high
 
 
 def robots_to_start(active: np.ndarray, played: int, wanted: int, lengths: list[int]) -> np.ndarray:

@@ -32,7 +32,7 @@ from siefm.improve.practice_data import PracticeStream, discard_unfinished, iter
 from siefm.improve.ray_fleet import RayFleet
 from siefm.improve.reinforce import reinforce_loss
 from siefm.improve.reward import RewardModel
-from siefm.improve.rollout import PracticeBatch, collect_practice
+from siefm.improve.rollout import PracticeBatch, bound_tensors, collect_practice
 from siefm.logging import MetricLogger, read_metrics
 from siefm.models.efm import EFMBase
 
@@ -250,7 +250,7 @@ def reinforce_updates(
     """N updates on minibatches of B samples drawn without replacement; returns the mean loss. With the
     domain's `action_bounds`, actions are scored as the simulator executed them (clipped)."""
     order = torch.randperm(batch.num_samples, generator=generator)[: config.samples_per_iteration]
-    bounds = None if action_bounds is None else tuple(torch.as_tensor(b).float() for b in action_bounds)
+    bounds = bound_tensors(action_bounds)
     losses = []
     for index in order.view(config.num_updates, config.minibatch_size):
         inputs, goal, action = batch.policy_inputs(index), batch.goal[index], batch.action[index]

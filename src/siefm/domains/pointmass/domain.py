@@ -2,7 +2,7 @@
 
 Its presets follow the published notebook where they can: a goal vector, a Gaussian action head, one
 steps-to-go class per step over 0..140 (docs/method.md explains why not the notebook's 50) and c = 1/140.
-Two differ, for Stage 2's stability at twice the learning rate (docs/pointmass.md, "Stage 2 in half the
+Two differ, for Stage 2's stability at 2.5x the default learning rate (docs/pointmass.md, "Stage 2 in half the
 notebook's samples"): the Gaussian's scale floor is 0.1 (the notebook's 0.01), and N = 16 updates per
 iteration (the paper's; the notebook's 32).
 """
