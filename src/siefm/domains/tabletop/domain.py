@@ -58,9 +58,10 @@ class TabletopDomain(Domain):
     collect_option = "tabletop"
     demo_config = TabletopDemoConfig
     demo_description = (
-        "Run the whole recipe on the tabletop from state observations (or camera frames, --obs pixels): "
-        "oracle demonstrations -> Stage 1 (all families) -> Stage 2 (block2block practice) -> 5 families x "
-        "50 episodes for Stage 1, Stage 2 and the oracle; writes results.json, success_by_family.png, "
+        "Run the whole recipe on the tabletop from state observations (or camera frames, --obs pixels), "
+        "about 9 minutes: detouring oracle demonstrations -> Stage 1 (all families, hindsight labels) -> "
+        "Stage 2 (300 block2block practice episodes) -> 200 block2block episodes for Stage 1, Stage 2 and "
+        "the oracle (--eval.families None: 5 families x 50); writes results.json, success_by_family.png, "
         "learning_curve.png and annotated videos."
     )
     hindsight_kinds = HINDSIGHT_KINDS
