@@ -23,11 +23,9 @@ MODEL_PRESET_FIELDS = (
     "steps_to_go_max",
     "min_scale",
 )
-GENERIC_MODEL_DEFAULTS: dict[str, Any] = {
-    "state_encoder": "flat",
-    "steps_to_go_sees": "full",
-    "min_scale": 0.01,
-}
+GENERIC_MODEL_DEFAULTS: dict[str, Any] = {"state_encoder": "flat", "steps_to_go_sees": "full"}
+# What a domain's presets need not give: the notebook's scale floor for Gaussian heads.
+NOTEBOOK_MODEL_DEFAULTS: dict[str, Any] = {"min_scale": 0.01}
 
 
 @dataclass(frozen=True)
@@ -231,7 +229,7 @@ class ModelConfig:
             text = "words" if self.pixel_readout == "board" else domain.presets.pixel_goal_encoder
             config = dataclasses.replace(self, goal_encoder=self.goal_encoder or text)
         defaults = GENERIC_MODEL_DEFAULTS if domain is None else domain.presets.model
-        return fill_defaults(config, defaults, MODEL_PRESET_FIELDS, env_id)
+        return fill_defaults(config, {**NOTEBOOK_MODEL_DEFAULTS, **defaults}, MODEL_PRESET_FIELDS, env_id)
 
 
 # What models were built with before these options existed or changed their default (a checkpoint that

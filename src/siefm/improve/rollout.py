@@ -253,7 +253,8 @@ def practice_episodes(
         d = d_next.clone()
         active &= ~done
         lengths += steps[ids].tolist()
-        start = robots_to_start(active, samples_started, num_samples, lengths)
+        # Checked only when an episode has ended: between ends the buffer's expected shortfall only shrinks.
+        start = robots_to_start(active, samples_started, num_samples, lengths) if ids.size else ids
         if start.size:
             next_obs = fleet.reset(start)  # new episodes on idle robots
             started = {key: value[start] for key, value in next_obs.items()}

@@ -92,7 +92,6 @@ class GymnasiumDomain(Domain):
             "action_head": "gaussian",
             "steps_to_go_bins": limit + 1,
             "steps_to_go_max": float(limit),
-            "min_scale": 0.01,  # the notebook's
         }
         improve = {"num_updates": 32, "reward_scale": 1 / limit}
         return Presets(model=model, improve=improve, eval_episodes=100, pixel_goal_encoder="words")

@@ -36,7 +36,6 @@ PRESETS = Presets(
         "action_head": "tokenized",
         "steps_to_go_bins": 50,
         "steps_to_go_max": 100.0,
-        "min_scale": 0.01,  # the notebook's, for a Gaussian head chosen with --sft.model.action-head
     },
     improve={"num_updates": 16, "reward_scale": 0.05},
     # d's error near the goal picks better reward models from sub-optimal demonstrations (docs/tabletop.md)
