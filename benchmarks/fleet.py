@@ -1,23 +1,27 @@
-"""Stage 2 collection speed on the tabletop (state observations): the local fleet against Ray actors.
+"""Stage 2 collection speed against the simulator's own speed, for any domain's Stage 1 run.
 
-    siefm sft --dataset DATA --out runs/sft-bc10 --sft.data-fraction 0.1 --sft.steps 30000 \
-        --sft.eval-every 1000 --sft.reward-selection steps_to_go_loss
-    python benchmarks/fleet.py --sft-run runs/sft-bc10 --out runs/bench-fleet
+    python benchmarks/fleet.py --sft-run runs/demo-tabletop/sft --out runs/bench-fleet
+    python benchmarks/fleet.py --sft-run runs/demo-pointmass/sft --out runs/bench-fleet-pointmass
 
-For each fleet (local; Ray with 1, 2 and 4 actors) it times `--iterations` Stage 2 collections of
-N x B = 1,024 samples of complete block2block episodes with 16 robots, with the same policy and reward
-model, and reports the median env steps/s, and its ratio to the raw simulator rate (one process stepping
-one env with random 3 cm pushes, nothing else). Ray's start-up (ray.init plus spawning the actors) is timed
-separately. Ray actors send finished episodes every `stream_interval_s` (default 0.2 s); `ray-2-per-episode`
-is 2 actors sending each episode the moment it ends. Results go to OUT/results.json.
+In one run, with the checkpoint's env, `--num-envs` robots and the same policy and reward model, it
+measures (median over `--iterations` collections of N x B samples of complete episodes):
+- the raw simulator: the domain's own fleet stepped with actions drawn from the practice actions, no model
+  and no bookkeeping, in one process, and in two processes at once with half the robots each (what this
+  machine gives two processes; on a shared 2-core machine, less than 2x);
+- the practice fleet in this process (one torch thread), with `--env-workers` worker processes stepping
+  the simulators, and as `--actors` Ray actors (start-up timed apart).
+Ratios are to the raw simulator in one process ("x raw") and to the in-process fleet. Results go to
+OUT/results.json (docs/fleet.md).
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,50 +29,47 @@ import tyro
 
 from siefm.checkpoint import load_checkpoint
 from siefm.config import ImproveConfig
-from siefm.domains import REGISTRY
-from siefm.domains.tabletop.env import TabletopConfig, TabletopEnv
 from siefm.eval.summaries import machine_info
 from siefm.improve.fleet import make_fleet, practice_env
 from siefm.improve.ray_fleet import RayFleet, import_ray
 from siefm.improve.reward import RewardModel
 from siefm.improve.rollout import collect_practice
 
-TABLETOP_ID = REGISTRY["tabletop"].env_id
-
 
 @dataclass(frozen=True)
 class Args:
     sft_run: Path
-    """A tabletop Stage 1 run (its policy acts, its reward model ends episodes)."""
+    """A Stage 1 run of any domain (its policy acts, its reward model ends episodes)."""
     out: Path = Path("runs/bench-fleet")
     iterations: int = 5
-    actors: tuple[int, ...] = (1, 2, 4)
-    raw_steps: int = 3000
-    per_episode_actors: tuple[int, ...] = (2,)
-    """Also time these actor counts with stream_interval_s = 0 (a Ray message per episode)."""
+    num_envs: int = 16
+    max_episode_steps: int = 200
+    raw_steps: int = 300
+    """Fleet steps of the raw simulator (each steps every robot)."""
+    env_workers: tuple[int, ...] = (2,)
+    actors: tuple[int, ...] = (1, 2)
 
 
-def raw_simulator_rate(steps: int) -> float:
-    env = TabletopEnv(TabletopConfig())
-    env.reset(seed=0)
-    rng = np.random.default_rng(0)
+def raw_rate(env: dict, config: ImproveConfig, actions: np.ndarray, steps: int, seed: int) -> float:
+    """Env steps/s of the domain's fleet alone, stepping every robot with practice actions at random."""
+    fleet = make_fleet(env, replace(config, env_workers=0, seed=seed))
+    fleet.reset()
+    rng = np.random.default_rng(seed)
+    draws = actions[rng.integers(len(actions), size=(steps, fleet.num_envs))]
     start = time.perf_counter()
-    for _ in range(steps):
-        env.step(rng.uniform(-0.03, 0.03, 2))
-    return steps / (time.perf_counter() - start)
+    for step in range(steps):
+        fleet.step(draws[step])
+    rate = steps * fleet.num_envs / (time.perf_counter() - start)
+    fleet.close()
+    return rate
 
 
-def main(args: Args) -> dict:
-    torch.set_num_threads(1)
-    policy, meta = load_checkpoint(args.sft_run / "checkpoints" / "policy")
-    reward_efm, reward_meta = load_checkpoint(args.sft_run / "checkpoints" / "reward")
-    reward_model = RewardModel(reward_efm, reward_meta["success_threshold"])
-    config = ImproveConfig().resolve(TABLETOP_ID)
-    env = practice_env(meta["env"], config)
-    results: dict = {"raw_env_steps_per_second": raw_simulator_rate(args.raw_steps), "fleets": {}}
+def _raw_worker(arguments: tuple) -> float:
+    return raw_rate(*arguments)
 
-    fleet = make_fleet(env, config)
-    rates = []
+
+def collection_rates(fleet: Any, policy: Any, reward_model: RewardModel, config: ImproveConfig, args: Args):
+    rates, batch = [], None
     for _ in range(args.iterations):
         start = time.perf_counter()
         batch = collect_practice(
@@ -76,19 +77,50 @@ def main(args: Args) -> dict:
             policy,
             reward_model,
             num_samples=config.samples_per_iteration,
-            max_episode_steps=200,
+            max_episode_steps=args.max_episode_steps,
             gamma=config.gamma,
         )
         rates.append(batch.num_samples / (time.perf_counter() - start))
+    return rates, batch
+
+
+def main(args: Args) -> dict:
+    torch.set_num_threads(1)
+    policy, meta = load_checkpoint(args.sft_run / "checkpoints" / "policy")
+    reward_efm, reward_meta = load_checkpoint(args.sft_run / "checkpoints" / "reward")
+    reward_model = RewardModel(reward_efm, reward_meta["success_threshold"])
+    env_id = meta["env"]["id"]
+    config = ImproveConfig(num_envs=args.num_envs).resolve(env_id)
+    env = practice_env(meta["env"], config)
+    results: dict = {"env": env, "num_envs": args.num_envs, "fleets": {}}
+
+    fleet = make_fleet(env, config)
+    rates, batch = collection_rates(fleet, policy, reward_model, config, args)
+    fleet.close()
     results["fleets"]["local"] = {"env_steps_per_second": float(np.median(rates)), "all": rates}
+    actions = batch.action.numpy().astype(np.float64)
+    results["raw_env_steps_per_second"] = raw_rate(env, config, actions, args.raw_steps, 0)
+    half = replace(config, num_envs=max(1, args.num_envs // 2))
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        pair = pool.map(_raw_worker, [(env, half, actions, args.raw_steps, seed) for seed in (1, 2)])
+    results["raw_two_processes_env_steps_per_second"] = float(sum(pair))
+
+    for workers in args.env_workers:
+        worker_config = replace(config, env_workers=workers)
+        start = time.perf_counter()
+        fleet = make_fleet(env, worker_config)
+        startup = time.perf_counter() - start
+        rates, _ = collection_rates(fleet, policy, reward_model, worker_config, args)
+        fleet.close()
+        results["fleets"][f"local, {workers} env workers"] = {
+            "env_steps_per_second": float(np.median(rates)),
+            "all": rates,
+            "startup_seconds": startup,
+        }
 
     ray = import_ray()
-    runs = [(actors, ImproveConfig().stream_interval_s) for actors in args.actors]
-    runs += [(actors, 0.0) for actors in args.per_episode_actors]
-    for actors, interval in runs:
-        ray_config = ImproveConfig(fleet="ray", actors=actors, stream_interval_s=interval).resolve(
-            TABLETOP_ID
-        )
+    for actors in args.actors:
+        ray_config = replace(config, fleet="ray", actors=actors)
         start = time.perf_counter()
         ray_fleet = RayFleet(env, ray_config, policy, reward_model)
         ray.get([actor.set_weights.remote(policy.state_dict(), -1) for actor in ray_fleet.actors])
@@ -96,20 +128,18 @@ def main(args: Args) -> dict:
         rates = []
         for iteration in range(args.iterations):
             start = time.perf_counter()
-            batch = ray_fleet.collect(policy, 0, iteration, 200)
+            batch = ray_fleet.collect(policy, 0, iteration, args.max_episode_steps)
             rates.append(batch.num_samples / (time.perf_counter() - start))
         ray_fleet.close()
-        name = (
-            f"ray-{actors}" if interval == ImproveConfig().stream_interval_s else f"ray-{actors}-per-episode"
-        )
-        results["fleets"][name] = {
+        results["fleets"][f"ray-{actors}"] = {
             "env_steps_per_second": float(np.median(rates)),
             "all": rates,
             "startup_seconds": startup,
-            "stream_interval_s": interval,
         }
         ray.shutdown()  # each configuration starts its own instance, so start-up is measured each time
+
     raw = results["raw_env_steps_per_second"]
+    results["raw_two_processes_ratio"] = results["raw_two_processes_env_steps_per_second"] / raw
     local = results["fleets"]["local"]["env_steps_per_second"]
     for entry in results["fleets"].values():
         entry["ratio_to_raw_simulator"] = entry["env_steps_per_second"] / raw
@@ -122,10 +152,11 @@ def main(args: Args) -> dict:
 
 if __name__ == "__main__":
     out = main(tyro.cli(Args))
-    print(f"raw simulator: {out['raw_env_steps_per_second']:.0f} env steps/s")
+    raw, two = out["raw_env_steps_per_second"], out["raw_two_processes_env_steps_per_second"]
+    print(f"raw simulator: {raw:.0f} env steps/s in one process, {two:.0f} in two ({two / raw:.2f}x)")
     for name, entry in out["fleets"].items():
         startup = f"start-up {entry['startup_seconds']:.1f} s" if "startup_seconds" in entry else ""
-        rate, local, raw = (
+        rate, local, ratio = (
             entry[k] for k in ("env_steps_per_second", "ratio_to_local_fleet", "ratio_to_raw_simulator")
         )
-        print(f"{name:18s} {rate:7.0f} env steps/s  x{local:.2f} local  x{raw:.2f} raw  {startup}")
+        print(f"{name:22s} {rate:7.0f} env steps/s  x{local:.2f} local  x{ratio:.2f} raw  {startup}")

@@ -300,6 +300,19 @@ def test_a_failed_start_can_be_retried_with_the_same_out(sft_run: Path, tmp_path
     improve(sft_run, tmp_path / "rl", dataclasses.replace(TINY_IMPROVE, num_iterations=1))
 
 
+def test_improve_with_env_workers_practises_in_worker_processes(sft_run: Path, tmp_path: Path) -> None:
+    """Stage 2 with its simulators in 2 worker processes: a run completes, holds complete episodes of
+    N x B samples, and its fleet state resumes (it is what `--improve.env-workers` builds for any domain)."""
+    config = dataclasses.replace(TINY_IMPROVE, env_workers=2, num_iterations=1)
+    out = tmp_path / "rl"
+    improve(sft_run, out, config)
+    (record,) = read_metrics(out / "metrics.jsonl")
+    assert record["improve/env_steps"] >= config.samples_per_iteration
+    assert 1 <= record["rollout/episode_length"] <= PointMassConfig().max_steps
+    batch = read_dataset(out / "practice" / "iteration-0001")
+    assert batch.num_episodes == record["rollout/episodes"]
+
+
 def test_improve_on_an_uncalibrated_reward_checkpoint(sft_run: Path, tmp_path: Path) -> None:
     uncalibrated = copy_sft_run(sft_run, tmp_path / "sft", drop="success_threshold")
     with pytest.raises(ValueError, match=r"success_threshold|success threshold"):
@@ -502,6 +515,9 @@ class StraightLinePolicy:
 
     def goal_input(self, goals):
         return torch.as_tensor(goals)
+
+    def encode_goal(self, goal):  # vector goals: nothing to precompute, as for the state EFM
+        return goal
 
     def frozen_inputs(self, obs):  # state observations: nothing frozen, as for the state EFM
         return dict(obs)

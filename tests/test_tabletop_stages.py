@@ -241,6 +241,27 @@ def test_forward_encodes_the_instruction_once_and_matches_the_per_head_calls(ste
     assert_close(output.actions.log_prob(action), model.log_prob({"state": state}, goals, action))
 
 
+@pytest.mark.parametrize("selector_keys", ["names", "slots"])
+def test_a_goal_encoded_once_gives_what_the_raw_goal_gives(selector_keys: str) -> None:
+    """What Stage 2's rollout relies on to encode an episode's instruction once, not at every step."""
+    model = tabletop_model(selector_keys=selector_keys).eval()
+    state = torch.randn(4, STATE_DIM, generator=torch.Generator().manual_seed(1))
+    goals = model.goal_input(["push the red moon to the blue cube", "move the green star up"] * 2)
+    encoded = model.encode_goal(goals)
+    assert set(encoded) == {"goal", "text", "weights"}
+    for method in ("steps_to_go", "steps_to_go_logits"):
+        assert_close(
+            getattr(model, method)({"state": state}, encoded), getattr(model, method)({"state": state}, goals)
+        )
+    raw, coded = (model.action_distribution({"state": state}, g) for g in (goals, encoded))
+    assert_close(coded.mode(), raw.mode())
+    rows = np.array([3, 1])
+    assert_close(
+        model.steps_to_go({"state": state[rows]}, encoded.rows(rows)),
+        model.steps_to_go({"state": state[rows]}, goals[rows]),
+    )
+
+
 def test_a_checkpoint_from_before_word_positions_loads_as_words_from_the_start(tmp_path: Path) -> None:
     old = tabletop_model(word_positions="start")
     path = save_checkpoint(tmp_path / "old", old, {"env": {"id": TABLETOP_ID}})
@@ -313,6 +334,62 @@ def test_only_active_robots_move() -> None:
 def fleet_for(env: dict, **options) -> TabletopFleet:
     config = ImproveConfig(**options).resolve(TABLETOP_ID)
     return make_fleet(practice_env(env, config), config)
+
+
+def test_env_workers_step_the_boards_their_own_fleets_would(tmp_path: Path) -> None:
+    """Two worker processes hold the robots in two shares, each exactly a fleet of the domain's own with
+    the worker's seed: the same boards, moves, success flags and resets, gathered in robot order."""
+    from siefm.improve.process_fleet import ProcessFleet
+
+    config = ImproveConfig(num_envs=3, env_workers=2, seed=5).resolve(TABLETOP_ID)
+    env = practice_env(STANDARD_BOARD, config)
+    fleet = ProcessFleet(env, config)
+    seeds = np.random.SeedSequence([5, 2]).generate_state(2)
+    sizes = (2, 1)
+    shares = [fleet_for(STANDARD_BOARD, num_envs=n, seed=int(k)) for n, k in zip(sizes, seeds, strict=True)]
+
+    def gathered(parts: list) -> dict:
+        return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+    try:
+        obs = fleet.reset()
+        expected = gathered([share.reset() for share in shares])
+        np.testing.assert_array_equal(obs["state"], expected["state"])
+        np.testing.assert_array_equal(obs["goal"], expected["goal"])
+        actions = np.array([[0.05, 0.0], [0.0, -0.05], [0.03, 0.03]])
+        active = np.array([True, False, True])
+        moved, success = fleet.step(actions, active)
+        rows = ([0, 1], [2])
+        steps = [share.step(actions[r], active[r]) for share, r in zip(shares, rows, strict=True)]
+        np.testing.assert_array_equal(moved["state"], gathered([obs for obs, _ in steps])["state"])
+        np.testing.assert_array_equal(success, np.concatenate([s for _, s in steps]))
+        again = fleet.reset(np.array([2]))  # only robot 2, in the second worker, starts anew
+        np.testing.assert_array_equal(again["state"][:2], moved["state"][:2])
+        np.testing.assert_array_equal(again["state"][2], shares[1].reset(np.array([0]))["state"][0])
+        assert fleet.metrics() == {"rollout/board_resets": 4}
+        state = fleet.rng_state()
+        first = fleet.reset()
+        fleet.set_rng_state(state)
+        np.testing.assert_array_equal(fleet.reset()["state"], first["state"])
+    finally:
+        fleet.close()
+    assert not any(process.is_alive() for process in fleet.processes)
+
+
+def test_an_env_worker_that_fails_raises_its_error_here() -> None:
+    from siefm.improve.process_fleet import ProcessFleet
+
+    config = ImproveConfig(num_envs=2, env_workers=2).resolve(TABLETOP_ID)
+    env = {"id": TABLETOP_ID, "config": {"block_set": "no such set"}}
+    with pytest.raises(RuntimeError, match="env worker 0 failed"):
+        ProcessFleet(env, config)
+
+
+def test_env_workers_are_checked_against_the_fleet() -> None:
+    with pytest.raises(ValueError, match="env_workers"):
+        ImproveConfig(num_envs=2, env_workers=3)
+    with pytest.raises(ValueError, match="env_workers"):
+        ImproveConfig(env_workers=2, fleet="ray")
 
 
 def test_make_fleet_follows_the_practice_config() -> None:

@@ -54,5 +54,9 @@ def practice_env(env: dict[str, Any], config: ImproveConfig) -> dict[str, Any]:
 
 def make_fleet(env: dict[str, Any], config: ImproveConfig, camera_size: int | None = None) -> Fleet:
     """The domain's fleet for `env` (from `practice_env`); `camera_size` adds camera frames for pixel
-    models."""
+    models. With `config.env_workers`, the robots are split among that many worker processes."""
+    if config.env_workers:
+        from siefm.improve.process_fleet import ProcessFleet  # it builds on this module
+
+        return ProcessFleet(env, config, camera_size)
     return get_domain(env["id"]).make_fleet(env["config"], config, camera_size)

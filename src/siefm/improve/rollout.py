@@ -30,7 +30,7 @@ from siefm.domains.base import ActionBounds
 from siefm.improve.fleet import Fleet, Observations
 from siefm.improve.reinforce import discounted_returns
 from siefm.improve.reward import RewardModel, precision_recall
-from siefm.models.efm import EFMBase
+from siefm.models.efm import EFMBase, EncodedGoal, GoalInput
 from siefm.models.heads import Bounds
 
 
@@ -125,11 +125,43 @@ def _first_steps(episode_id: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(first)
 
 
-def _inputs(obs: Observations, model: EFMBase) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """A model's inputs from fleet observations (each model encodes the raw goals and frames its own way;
-    frozen encodings are computed here once)."""
-    tensors = {key: torch.from_numpy(obs[key]) for key in ("state", "pixels") if key in obs}
-    return model.frozen_inputs(tensors), model.goal_input(obs["goal"])
+def _observation(obs: Observations, model: EFMBase) -> dict[str, torch.Tensor]:
+    """A model's observation input from fleet observations (frozen encodings computed here once)."""
+    return model.frozen_inputs({key: torch.from_numpy(obs[key]) for key in ("state", "pixels") if key in obs})
+
+
+class RobotGoals:
+    """One model's goal input for every robot (`input`, what the buffer stores) and its encoding
+    (`encoded`, what the model reads). Goals change only when a robot starts an episode, and the weights
+    not at all while the fleet plays, so both are made then, for those robots, not at every step: on the
+    tabletop that cut the rollout's inference by about half (docs/fleet.md)."""
+
+    def __init__(self, model: EFMBase, raw_goals: np.ndarray):
+        self.model = model
+        self.input = model.goal_input(raw_goals)
+        self.encoded = model.encode_goal(self.input)
+
+    def restart(self, robots: np.ndarray, raw_goals: np.ndarray) -> None:
+        """New goals for `robots`. The tensors are replaced, not written to, so the step records already
+        taken keep the goals they were played with."""
+        new_input = self.model.goal_input(raw_goals)
+        new_encoded = self.model.encode_goal(new_input)
+        self.input = _with_rows(self.input, robots, new_input)
+        if isinstance(self.encoded, EncodedGoal):
+            self.encoded = EncodedGoal(
+                {name: _with_rows(value, robots, new_encoded[name]) for name, value in self.encoded.items()}
+            )
+        else:
+            self.encoded = self.input
+
+    def rows(self, robots: np.ndarray) -> GoalInput:
+        return self.encoded.rows(robots) if isinstance(self.encoded, EncodedGoal) else self.encoded[robots]
+
+
+def _with_rows(table: torch.Tensor, rows: np.ndarray, values: torch.Tensor) -> torch.Tensor:
+    table = table.clone()
+    table[torch.from_numpy(rows)] = values
+    return table
 
 
 EpisodeSink = Callable[["PracticeBatch"], None]  # receives complete episodes as a PracticeBatch
@@ -182,7 +214,8 @@ def practice_episodes(
     num_envs = fleet.num_envs
     bounds = bound_tensors(action_bounds)
     obs = fleet.reset()
-    d = reward_model.distance(*_inputs(obs, reward_model.model))
+    policy_goals, reward_goals = RobotGoals(policy, obs["goal"]), RobotGoals(reward_model.model, obs["goal"])
+    d = reward_model.distance(_observation(obs, reward_model.model), reward_goals.encoded)
     episode = np.arange(num_envs)  # the id of the episode each robot is playing
     next_episode = num_envs
     steps = np.zeros(num_envs, dtype=np.int64)
@@ -199,12 +232,12 @@ def practice_episodes(
     ends: dict[int, EpisodeEnd] = {}
     lengths: list[int] = []  # of the episodes ended so far
     while active.any():
-        obs_t, goal_t = _inputs(obs, policy)
-        action, _ = policy.act(obs_t, goal_t, generator=generator)
+        obs_t = _observation(obs, policy)
+        action, _ = policy.act(obs_t, policy_goals.encoded, generator=generator)
         if bounds is not None:  # the action the robot executes is the one stored and scored
             action = torch.clamp(action, *bounds)
         next_obs, true_success = fleet.step(action.numpy().astype(np.float64), active)
-        d_next = reward_model.distance(*_inputs(next_obs, reward_model.model))
+        d_next = reward_model.distance(_observation(next_obs, reward_model.model), reward_goals.encoded)
         detected = reward_model.is_success(d_next).numpy()
         steps += active
         samples_started += int(active.sum())
@@ -224,7 +257,7 @@ def practice_episodes(
         reward = (d - d_next) * torch.from_numpy(active)  # r_t = d_t - d_{t+1}; zero for idle robots
         step_record = {
             "state": obs_t["state"],
-            "goal": goal_t,
+            "goal": policy_goals.input,
             "action": action,
             "reward": reward,
             "d": d,
@@ -258,7 +291,10 @@ def practice_episodes(
         if start.size:
             next_obs = fleet.reset(start)  # new episodes on idle robots
             started = {key: value[start] for key, value in next_obs.items()}
-            d[start] = reward_model.distance(*_inputs(started, reward_model.model))
+            policy_goals.restart(start, started["goal"])
+            reward_goals.restart(start, started["goal"])
+            started_obs = _observation(started, reward_model.model)
+            d[start] = reward_model.distance(started_obs, reward_goals.rows(start))
             steps[start], ever_true[start], robot_counts[:, start], active[start] = 0, False, 0, True
             episode[start] = next_episode + np.arange(start.size)
             next_episode += start.size

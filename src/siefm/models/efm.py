@@ -44,6 +44,19 @@ class ModelSpec:
             object.__setattr__(self, name, tuple(getattr(self, name)))  # a JSON list after loading
 
 
+class EncodedGoal(dict):
+    """What a model computes from its goal input alone, by name, each (B, ...) row-aligned with the goals;
+    "goal" holds the goal input itself. A model's methods take it wherever they take a goal, with the same
+    result: a caller that keeps the same goals for many steps under unchanged weights (Stage 2's rollout,
+    for an episode) encodes them once (`EFMBase.encode_goal`) instead of at every step."""
+
+    def rows(self, index: torch.Tensor | np.ndarray) -> EncodedGoal:
+        return EncodedGoal({name: value[index] for name, value in self.items()})
+
+
+GoalInput = torch.Tensor | EncodedGoal
+
+
 @dataclass
 class EFMOutput:
     actions: ActionDistribution
@@ -80,14 +93,19 @@ class EFMBase(nn.Module):
     vision: VisionEncoder | None
     selector: ObjectSelector | None
 
-    def action_distribution(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> ActionDistribution:
+    def action_distribution(self, obs: Mapping[str, torch.Tensor], goal: GoalInput) -> ActionDistribution:
         raise NotImplementedError
 
-    def steps_to_go_logits(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
+    def steps_to_go_logits(self, obs: Mapping[str, torch.Tensor], goal: GoalInput) -> torch.Tensor:
         raise NotImplementedError
 
     def goal_input(self, goals: np.ndarray | Sequence[str]) -> torch.Tensor:
         raise NotImplementedError
+
+    def encode_goal(self, goal: torch.Tensor) -> GoalInput:
+        """`goal` with what depends on it alone computed once (an `EncodedGoal`), for callers that reuse it
+        with unchanged weights; models with nothing worth precomputing return `goal` itself."""
+        return goal
 
     def frozen_inputs(self, obs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """`obs` with frozen encodings precomputed, for reuse across Stage 2 updates."""
@@ -134,7 +152,7 @@ class EFMBase(nn.Module):
     def act(
         self,
         obs: Mapping[str, torch.Tensor],
-        goal: torch.Tensor,
+        goal: GoalInput,
         *,
         deterministic: bool = False,
         generator: torch.Generator | None = None,
@@ -155,7 +173,7 @@ class EFMBase(nn.Module):
         executes, the sample clipped to them."""
         return self.action_distribution(obs, goal).log_prob(action, bounds)
 
-    def steps_to_go(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
+    def steps_to_go(self, obs: Mapping[str, torch.Tensor], goal: GoalInput) -> torch.Tensor:
         """d(o, g): expected steps-to-go under the categorical prediction, (B,)."""
         return self.steps_to_go_bins.expectation(self.steps_to_go_logits(obs, goal))
 
@@ -256,7 +274,7 @@ class EFM(EFMBase):
         if self.selector.keys is None:
             self.selector.object_words = self.tokenizer.encode(names).to(self.selector.object_words.device)
 
-    def _encode(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> list[torch.Tensor]:
+    def _encode(self, obs: Mapping[str, torch.Tensor], goal: GoalInput) -> list[torch.Tensor]:
         """The encoded inputs, one pass of the encoders: [z-scored state and goal] for vector goals, else
         [z-scored state, instruction code] and, with object selection, the selected objects' features.
 
@@ -264,10 +282,21 @@ class EFM(EFMBase):
         the text encoder and the selector run once per batch, not once per head."""
         if self.tokenizer is None:
             return [(torch.cat([obs["state"], goal], dim=-1) - self.input_mean) / self.input_std]
-        pieces = [(obs["state"] - self.input_mean) / self.input_std, self.text_encoder(goal)]
+        code = goal if isinstance(goal, EncodedGoal) else self.encode_goal(goal)
+        pieces = [(obs["state"] - self.input_mean) / self.input_std, code["text"]]
         if self.selector is not None:
-            pieces.append(self.selector(obs["state"], pieces[1], goal))
+            pieces.append(self.selector(obs["state"], code["text"], code["goal"], code.get("weights")))
         return pieces
+
+    def encode_goal(self, goal: torch.Tensor) -> GoalInput:
+        """Instruction goals: the word ids with their text code and, with object selection, the selector's
+        weights over the objects (both depend on the instruction alone)."""
+        if self.tokenizer is None:
+            return goal
+        code = EncodedGoal(goal=goal, text=self.text_encoder(goal))
+        if self.selector is not None:
+            code["weights"] = self.selector.weights(code["text"], goal)
+        return code
 
     def _steps_to_go_input(
         self, pieces: list[torch.Tensor], policy_input: torch.Tensor | None = None
@@ -278,10 +307,10 @@ class EFM(EFMBase):
             return torch.cat(pieces[1:], dim=-1)
         return torch.cat(pieces, dim=-1) if policy_input is None else policy_input
 
-    def action_distribution(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> ActionDistribution:
+    def action_distribution(self, obs: Mapping[str, torch.Tensor], goal: GoalInput) -> ActionDistribution:
         return self.action_head(self.policy_tower(torch.cat(self._encode(obs, goal), dim=-1)))
 
-    def steps_to_go_logits(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
+    def steps_to_go_logits(self, obs: Mapping[str, torch.Tensor], goal: GoalInput) -> torch.Tensor:
         return self.steps_to_go_head(self.steps_to_go_tower(self._steps_to_go_input(self._encode(obs, goal))))
 
     def forward(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> EFMOutput:

@@ -129,10 +129,18 @@ class ObjectSelector(nn.Module):
         return torch.softmax(queries @ self.keys.T / math.sqrt(self.key_dim), dim=-1)
 
     def forward(
-        self, state: torch.Tensor, text: torch.Tensor, ids: torch.Tensor | None = None
+        self,
+        state: torch.Tensor,
+        text: torch.Tensor,
+        ids: torch.Tensor | None = None,
+        weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """The selected objects' features; `weights`, if given, are `self.weights(text, ids)` computed
+        before (they depend on the instruction alone)."""
         objects = state[:, self.prefix_dim :].view(-1, self.num_objects, self.object_dim)
-        selected = self.weights(text, ids) @ objects  # (B, roles, object_dim)
+        if weights is None:
+            weights = self.weights(text, ids)
+        selected = weights @ objects  # (B, roles, object_dim)
         positions = selected[..., :2] * POSITION_SCALE
         to_pusher = positions - state[:, None, :2] * POSITION_SCALE
         features = [selected[..., 2:].flatten(1), positions.flatten(1), to_pusher.flatten(1)]
