@@ -14,26 +14,17 @@ outputs are cached per instruction string, since a fleet repeats the same instru
 from __future__ import annotations
 
 import functools
-import importlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import torch
 
-INSTALL = "pip install 'siefm[pretrained]'"
+from siefm.optional import import_optional
+
 MAX_TOKENS = 24  # word pieces per instruction, [CLS] and [SEP] included (the tabletop's longest: 17)
 ENCODE_BATCH = 64  # instructions per forward pass: one pass over thousands ran 4x slower per instruction
-
-
-def import_optional(module: str, purpose: str) -> ModuleType:
-    """Imports `module`, or raises a ValueError that names the extra to install."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        raise ValueError(f"{purpose} needs the package {module!r}: {INSTALL}.") from error
 
 
 def minilm_path() -> str:

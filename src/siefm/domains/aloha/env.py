@@ -1,0 +1,185 @@
+"""Aloha in simulation: gym-aloha's bimanual ViperX scenes, controlled as the paper controls them.
+
+The scenes, their physics, their seeded object poses and their 0-4 contact rewards are gym-aloha's
+(`pip install 'siefm[aloha]'`); what this env changes is how it is driven and what it shows:
+- **Actions are absolute joint targets**, 14 per 50 Hz step: each arm's 6 joint angles in radians and its
+  gripper, normalised (0 closed, 1 open), as gym-aloha executes them. The env steps at 10 Hz, each step a
+  chunk of 5 such targets (70 numbers), the paper's control. gym-aloha declares Box(-1, 1, (14,)), which
+  is wrong (targets reach +-3.14); the action space here holds what the actuators execute: each joint's
+  control range, and the grippers' normalised range that the finger actuators can reach.
+- **Observations**: `state` is the joints' positions and velocities (14 + 14, grippers normalised) and the
+  objects' free-joint poses (cube: 7; insertion's peg and socket: 14). With `observation="pixels"`,
+  `pixels` is the top camera at `image_size`, rendered once per 10 Hz step with shadows off (gym-aloha
+  renders three 640 x 480 cameras with shadows at every 50 Hz step: 9.5 steps/s here).
+- **Success** (`info["is_success"]`) is gym-aloha's: reward 4 at any 50 Hz step (transfer: the left
+  finger touches the cube and the cube is off the table, even while the right gripper still holds it;
+  insertion: the peg touches the pin). The episode terminates there, as gym-aloha's does;
+  `info["stage"]` is the 0-4 reward of the last 50 Hz step.
+- `reset(seed=K)` draws the object poses as gym-aloha's env does from the same seed, so the stock
+  `gym_aloha` env reset with K starts from the same poses.
+- dm_control raises `PhysicsError` when commands make the simulation unstable; this env lets it through,
+  and Stage 2 ends that robot's episode as a failure (siefm.improve.rollout).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from siefm.optional import import_optional
+
+CHUNK = 5  # 50 Hz joint targets per 10 Hz step (the paper's action chunks)
+JOINTS = 14  # per arm: 6 joints and the gripper
+SCENES = {"transfer_cube": "bimanual_viperx_transfer_cube.xml", "insertion": "bimanual_viperx_insertion.xml"}
+TASK_TEXT = {
+    "transfer_cube": "transfer the cube to the left arm",
+    "insertion": "insert the peg into the socket",
+}
+
+
+@dataclass(frozen=True)
+class AlohaConfig:
+    task: str = "transfer_cube"
+    """'transfer_cube' or 'insertion'."""
+    observation: str = "state"
+    """'state', or 'pixels' (adds the top camera at `image_size`)."""
+    image_size: int = 96
+    max_steps: int = 100
+    """Time limit in 10 Hz steps (10 s; gym-aloha's is 300 steps at 50 Hz, 6 s, shorter than a scripted
+    transfer of about 7 s)."""
+
+    def __post_init__(self) -> None:
+        if self.task not in SCENES:
+            raise ValueError(f"Aloha task {self.task!r}: choose one of {sorted(SCENES)}.")
+        if self.observation not in ("state", "pixels"):
+            raise ValueError(f"Aloha observation {self.observation!r}: choose 'state' or 'pixels'.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class AlohaEnv(gym.Env):
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(
+        self, config: AlohaConfig | None = None, render_mode: str | None = "rgb_array", **kwargs: Any
+    ):
+        self.config = config or AlohaConfig(**kwargs)
+        self.render_mode = render_mode
+        self._scene = _Scene(self.config.task)
+        low, high = self._scene.action_range()
+        self.action_space = spaces.Box(np.tile(low, CHUNK), np.tile(high, CHUNK), dtype=np.float64)
+        state_dim = 2 * JOINTS + self._scene.object_dim
+        observation = {"state": spaces.Box(-np.inf, np.inf, (state_dim,), dtype=np.float64)}
+        if self.config.observation == "pixels":
+            size = self.config.image_size
+            observation["pixels"] = spaces.Box(0, 255, (size, size, 3), dtype=np.uint8)
+        self.observation_space = spaces.Dict(observation)
+
+    @property
+    def physics(self) -> Any:
+        """dm_control's physics of the scene (for scripted demonstrators and videos)."""
+        return self._scene.env.physics
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        self._scene.reset(seed)
+        return self._observation(), {"is_success": False, "stage": 0}
+
+    def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+        targets = np.asarray(action, dtype=np.float64).reshape(CHUNK, JOINTS)
+        stage = 0
+        for target in targets:
+            stage = self._scene.step(target)
+            if stage == 4:
+                break
+        success = stage == 4
+        return self._observation(), float(stage), success, False, {"is_success": success, "stage": stage}
+
+    def render(self) -> np.ndarray:
+        return self._scene.render(self.config.image_size)
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        obs = {"state": self._scene.state()}
+        if self.config.observation == "pixels":
+            obs["pixels"] = self.render()
+        return obs
+
+
+class _Scene:
+    """gym-aloha's joint-controlled scene and task, observed without rendering."""
+
+    def __init__(self, task: str):
+        gym_aloha = import_optional(
+            "gym_aloha",
+            "The Aloha domain",
+            extra="aloha",
+            why="It brings gym-aloha's simulated bimanual ViperX scenes and dm_control. ",
+        )
+        from dm_control import mujoco
+        from dm_control.rl import control
+        from gym_aloha import constants, utils
+        from gym_aloha.tasks import sim
+
+        self.sim, self.constants, self.task = sim, constants, task
+        self.sample_pose = (
+            utils.sample_box_pose
+            if task == "transfer_cube"
+            else lambda seed: np.concatenate(utils.sample_insertion_pose(seed))
+        )
+        task_class = sim.TransferCubeTask if task == "transfer_cube" else sim.InsertionTask
+        physics = mujoco.Physics.from_xml_path(str(constants.ASSETS_DIR / SCENES[task]))
+        # Shadows off before the first render (they set up the render context): 4x faster frames.
+        physics.model.light_castshadow[:] = 0
+        physics.model.vis.quality.shadowsize = 0
+        physics.model.vis.quality.offsamples = 0
+        self.env = control.Environment(
+            physics,
+            _unrendered(task_class)(),
+            time_limit=float("inf"),
+            control_timestep=constants.DT,
+            n_sub_steps=None,
+            flat_observation=False,
+        )
+        self.object_dim = 7 if task == "transfer_cube" else 14
+        del gym_aloha
+
+    def action_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per 50 Hz target: each arm joint's control range, and the normalised gripper range that the
+        fingers' control range allows."""
+        ctrl = self.env.physics.model.actuator_ctrlrange  # 8 actuators per arm: 6 joints, 2 fingers
+        normalise = self.constants.normalize_puppet_gripper_position
+        low, high = [], []
+        for arm in (0, 8):
+            low += [*ctrl[arm : arm + 6, 0], normalise(ctrl[arm + 6, 0])]
+            high += [*ctrl[arm : arm + 6, 1], normalise(ctrl[arm + 6, 1])]
+        return np.array(low), np.array(high)
+
+    def reset(self, seed: int | None) -> None:
+        self.sim.BOX_POSE[0] = self.sample_pose(seed)  # what gym-aloha's reset sets from the same seed
+        self.env.reset()
+
+    def step(self, target: np.ndarray) -> int:
+        return int(self.env.step(target).reward)
+
+    def state(self) -> np.ndarray:
+        physics = self.env.physics
+        task = self.env.task
+        return np.concatenate([task.get_qpos(physics), task.get_qvel(physics), task.get_env_state(physics)])
+
+    def render(self, size: int) -> np.ndarray:
+        return self.env.physics.render(height=size, width=size, camera_id="top")
+
+
+def _unrendered(task_class: type) -> type:
+    """gym-aloha's task with observations that render nothing (this env renders only what it shows)."""
+
+    class Unrendered(task_class):  # type: ignore[misc, valid-type]
+        def get_observation(self, physics: Any) -> dict:
+            return {}
+
+    return Unrendered
