@@ -274,13 +274,13 @@ def test_pixel_models_are_for_the_tabletop_and_hf_encoders_need_a_directory() ->
 
 
 def test_a_missing_pretrained_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    import siefm.models.pretrained as pretrained
+    import siefm.optional as optional
 
     def missing(name: str) -> None:
         raise ImportError(name)
 
     config = pixel_config(vision_encoder="efficientnet-lite0")  # resolving imports the domain
-    monkeypatch.setattr(pretrained.importlib, "import_module", missing)
+    monkeypatch.setattr(optional.importlib, "import_module", missing)
     with pytest.raises(ValueError, match=r"pip install 'siefm\[pretrained\]'"):
         pixel_model(config)
 
