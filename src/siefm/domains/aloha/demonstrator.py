@@ -1,0 +1,180 @@
+"""Scripted Aloha demonstrators that act in the joint-space env itself, closing the loop through inverse
+kinematics every 10 Hz step (siefm.domains.aloha.kinematics).
+
+A demonstrator is a timeline of gripper keyframes per arm: a tool-point position (which may follow the
+object's observed pose), an orientation and a gripper opening. At every step it interpolates the two arms'
+targets for the end of the step, solves each arm's joints from the previous command, and sends the chunk
+of 5 joint targets that moves there in straight joint-space lines. Because it reads the object's pose from
+the observation at every step, what it demonstrates succeeds in the env it is evaluated in.
+
+Sub-optimal on purpose (`detours`, `pauses`, `regrasp_probability`), so that Stage 2 has something to
+remove: pauses hold both arms still for a few steps; detours send the carrying arm through a random point
+on its way; a re-grasp opens the gripper after the first grasp, lifts, and grasps again. Each is drawn per
+episode from the demonstrator's seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from siefm.domains.aloha.env import CHUNK, JOINTS
+from siefm.domains.aloha.kinematics import ArmKinematics, gripper_rotation
+
+Position = Callable[[np.ndarray], np.ndarray]  # the observed object pose -> a tool-point position
+
+RIGHT_BASE = np.array([0.469, 0.5])
+OPEN, CLOSED = 1.0, 0.0
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    time: float  # in 10 Hz steps
+    position: Position
+    rotation: np.ndarray
+    gripper: float
+
+
+@dataclass(frozen=True)
+class Suboptimality:
+    pauses: int = 0
+    """At most this many pauses of 2-6 steps, each at a random moment."""
+    detours: int = 0
+    """At most this many random points (within 6 cm) the carrying arm passes through."""
+    regrasp_probability: float = 0.0
+    """The chance that the first grasp is opened and made again."""
+
+
+class TransferCubeDemonstrator:
+    """The right arm picks the cube, lifts it to the middle; the left arm, rolled 90 degrees, comes from
+    the other side and grips its top and bottom faces, following the cube's observed position."""
+
+    def __init__(self, model, suboptimal: Suboptimality = Suboptimality()):
+        self.kinematics = ArmKinematics(model)
+        self.suboptimal = suboptimal
+        self.rng = np.random.default_rng(0)
+
+    def reset(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.timeline: dict[str, list[Keyframe]] | None = None
+        self.step = 0
+
+    def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        state = observation["state"]
+        cube = state[2 * JOINTS : 2 * JOINTS + 3]
+        if self.timeline is None:
+            self.command = state[:JOINTS].copy()
+            self.timeline = self._plan(cube)
+        target = self.command.copy()
+        for arm, offset in (("left", 0), ("right", 7)):
+            frames = self.timeline[arm]
+            position, rotation, gripper = _interpolate(frames, self.step + 1, cube)
+            joints = self.kinematics.solve(arm, self.command[offset : offset + 6], position, rotation)
+            target[offset : offset + 6], target[offset + 6] = joints, gripper
+        chunk = self.command + np.outer(np.arange(1, CHUNK + 1) / CHUNK, target - self.command)
+        self.command, self.step = target, self.step + 1
+        return chunk.reshape(-1)
+
+    def _plan(self, cube: np.ndarray) -> dict[str, list[Keyframe]]:
+        start = {arm: self.kinematics.pose(arm, self.command[o : o + 6]) for arm, o in (("left", 0), ("right", 7))}
+        reach = np.arctan2(cube[1] - RIGHT_BASE[1], cube[0] - RIGHT_BASE[0])
+        along = np.array([np.cos(reach), np.sin(reach), 0.0])
+        grasp_offset = 0.01 * along + np.array([0.0, 0.0, 0.005])
+        pick = gripper_rotation(reach, np.pi / 4)
+        carry = gripper_rotation(np.pi, np.pi / 4)
+        meet = np.array([0.06, 0.5, 0.22])
+        meet_left = gripper_rotation(0.0, 0.0, np.pi / 2)
+
+        def at_cube(offset: np.ndarray) -> Position:
+            return lambda c: c + offset
+
+        def fixed(point: np.ndarray) -> Position:
+            return lambda c: point
+
+        right = [
+            Keyframe(0, fixed(start["right"][0]), start["right"][1], OPEN),
+            Keyframe(12, at_cube(grasp_offset + [0, 0, 0.08]), pick, OPEN),
+            Keyframe(18, at_cube(grasp_offset), pick, OPEN),
+            Keyframe(21, at_cube(grasp_offset), pick, CLOSED),
+        ]
+        t = 21
+        if self.rng.random() < self.suboptimal.regrasp_probability:
+            right += [
+                Keyframe(t + 2, at_cube(grasp_offset), pick, OPEN),
+                Keyframe(t + 5, at_cube(grasp_offset + [0, 0, 0.03]), pick, OPEN),
+                Keyframe(t + 8, at_cube(grasp_offset), pick, OPEN),
+                Keyframe(t + 11, at_cube(grasp_offset), pick, CLOSED),
+            ]
+            t += 11
+        right.append(Keyframe(t + 3, fixed(cube + grasp_offset + [0, 0, 0.05]), pick, CLOSED))
+        t += 3
+        for _ in range(self.rng.integers(self.suboptimal.detours + 1)):
+            point = (cube + meet) / 2 + self.rng.uniform(-0.06, 0.06, 3) + [0, 0, 0.08]
+            t += 5
+            right.append(Keyframe(t, fixed(point + grasp_offset), pick, CLOSED))
+        t += 10
+        right += [
+            Keyframe(t, fixed(meet + grasp_offset), carry, CLOSED),
+            Keyframe(t + 24, fixed(meet + grasp_offset), carry, CLOSED),
+            Keyframe(t + 27, fixed(meet + grasp_offset), carry, OPEN),
+            Keyframe(t + 35, fixed(meet + grasp_offset + [0.1, 0, 0.05]), carry, OPEN),
+        ]
+        left = [
+            Keyframe(0, fixed(start["left"][0]), start["left"][1], OPEN),
+            Keyframe(t, fixed(meet + [-0.12, 0, 0]), meet_left, OPEN),
+            Keyframe(t + 10, at_cube(np.array([0.01, 0, 0])), meet_left, OPEN),
+            Keyframe(t + 14, at_cube(np.array([0.01, 0, 0])), meet_left, CLOSED),
+            Keyframe(t + 40, fixed(meet + [-0.1, 0, 0.05]), meet_left, CLOSED),
+        ]
+        timeline = {"left": left, "right": right}
+        for _ in range(self.rng.integers(self.suboptimal.pauses + 1)):
+            timeline = _pause(timeline, float(self.rng.uniform(1, t)), int(self.rng.integers(2, 7)))
+        return timeline
+
+
+def _pause(timeline: dict[str, list[Keyframe]], at: float, length: int) -> dict[str, list[Keyframe]]:
+    """Both arms hold where they are at `at` for `length` steps; everything after comes later."""
+    paused = {}
+    for arm, frames in timeline.items():
+        before = [f for f in frames if f.time <= at]
+        after = [Keyframe(f.time + length, f.position, f.rotation, f.gripper) for f in frames if f.time > at]
+        if after:
+            hold = _hold(frames, at)
+            before += [Keyframe(at, hold[0], hold[1], hold[2]), Keyframe(at + length, hold[0], hold[1], hold[2])]
+        paused[arm] = before + after
+    return paused
+
+
+def _hold(frames: list[Keyframe], at: float) -> tuple[Position, np.ndarray, float]:
+    """The keyframe values at time `at` as a keyframe's (position follows the same rule as there)."""
+    return (lambda c: _interpolate(frames, at, c)[0]), _interpolate(frames, at, np.zeros(3))[1], _interpolate(frames, at, np.zeros(3))[2]
+
+
+def _interpolate(frames: list[Keyframe], time: float, cube: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Position, rotation and gripper at `time`: straight lines between keyframes (rotations by normalised
+    quaternion interpolation), the last keyframe held after its time."""
+    if time >= frames[-1].time:
+        last = frames[-1]
+        return last.position(cube), last.rotation, last.gripper
+    k = max(i for i, f in enumerate(frames) if f.time <= time)
+    a, b = frames[k], frames[k + 1]
+    alpha = (time - a.time) / (b.time - a.time)
+    position = (1 - alpha) * a.position(cube) + alpha * b.position(cube)
+    return position, _blend(a.rotation, b.rotation, alpha), (1 - alpha) * a.gripper + alpha * b.gripper
+
+
+def _blend(a: np.ndarray, b: np.ndarray, alpha: float) -> np.ndarray:
+    import mujoco
+
+    qa, qb = np.zeros(4), np.zeros(4)
+    mujoco.mju_mat2Quat(qa, a.flatten())
+    mujoco.mju_mat2Quat(qb, b.flatten())
+    if qa @ qb < 0:
+        qb = -qb
+    q = (1 - alpha) * qa + alpha * qb
+    q /= np.linalg.norm(q)
+    matrix = np.zeros(9)
+    mujoco.mju_quat2Mat(matrix, q)
+    return matrix.reshape(3, 3)
