@@ -98,13 +98,64 @@ def test_evaluation_counts_episodes_of_envs_that_end_on_success_and_honours_the_
     from siefm.domains.gymnasium_env.evaluate import run_episodes, scripted_policy
 
     config = GymEnvConfig(kwargs={"terminate_on_success": True}, max_steps=300)
-    straight = run_episodes(TOY, config, scripted_policy("toy_reach:straight"), 6, seed=0, max_steps=300)
+    straight = scripted_policy("toy_reach:straight", {}, list(range(6)))
+    straight = run_episodes(TOY, config, straight, 6, seed=0, max_steps=300)
     assert straight["success_rate"] == 1.0 and straight["mean_steps"] < 30  # every env ended, none crashed
     wide = GymEnvConfig(kwargs={"arena": 2.0}, max_steps=300)  # spirals that take more than 100 steps
-    spiral = scripted_policy("toy_reach:demonstrator")
+    spiral = scripted_policy("toy_reach:demonstrator", {}, list(range(20)))
     long, short = (run_episodes(TOY, wide, spiral, 20, seed=0, max_steps=limit) for limit in (300, 100))
     # Past the registered limit of 100 steps the spiral finishes episodes it could not finish within it.
     assert long["success_rate"] > short["success_rate"] and long["mean_steps"] > 100
+
+
+def test_a_stateful_demonstrator_is_started_with_each_episodes_seed_and_the_seed_is_recorded(
+    tmp_path: Path,
+) -> None:
+    """A demonstrator class gets one instance, made with the recorded keyword arguments, whose reset(seed)
+    runs as each episode starts; every kept episode stores the seed its env was reset with, and the env
+    reset with it starts where the episode did. Evaluation makes one instance per episode."""
+    from siefm.domains.gymnasium_env.collect import GymCollectConfig, collect_gymnasium
+    from siefm.domains.gymnasium_env.evaluate import scripted_policy
+
+    config = GymCollectConfig(
+        policy="toy_reach:Waypoint", policy_kwargs='{"spread": 0.3}', num_episodes=12, seed=40
+    )
+    dataset = read_dataset(collect_gymnasium(TOY, tmp_path / "data", config))
+    env_config = dataset.info["siefm"]["env"]["config"]
+    assert env_config["policy"] == "toy_reach:Waypoint" and env_config["policy_kwargs"] == {"spread": 0.3}
+    starts, ends = dataset.episode_bounds.T
+    seeds = dataset.columns["episode_seed"]
+    assert all((seeds[a:b] == seeds[a]).all() for a, b in zip(starts, ends, strict=True))
+    kept = seeds[starts]
+    assert len(set(kept.tolist())) == dataset.num_episodes and set(kept) <= set(range(40, 52))
+    env = gym.make(TOY)
+    first_states = dataset.columns["observation.state"][starts]
+    for state, seed in zip(first_states, kept, strict=True):
+        np.testing.assert_allclose(env.reset(seed=int(seed))[0]["agent_pos"], state)
+    batch = scripted_policy("toy_reach:Waypoint", {"spread": 0.3}, [7, 8, 9])
+    obs = {"agent_pos": np.zeros((3, 2), np.float32), "desired_goal": np.ones((3, 2), np.float32)}
+    first = batch(obs)
+    assert first.shape == (3, 2) and not np.allclose(first[0], first[1])  # each its own waypoint
+
+
+def test_a_simulator_that_raises_ends_its_practice_episode_as_a_failure(tmp_path: Path) -> None:
+    """An env whose step raises (as dm_control's PhysicsError) ends that robot's episode, counted as a
+    fault and a failure; practice goes on with a fresh episode on that robot."""
+    from siefm.domains.gymnasium_env.fleet import VectorFleet, make_vector_env
+    from siefm.domains.gymnasium_env.observations import ObservationMap
+
+    config = GymEnvConfig(kwargs={"unstable_after": 3}, max_steps=100)
+    envs = make_vector_env(TOY, config, 2, "sync")
+    mapping = ObservationMap.for_space(envs.single_observation_space)
+    envs.close()
+    fleet = VectorFleet(TOY, config, mapping, num_envs=2, seed=0, mode="sync")
+    fleet.reset()
+    for step in range(1, 5):
+        obs, success = fleet.step(np.zeros((2, 2)))
+        assert obs["fault"].tolist() == [step == 4] * 2 and not success.any()
+    obs, _ = fleet.step(np.zeros((2, 2)))  # both robots start afresh and step again
+    assert not obs["fault"].any()
+    fleet.close()
 
 
 def test_any_gymnasium_env_through_both_stages_from_the_command_line(

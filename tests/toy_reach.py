@@ -16,8 +16,12 @@ STEP = 0.1
 class ToyReach(gym.Env):
     metadata = {"render_modes": [], "render_fps": 20}  # noqa: RUF012 (gymnasium's convention)
 
-    def __init__(self, arena: float = 1.0, terminate_on_success: bool = False):
+    def __init__(self, arena: float = 1.0, terminate_on_success: bool = False, unstable_after: int = 0):
+        """`unstable_after` > 0: the step after that many of an episode raises, as an unstable simulator
+        does (dm_control's PhysicsError)."""
         self.arena, self.terminate_on_success = arena, terminate_on_success
+        self.unstable_after = unstable_after
+        self.steps = 0
         box = gym.spaces.Box(-arena, arena, shape=(2,), dtype=np.float32)
         self.observation_space = gym.spaces.Dict({"agent_pos": box, "desired_goal": box})
         self.action_space = gym.spaces.Box(-STEP, STEP, shape=(2,), dtype=np.float32)
@@ -26,11 +30,15 @@ class ToyReach(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        self.steps = 0
         self.position = self.np_random.uniform(-self.arena, self.arena, 2).astype(np.float32)
         self.goal = self.np_random.uniform(-self.arena, self.arena, 2).astype(np.float32)
         return self._obs(), {"is_success": self._success()}
 
     def step(self, action):
+        self.steps += 1
+        if self.unstable_after and self.steps > self.unstable_after:
+            raise FloatingPointError("the simulation is unstable")
         move = np.clip(np.asarray(action, dtype=np.float32), -STEP, STEP)
         self.position = np.clip(self.position + move, -self.arena, self.arena).astype(np.float32)
         success = self._success()
@@ -78,6 +86,24 @@ def demonstrator(obs: dict[str, np.ndarray]) -> np.ndarray:
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     heading = rotation @ (offset / max(distance, 1e-9))
     return (min(STEP / 3, distance) * heading).astype(np.float32)
+
+
+class Waypoint:
+    """A stateful demonstrator: at each episode's start it draws a waypoint from the episode's seed, goes
+    there, then to the goal. `reset(seed)` records the seeds it was started with."""
+
+    def __init__(self, spread: float = 0.5):
+        self.spread, self.seeds, self.waypoint = spread, [], None
+
+    def reset(self, seed: int) -> None:
+        self.seeds.append(seed)
+        self.waypoint = np.random.default_rng(seed).uniform(-self.spread, self.spread, 2)
+
+    def __call__(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        if self.waypoint is not None and np.linalg.norm(self.waypoint - obs["agent_pos"]) < STEP:
+            self.waypoint = None
+        target = obs["desired_goal"] if self.waypoint is None else self.waypoint
+        return np.clip(target - obs["agent_pos"], -STEP, STEP).astype(np.float32)
 
 
 def straight(obs: dict[str, np.ndarray]) -> np.ndarray:

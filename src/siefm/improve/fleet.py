@@ -3,8 +3,9 @@
 A fleet only moves robots; it never ends episodes by itself. Stage 2 decides when an episode is over (the
 learned detector, or a time limit), calls `reset` on just those robots, and carries on with the others.
 Observations come back as {"state": (N, S), "goal": (N, G) vectors or (N,) instruction strings}, and, for
-pixel models, "pixels": (N, 2, H, W, 3), each robot's previous and current camera frame. Each domain
-implements its fleet (`Domain.make_fleet`).
+pixel models, "pixels": (N, 2, H, W, 3), each robot's previous and current camera frame. A fleet whose
+simulators can fail adds "fault": (N,) bool, the robots whose simulator raised on the last step: Stage 2
+ends their episodes as failures. Each domain implements its fleet (`Domain.make_fleet`).
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ class EpisodeEnd(NamedTuple):
     last_state: np.ndarray
     last_distance: float  # d at the last observation
     goal: np.ndarray | str  # the episode's raw goal: a vector, or the instruction
+    fault: bool = False  # the simulator raised on the last step (the episode ends as a failure)
 
 
 @dataclass
@@ -69,10 +70,15 @@ class PracticeBatch:
     episode_goal: list  # (E,) raw goals: vectors, or instruction strings
     detector_counts: dict[str, int]  # frame-level true/false positives and false negatives of d <= s
     features: torch.Tensor | None = None  # (M, 2, C, h, w) a pixel policy's frozen frame features
+    fault: np.ndarray | None = None  # (E,) the episode ended because its simulator raised (None: none did)
 
     @property
     def num_samples(self) -> int:
         return self.state.shape[0]
+
+    def faults(self) -> np.ndarray:
+        """(E,) which episodes ended because their simulator raised."""
+        return np.zeros(len(self.episode_length), dtype=bool) if self.fault is None else self.fault
 
     def policy_inputs(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
         """The policy's observation input of samples `index`, as it acted on them (frozen features reused,
@@ -95,6 +101,8 @@ class PracticeBatch:
                 merged[name] = {key: sum(v[key] for v in values) for key in values[0]}
             elif name == "episode_goal":
                 merged[name] = [goal for v in values for goal in v]
+            elif name == "fault":
+                merged[name] = np.concatenate([b.faults() for b in batches])
             elif values[0] is None:
                 merged[name] = None
             elif isinstance(values[0], torch.Tensor):
@@ -113,6 +121,7 @@ class PracticeBatch:
             "rollout/detector_recall": recall,
             **{f"rollout/detector_{key}": value for key, value in self.detector_counts.items()},
             "rollout/episode_length": float(self.episode_length.mean()),
+            "rollout/faults": int(self.faults().sum()),
             "rollout/start_d": float(self.distance[_first_steps(self.episode_id)].mean()),
             "rollout/final_d": float(self.final_distance.mean()),
             "rollout/reward_mean": float(self.rewards.mean()),
@@ -252,7 +261,8 @@ def practice_episodes(
         for key, count in zip(counts, frame_counts.sum(axis=1), strict=True):
             counts[key] += int(count)
         robot_counts += frame_counts
-        ended = (true_success if end_on_true_success else detected) | (steps >= max_episode_steps)
+        fault = next_obs.get("fault", np.zeros(num_envs, dtype=bool))
+        ended = (true_success if end_on_true_success else detected) | (steps >= max_episode_steps) | fault
         done = ended & active
         reward = (d - d_next) * torch.from_numpy(active)  # r_t = d_t - d_{t+1}; zero for idle robots
         step_record = {
@@ -278,6 +288,7 @@ def practice_episodes(
                 next_obs["state"][i].copy(),
                 float(d_next[i]),
                 np.copy(next_obs["goal"][i]) if next_obs["goal"].dtype != object else next_obs["goal"][i],
+                bool(fault[i]),
             )
             if stream:
                 end = ends[int(episode[i])]
@@ -372,6 +383,7 @@ def _assemble(
         final_state=np.stack([o.last_state for o in outcome]),
         final_distance=np.array([o.last_distance for o in outcome]),
         episode_goal=[o.goal for o in outcome],
+        fault=np.array([o.fault for o in outcome], dtype=bool) if any(o.fault for o in outcome) else None,
         detector_counts=counts,
         features=stacked["features"][valid] if "features" in stacked else None,
     )

@@ -26,6 +26,7 @@ from siefm.domains.aloha.kinematics import ArmKinematics, gripper_rotation
 Position = Callable[[np.ndarray], np.ndarray]  # the observed object pose -> a tool-point position
 
 RIGHT_BASE = np.array([0.469, 0.5])
+ARM_OFFSETS = (("left", 0), ("right", 7))  # where each arm's 7 numbers start in a 14-number joint vector
 OPEN, CLOSED = 1.0, 0.0
 
 
@@ -68,7 +69,7 @@ class TransferCubeDemonstrator:
             self.command = state[:JOINTS].copy()
             self.timeline = self._plan(cube)
         target = self.command.copy()
-        for arm, offset in (("left", 0), ("right", 7)):
+        for arm, offset in ARM_OFFSETS:
             frames = self.timeline[arm]
             position, rotation, gripper = _interpolate(frames, self.step + 1, cube)
             joints = self.kinematics.solve(arm, self.command[offset : offset + 6], position, rotation)
@@ -78,10 +79,10 @@ class TransferCubeDemonstrator:
         return chunk.reshape(-1)
 
     def _plan(self, cube: np.ndarray) -> dict[str, list[Keyframe]]:
-        start = {arm: self.kinematics.pose(arm, self.command[o : o + 6]) for arm, o in (("left", 0), ("right", 7))}
+        start = {arm: self.kinematics.pose(arm, self.command[o : o + 6]) for arm, o in ARM_OFFSETS}
         reach = np.arctan2(cube[1] - RIGHT_BASE[1], cube[0] - RIGHT_BASE[0])
         along = np.array([np.cos(reach), np.sin(reach), 0.0])
-        grasp_offset = 0.01 * along + np.array([0.0, 0.0, 0.005])
+        grasp_offset = 0.01 * along + up(0.005)
         pick = gripper_rotation(reach, np.pi / 4)
         carry = gripper_rotation(np.pi, np.pi / 4)
         meet = np.array([0.06, 0.5, 0.22])
@@ -95,7 +96,7 @@ class TransferCubeDemonstrator:
 
         right = [
             Keyframe(0, fixed(start["right"][0]), start["right"][1], OPEN),
-            Keyframe(12, at_cube(grasp_offset + [0, 0, 0.08]), pick, OPEN),
+            Keyframe(12, at_cube(grasp_offset + up(0.08)), pick, OPEN),
             Keyframe(18, at_cube(grasp_offset), pick, OPEN),
             Keyframe(21, at_cube(grasp_offset), pick, CLOSED),
         ]
@@ -103,15 +104,15 @@ class TransferCubeDemonstrator:
         if self.rng.random() < self.suboptimal.regrasp_probability:
             right += [
                 Keyframe(t + 2, at_cube(grasp_offset), pick, OPEN),
-                Keyframe(t + 5, at_cube(grasp_offset + [0, 0, 0.03]), pick, OPEN),
+                Keyframe(t + 5, at_cube(grasp_offset + up(0.03)), pick, OPEN),
                 Keyframe(t + 8, at_cube(grasp_offset), pick, OPEN),
                 Keyframe(t + 11, at_cube(grasp_offset), pick, CLOSED),
             ]
             t += 11
-        right.append(Keyframe(t + 3, fixed(cube + grasp_offset + [0, 0, 0.05]), pick, CLOSED))
+        right.append(Keyframe(t + 3, fixed(cube + grasp_offset + up(0.05)), pick, CLOSED))
         t += 3
         for _ in range(self.rng.integers(self.suboptimal.detours + 1)):
-            point = (cube + meet) / 2 + self.rng.uniform(-0.06, 0.06, 3) + [0, 0, 0.08]
+            point = (cube + meet) / 2 + self.rng.uniform(-0.06, 0.06, 3) + up(0.08)
             t += 5
             right.append(Keyframe(t, fixed(point + grasp_offset), pick, CLOSED))
         t += 10
@@ -119,14 +120,14 @@ class TransferCubeDemonstrator:
             Keyframe(t, fixed(meet + grasp_offset), carry, CLOSED),
             Keyframe(t + 24, fixed(meet + grasp_offset), carry, CLOSED),
             Keyframe(t + 27, fixed(meet + grasp_offset), carry, OPEN),
-            Keyframe(t + 35, fixed(meet + grasp_offset + [0.1, 0, 0.05]), carry, OPEN),
+            Keyframe(t + 35, fixed(meet + grasp_offset + np.array([0.1, 0, 0.05])), carry, OPEN),
         ]
         left = [
             Keyframe(0, fixed(start["left"][0]), start["left"][1], OPEN),
-            Keyframe(t, fixed(meet + [-0.12, 0, 0]), meet_left, OPEN),
+            Keyframe(t, fixed(meet + np.array([-0.12, 0, 0])), meet_left, OPEN),
             Keyframe(t + 10, at_cube(np.array([0.01, 0, 0])), meet_left, OPEN),
             Keyframe(t + 14, at_cube(np.array([0.01, 0, 0])), meet_left, CLOSED),
-            Keyframe(t + 40, fixed(meet + [-0.1, 0, 0.05]), meet_left, CLOSED),
+            Keyframe(t + 40, fixed(meet + np.array([-0.1, 0, 0.05])), meet_left, CLOSED),
         ]
         timeline = {"left": left, "right": right}
         for _ in range(self.rng.integers(self.suboptimal.pauses + 1)):
@@ -141,18 +142,25 @@ def _pause(timeline: dict[str, list[Keyframe]], at: float, length: int) -> dict[
         before = [f for f in frames if f.time <= at]
         after = [Keyframe(f.time + length, f.position, f.rotation, f.gripper) for f in frames if f.time > at]
         if after:
-            hold = _hold(frames, at)
-            before += [Keyframe(at, hold[0], hold[1], hold[2]), Keyframe(at + length, hold[0], hold[1], hold[2])]
+            before += [_held(frames, at, at), _held(frames, at, at + length)]
         paused[arm] = before + after
     return paused
 
 
-def _hold(frames: list[Keyframe], at: float) -> tuple[Position, np.ndarray, float]:
-    """The keyframe values at time `at` as a keyframe's (position follows the same rule as there)."""
-    return (lambda c: _interpolate(frames, at, c)[0]), _interpolate(frames, at, np.zeros(3))[1], _interpolate(frames, at, np.zeros(3))[2]
+def _held(frames: list[Keyframe], at: float, time: float) -> Keyframe:
+    """A keyframe at `time` holding what `frames` give at `at` (the position still follows the object where
+    the frames around `at` do)."""
+    _, rotation, gripper = _interpolate(frames, at, np.zeros(3))
+    return Keyframe(time, lambda c: _interpolate(frames, at, c)[0], rotation, gripper)
 
 
-def _interpolate(frames: list[Keyframe], time: float, cube: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+def up(height: float) -> np.ndarray:
+    return np.array([0.0, 0.0, height])
+
+
+def _interpolate(
+    frames: list[Keyframe], time: float, cube: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Position, rotation and gripper at `time`: straight lines between keyframes (rotations by normalised
     quaternion interpolation), the last keyframe held after its time."""
     if time >= frames[-1].time:

@@ -14,7 +14,7 @@ import numpy as np
 
 TCP_OFFSET = np.array([0.135, 0.0, 0.0])  # the fingertips' centre in the gripper link's frame
 ARMS = ("left", "right")
-ARM_JOINTS = 6
+JOINT_NAMES = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")
 
 
 class ArmKinematics:
@@ -23,22 +23,16 @@ class ArmKinematics:
     def __init__(self, model: mujoco.MjModel):
         self.model = model
         self.data = mujoco.MjData(model)
-        self.body = {
-            arm: mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, f"vx300s_{arm}/gripper_link") for arm in ARMS
-        }
-        self.qpos = {
-            arm: np.array(
-                [model.jnt_qposadr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, f"vx300s_{arm}/{j}")]
-                for j in ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")]
-            )
+        body, joint = mujoco.mjtObj.mjOBJ_BODY, mujoco.mjtObj.mjOBJ_JOINT
+        self.body = {arm: mujoco.mj_name2id(model, body, f"vx300s_{arm}/gripper_link") for arm in ARMS}
+        joints = {
+            arm: np.array([mujoco.mj_name2id(model, joint, f"vx300s_{arm}/{name}") for name in JOINT_NAMES])
             for arm in ARMS
         }
-        self.dofs = {arm: model.jnt_dofadr[[model.jnt_qposadr.tolist().index(q) for q in self.qpos[arm]]] for arm in ARMS}
-        self.low = {arm: model.jnt_range[self._joint_ids(arm), 0] for arm in ARMS}
-        self.high = {arm: model.jnt_range[self._joint_ids(arm), 1] for arm in ARMS}
-
-    def _joint_ids(self, arm: str) -> np.ndarray:
-        return np.array([self.model.jnt_qposadr.tolist().index(q) for q in self.qpos[arm]])
+        self.qpos = {arm: model.jnt_qposadr[ids] for arm, ids in joints.items()}
+        self.dofs = {arm: model.jnt_dofadr[ids] for arm, ids in joints.items()}
+        self.low = {arm: model.jnt_range[ids, 0] for arm, ids in joints.items()}
+        self.high = {arm: model.jnt_range[ids, 1] for arm, ids in joints.items()}
 
     def pose(self, arm: str, joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The tool point (3,) and the gripper's rotation matrix (3, 3) for `arm`'s 6 joint angles."""
@@ -86,7 +80,7 @@ def _rotation_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
 def gripper_rotation(yaw: float, pitch: float, roll: float = 0.0) -> np.ndarray:
     """A gripper pointing along yaw (about world z) and tilted down by pitch, rolled about its own axis:
     Rz(yaw) Ry(pitch) Rx(roll), with the gripper's x axis its pointing direction and y its fingers' axis."""
-    cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
+    (cy, cp, cr), (sy, sp, sr) = np.cos([yaw, pitch, roll]), np.sin([yaw, pitch, roll])
     rz = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]])
     ry = np.array([[cp, 0, sp], [0, 1, 0], [-sp, 0, cp]])
     rx = np.array([[1, 0, 0], [0, cr, -sr], [0, sr, cr]])

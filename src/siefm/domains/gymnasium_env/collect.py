@@ -23,7 +23,14 @@ from tqdm.auto import tqdm
 from siefm.config import require
 from siefm.data.sampler import steps_to_go_labels
 from siefm.data.stream import DatasetStream
-from siefm.domains.gymnasium_env.env import GymEnvConfig, describe, load_callable, make_env, true_success
+from siefm.domains.gymnasium_env.env import (
+    GymEnvConfig,
+    controller_maker,
+    describe,
+    make_env,
+    start_episode,
+    true_success,
+)
 from siefm.domains.gymnasium_env.observations import ObservationMap
 
 log = logging.getLogger("siefm")
@@ -34,7 +41,11 @@ class GymCollectConfig:
     """Demonstrations from a user's scripted policy in any gymnasium env (--env ENV_ID)."""
 
     policy: str | None = None
-    """The scripted demonstrator as module:function: observation -> action (required for a gymnasium env)."""
+    """The scripted demonstrator (required for a gymnasium env): module:function, observation -> action, or
+    module:Class, a stateful controller made once, called per observation, whose reset(seed) runs as each
+    episode starts."""
+    policy_kwargs: str = "{}"
+    """Keyword arguments of the demonstrator (the function's, or the class's), as JSON; recorded."""
     env_kwargs: str = "{}"
     """Keyword arguments of gymnasium.make, as JSON (recorded, so later stages make the same env)."""
     features_map: str = "{}"
@@ -54,12 +65,13 @@ class GymCollectConfig:
     def __post_init__(self) -> None:
         require(self.num_episodes >= 1, self, "num_episodes", ">= 1")
         require(self.max_steps is None or self.max_steps >= 1, self, "max_steps", ">= 1")
-        for name in ("env_kwargs", "features_map"):
+        for name in ("env_kwargs", "features_map", "policy_kwargs"):
             require(isinstance(_json_object(getattr(self, name)), dict), self, name, "a JSON object")
 
     def env_config(self, env_id: str) -> tuple[GymEnvConfig, ObservationMap]:
         kwargs, features_map = _json_object(self.env_kwargs), _json_object(self.features_map)
-        return describe(env_id, kwargs, features_map, self.max_steps, self.policy, self.task)
+        policy_kwargs = _json_object(self.policy_kwargs)
+        return describe(env_id, kwargs, features_map, self.max_steps, self.policy, self.task, policy_kwargs)
 
 
 def _json_object(text: str) -> Any:
@@ -76,8 +88,8 @@ def collect_gymnasium(env_id: str, out: Path, config: GymCollectConfig, overwrit
     """Runs `config.policy` in `env_id` and writes its successful episodes as a dataset at `out`."""
     if config.policy is None:
         raise ValueError(f"collecting in {env_id} needs a scripted demonstrator: --policy module:function.")
-    policy = load_callable(config.policy)
     env_config, mapping = config.env_config(env_id)
+    policy = controller_maker(config.policy, env_config.policy_kwargs)()
     env = make_env(env_id, env_config)
     extra = {"env": {"id": env_id, "config": env_config.to_dict()}}
     stream = DatasetStream(
@@ -117,6 +129,7 @@ def record_episode(
     """One episode of `policy` from `env.reset(seed=seed)`, ending at the first success: T + 1 frames (the
     last holds the final observation and a zero action). None when it does not succeed in `max_steps`."""
     obs, info = env.reset(seed=seed)
+    start_episode(policy, seed)
     if true_success(info, False):
         return None  # nothing to demonstrate
     observations, actions = [obs], []
@@ -126,7 +139,9 @@ def record_episode(
         observations.append(obs)
         actions.append(action)
         if true_success(info, terminated):
-            return _columns(observations, actions, mapping)
+            return _columns(observations, actions, mapping) | {
+                "episode_seed": np.full(len(observations), seed, dtype=np.int64)
+            }
         if terminated or truncated:
             return None
     return None

@@ -158,10 +158,14 @@ class GymnasiumDomain(Domain):
         size = model.config.image_size if model.reads_frames else None
         policy = model_policy(efm_policy(model, config.deterministic, config.seed), mapping, size)
         results = {"policy": run_episodes(self.env_id, gym_config, policy, episodes, config.seed, limit)}
-        scripted = {"demonstrator": gym_config.policy, "optimal": config.reference}
-        for key, reference in scripted.items():
+        scripted = {
+            "demonstrator": (gym_config.policy, gym_config.policy_kwargs),
+            "optimal": (config.reference, {}),
+        }
+        seeds = [config.seed + k for k in range(episodes)]
+        for key, (reference, kwargs) in scripted.items():
             if reference is not None:
-                controller = scripted_policy(reference)
+                controller = scripted_policy(reference, kwargs, seeds)
                 result = run_episodes(self.env_id, gym_config, controller, episodes, config.seed, limit)
                 results[key] = {**result, "name": f"{key.replace('optimal', 'reference')} ({reference})"}
         if "optimal" not in results and "demonstrator" in results:  # the reference is the demonstrator

@@ -8,6 +8,7 @@ first, and what siefm needs to rebuild it the same way.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -35,7 +36,9 @@ class GymEnvConfig:
     fps: int = DEFAULT_FPS
     """The env's control frequency (its `render_fps`), the datasets' fps."""
     policy: str | None = None
-    """The scripted demonstrator (`module:function`) that recorded the demonstrations, if any."""
+    """The scripted demonstrator (`module:function` or `module:Class`) that recorded the demonstrations."""
+    policy_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments the demonstrator was made or called with."""
     task: str | None = None
     """The goal of an env whose observations hold none, in words (the episodes' task string), which the
     models condition on; None for envs with a goal vector."""
@@ -98,6 +101,7 @@ def describe(
     max_steps: int | None,
     policy: str | None,
     task: str | None = None,
+    policy_kwargs: dict[str, Any] | None = None,
 ) -> tuple[GymEnvConfig, ObservationMap]:
     """The recorded config of `env_id` made with `kwargs`, and its observation map (checked here: an env
     without a goal in its observations needs `task`, its fixed goal in words)."""
@@ -117,7 +121,9 @@ def describe(
             "the env's goal is fixed (as PushT's), say what it is with --task \"push the T onto its target\"."
         )
     goal_task = None if mapping.goal_key else task
-    config = GymEnvConfig(dict(kwargs), mapping.as_features_map(), int(limit), fps, policy, goal_task)
+    config = GymEnvConfig(
+        dict(kwargs), mapping.as_features_map(), int(limit), fps, policy, dict(policy_kwargs or {}), goal_task
+    )
     return config, dataclasses.replace(mapping, instruction=goal_task)
 
 
@@ -130,6 +136,27 @@ def true_success(info: dict[str, Any], terminated: Any) -> np.ndarray:
             success = success & np.asarray(info["_is_success"], dtype=bool)
         return success
     return np.asarray(terminated, dtype=bool)
+
+
+def controller_maker(reference: str, kwargs: dict[str, Any] | None = None) -> Callable[[], Any]:
+    """What makes one scripted controller for one robot, from `module:function` or `module:Class`.
+
+    A function (observation -> action) is stateless: every robot uses it, with `kwargs` bound. A class is
+    a stateful controller (a planner that fixes its waypoints when an episode starts, a phase timer): each
+    robot gets its own instance, made with `kwargs`, and siefm calls its `reset(seed)`, if it has one, as
+    each episode starts, with the seed the env was reset with (`start_episode`)."""
+    found, kwargs = load_callable(reference), dict(kwargs or {})
+    if isinstance(found, type):
+        return lambda: found(**kwargs)
+    controller = functools.partial(found, **kwargs) if kwargs else found
+    return lambda: controller
+
+
+def start_episode(controller: Any, seed: int) -> None:
+    """Tells a stateful controller (one with `reset(seed)`) that an episode starts from `seed`."""
+    reset = getattr(controller, "reset", None)
+    if callable(reset):
+        reset(seed)
 
 
 def load_callable(reference: str) -> Callable[..., Any]:

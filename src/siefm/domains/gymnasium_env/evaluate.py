@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from siefm.data.cameras import resize_frames
-from siefm.domains.gymnasium_env.env import GymEnvConfig, load_callable, true_success
+from siefm.domains.gymnasium_env.env import GymEnvConfig, controller_maker, start_episode, true_success
 from siefm.domains.gymnasium_env.fleet import make_vector_env
 from siefm.domains.gymnasium_env.observations import ObservationMap
 from siefm.eval.policy import Policy
@@ -50,15 +50,20 @@ def run_episodes(
     return success_summary(succeeded, length)
 
 
-def scripted_policy(reference: str) -> BatchPolicy:
-    """A user's single-observation controller (`module:function`), applied to each observation of a batch."""
-    act = load_callable(reference)
+def scripted_policy(reference: str, kwargs: dict[str, Any], seeds: list[int]) -> BatchPolicy:
+    """A user's single-observation controller (`module:function` or `module:Class`, made with `kwargs`),
+    one per episode of `run_episodes`, each started with its episode's seed, applied to each observation of
+    a batch."""
+    make = controller_maker(reference, kwargs)
+    controllers = [make() for _ in seeds]
+    for controller, seed in zip(controllers, seeds, strict=True):
+        start_episode(controller, seed)
 
     def batch(obs: Any) -> np.ndarray:
         if not isinstance(obs, dict):
-            return np.stack([np.asarray(act(o)) for o in obs])
-        count = len(next(iter(obs.values())))
-        return np.stack([np.asarray(act({k: v[i] for k, v in obs.items()})) for i in range(count)])
+            return np.stack([np.asarray(act(o)) for act, o in zip(controllers, obs, strict=True)])
+        rows = [{k: v[i] for k, v in obs.items()} for i in range(len(controllers))]
+        return np.stack([np.asarray(act(row)) for act, row in zip(controllers, rows, strict=True)])
 
     return batch
 

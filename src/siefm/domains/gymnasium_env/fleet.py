@@ -7,13 +7,16 @@ robot in its own worker process (for simulators that are slow next to the policy
 in this one. Every robot is stepped every step, since a vector env cannot step a subset; a robot whose env
 terminated is reset before it is stepped again (an idle robot, whose steps are not recorded, or one
 whose env ended an episode Stage 2 had not: a choice, documented in docs/bring_your_own_env.md).
-Pixel models get each robot's previous and current frame of the recorded camera, resized as the dataset's
-frames were (`siefm.data.cameras.resize_frames`); the previous frame of an episode's first is itself.
+A robot whose simulator raised on a step reports it in the observations' "fault" (N,), and Stage 2 ends
+its episode as a failure (`EndOnFault`). Pixel models get each robot's previous and current frame of the
+recorded camera, resized as the dataset's frames were (`siefm.data.cameras.resize_frames`); the previous
+frame of an episode's first is itself.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -22,6 +25,8 @@ from siefm.data.cameras import resize_frames
 from siefm.domains.gymnasium_env.env import GymEnvConfig, true_success
 from siefm.domains.gymnasium_env.observations import ObservationMap
 from siefm.improve.fleet import Observations
+
+log = logging.getLogger("siefm")
 
 
 class VectorFleet:
@@ -68,6 +73,7 @@ class VectorFleet:
         obs, _, terminated, truncated, info = self.envs.step(np.asarray(actions, dtype=dtype))
         self._observe(obs, np.ones(self.num_envs, dtype=bool), np.zeros(self.num_envs, dtype=bool))
         self._over = np.asarray(terminated | truncated, dtype=bool)
+        self._obs["fault"] = np.asarray(info.get("_fault", np.zeros(self.num_envs)), dtype=bool)
         return self._obs, true_success(info, terminated)
 
     def _observe(self, obs: Any, changed: np.ndarray, new_episode: np.ndarray) -> None:
@@ -99,11 +105,38 @@ class VectorFleet:
 NO_TIME_LIMIT = 2**31 - 1  # Stage 2 caps episodes itself
 
 
+class EndOnFault(gym.Wrapper):
+    """Ends the episode of an env whose step raises, instead of the run: dm_control's `PhysicsError` when
+    commands make the simulation unstable, or any error of a user's simulator. The step returns the last
+    observation, terminated, without success, with `info["fault"]` naming the error; the next reset starts
+    afresh. Stage 2 and evaluation count the episode as a failure and go on; each kind of error is logged
+    once per process, so a bug that fails every step is seen at once."""
+
+    seen: ClassVar[set[str]] = set()
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict]:
+        self._last, info = self.env.reset(**kwargs)
+        return self._last, info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        try:
+            obs, reward, terminated, truncated, info = self.env.step(action)
+        except Exception as error:
+            fault = f"{type(error).__name__}: {error}"
+            if type(error).__name__ not in self.seen:
+                self.seen.add(type(error).__name__)
+                log.warning("an env's step raised %s; its episode ends as a failure", fault)
+            return self._last, 0.0, True, False, {"is_success": False, "fault": fault}
+        self._last = obs
+        return obs, reward, terminated, truncated, info
+
+
 def make_vector_env(env_id: str, config: GymEnvConfig, num_envs: int, mode: str) -> gym.vector.VectorEnv:
-    """`num_envs` copies of the env, without autoreset and without the env's time limit."""
+    """`num_envs` copies of the env, without autoreset and without the env's time limit, each ending an
+    episode whose step raises (`EndOnFault`)."""
 
     def make() -> gym.Env:
-        return gym.make(env_id, max_episode_steps=NO_TIME_LIMIT, **config.kwargs)
+        return EndOnFault(gym.make(env_id, max_episode_steps=NO_TIME_LIMIT, **config.kwargs))
 
     vector = gym.vector.AsyncVectorEnv if mode == "async" else gym.vector.SyncVectorEnv
     return vector([make] * num_envs, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
