@@ -551,6 +551,44 @@ def test_which_signal_ends_practice_episodes(models, end_on_true_success: bool) 
         assert batch.num_samples == len(batch.episode_length) >= 100
 
 
+class FaultyFleet(LocalFleet):
+    """PointMass robots whose simulator 'raises' on robot 0's 5th step of every episode (a fleet reports it
+    in the observations' "fault", as the gymnasium fleet does for an env whose step raised)."""
+
+    def reset(self, env_ids=None):
+        obs = super().reset(env_ids)
+        if env_ids is None:
+            self.steps = np.zeros(self.num_envs, dtype=int)
+        else:
+            self.steps[env_ids] = 0
+        return obs
+
+    def step(self, actions, active=None):
+        obs, success = super().step(actions, active)
+        self.steps += 1
+        obs["fault"] = (np.arange(self.num_envs) == 0) & (self.steps == 5)
+        return obs, success
+
+
+def test_an_episode_whose_simulator_raised_ends_as_a_failure_and_practice_goes_on(models) -> None:
+    _, reward_model = models
+    never = RewardModel(reward_model.model, success_threshold=0.0)  # d > 0 always: it never fires
+    batch = collect_practice(
+        FaultyFleet(4, PointMassConfig(), seed=0),
+        StraightLinePolicy(),
+        never,
+        num_samples=200,
+        max_episode_steps=40,
+        gamma=0.9,
+    )
+    assert batch.fault is not None and batch.metrics()["rollout/faults"] == batch.fault.sum() >= 2
+    faulted = batch.fault
+    assert (batch.episode_length[faulted] == 5).all() and not batch.true_success[faulted].any()
+    assert not batch.detected_success[faulted].any()
+    assert (batch.episode_length[~faulted] == 40).all()  # the detector never fires: the cap ends them
+    assert batch.num_samples == batch.episode_length.sum() >= 200
+
+
 # --- Stage 2: resume --------------------------------------------------------------------------------------
 
 FOUR = dataclasses.replace(TINY_IMPROVE, num_iterations=4)
