@@ -19,6 +19,7 @@ class Registration(NamedTuple):
     env_id: str
     entry_point: str  # gymnasium's "module:Class" of the env
     module: str  # the module whose `DOMAIN` implements the contract
+    max_episode_steps: int | None = None  # gymnasium's time limit, for domains that read it from there
 
 
 REGISTRY: dict[str, Registration] = {
@@ -28,11 +29,19 @@ REGISTRY: dict[str, Registration] = {
     "tabletop": Registration(
         "siefm/Tabletop-v0", "siefm.domains.tabletop.env:TabletopEnv", "siefm.domains.tabletop.domain"
     ),
+    # Needs `pip install 'siefm[aloha]'` (gym-aloha) to make the env; the domain itself imports without it.
+    "aloha": Registration(
+        "siefm/Aloha-v0", "siefm.domains.aloha.env:AlohaEnv", "siefm.domains.aloha.domain", 100
+    ),
 }
 
 for _registration in REGISTRY.values():
     if _registration.env_id not in gym.registry:
-        gym.register(id=_registration.env_id, entry_point=_registration.entry_point)
+        gym.register(
+            id=_registration.env_id,
+            entry_point=_registration.entry_point,
+            max_episode_steps=_registration.max_episode_steps,
+        )
 
 
 class UnknownDomainError(ValueError):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from siefm.domains.aloha.env import CHUNK, JOINTS
+from siefm.domains.aloha.env import CHUNK, JOINTS, scene_model
 from siefm.domains.aloha.kinematics import ArmKinematics, gripper_rotation
 
 Position = Callable[[np.ndarray], np.ndarray]  # the observed object pose -> a tool-point position
@@ -50,12 +50,15 @@ class Suboptimality:
 
 class TransferCubeDemonstrator:
     """The right arm picks the cube, lifts it to the middle; the left arm, rolled 90 degrees, comes from
-    the other side and grips its top and bottom faces, following the cube's observed position."""
+    the other side and grips its top and bottom faces, following the cube's observed position.
 
-    def __init__(self, model, suboptimal: Suboptimality = Suboptimality()):
-        self.kinematics = ArmKinematics(model)
-        self.suboptimal = suboptimal
-        self.rng = np.random.default_rng(0)
+    A stateful controller for `siefm collect` (one observation -> one chunk of joint targets), started by
+    `reset(seed)` at each episode; its keyword arguments are JSON, so datasets record them."""
+
+    def __init__(self, pauses: int = 0, detours: int = 0, regrasp_probability: float = 0.0):
+        self.kinematics = ArmKinematics(scene_model("transfer_cube"))
+        self.suboptimal = Suboptimality(pauses, detours, regrasp_probability)
+        self.reset(0)
 
     def reset(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)

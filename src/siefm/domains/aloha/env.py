@@ -23,6 +23,7 @@ The scenes, their physics, their seeded object poses and their 0-4 contact rewar
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -71,7 +72,7 @@ class AlohaEnv(gym.Env):
         self.config = config or AlohaConfig(**kwargs)
         self.render_mode = render_mode
         self._scene = _Scene(self.config.task)
-        low, high = self._scene.action_range()
+        low, high = action_range(self.config.task)
         self.action_space = spaces.Box(np.tile(low, CHUNK), np.tile(high, CHUNK), dtype=np.float64)
         state_dim = 2 * JOINTS + self._scene.object_dim
         observation = {"state": spaces.Box(-np.inf, np.inf, (state_dim,), dtype=np.float64)}
@@ -110,16 +111,45 @@ class AlohaEnv(gym.Env):
         return obs
 
 
+def scene_model(task: str) -> Any:
+    """A private MuJoCo model of `task`'s scene (for kinematics: never the one an env simulates)."""
+    import mujoco
+
+    _import_gym_aloha()
+    from gym_aloha import constants
+
+    return mujoco.MjModel.from_xml_path(str(constants.ASSETS_DIR / SCENES[task]))
+
+
+def action_range(task: str) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of one 50 Hz target (14): each arm joint's control range, and the normalised gripper
+    range that the fingers' control range allows (MuJoCo clamps controls to these)."""
+    from gym_aloha.constants import normalize_puppet_gripper_position as normalise
+
+    ctrl = scene_model(task).actuator_ctrlrange  # 8 actuators per arm: 6 joints, then 2 fingers
+    low, high = [], []
+    for arm in (0, 8):
+        low += [*ctrl[arm : arm + 6, 0], normalise(ctrl[arm + 6, 0])]
+        high += [*ctrl[arm : arm + 6, 1], normalise(ctrl[arm + 6, 1])]
+    return np.array(low), np.array(high)
+
+
+def _import_gym_aloha() -> Any:
+    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"  # dm_control picks its renderer at import: headless, EGL
+    return import_optional(
+        "gym_aloha",
+        "The Aloha domain",
+        extra="aloha",
+        why="It brings gym-aloha's simulated bimanual ViperX scenes and dm_control. ",
+    )
+
+
 class _Scene:
     """gym-aloha's joint-controlled scene and task, observed without rendering."""
 
     def __init__(self, task: str):
-        gym_aloha = import_optional(
-            "gym_aloha",
-            "The Aloha domain",
-            extra="aloha",
-            why="It brings gym-aloha's simulated bimanual ViperX scenes and dm_control. ",
-        )
+        _import_gym_aloha()
         from dm_control import mujoco
         from dm_control.rl import control
         from gym_aloha import constants, utils
@@ -145,18 +175,6 @@ class _Scene:
             flat_observation=False,
         )
         self.object_dim = 7 if task == "transfer_cube" else 14
-        del gym_aloha
-
-    def action_range(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per 50 Hz target: each arm joint's control range, and the normalised gripper range that the
-        fingers' control range allows."""
-        ctrl = self.env.physics.model.actuator_ctrlrange  # 8 actuators per arm: 6 joints, 2 fingers
-        normalise = self.constants.normalize_puppet_gripper_position
-        low, high = [], []
-        for arm in (0, 8):
-            low += [*ctrl[arm : arm + 6, 0], normalise(ctrl[arm + 6, 0])]
-            high += [*ctrl[arm : arm + 6, 1], normalise(ctrl[arm + 6, 1])]
-        return np.array(low), np.array(high)
 
     def reset(self, seed: int | None) -> None:
         self.sim.BOX_POSE[0] = self.sample_pose(seed)  # what gym-aloha's reset sets from the same seed

@@ -1,0 +1,151 @@
+"""Aloha behind the Domain contract: gym-aloha's bimanual scenes as a gymnasium env that the generic
+gymnasium domain runs (its fleet, evaluation and dataset conventions), with Aloha's own demonstrators,
+presets and demo.
+
+Presets: the task in words is the goal (one task per dataset; the word encoder learns it), a Gaussian
+action head over the 70 joint targets of a 10 Hz chunk, one steps-to-go class per 10 Hz step over 0..100
+(the time limit), and the paper's Stage 2 constants N = 16, c = 0.05. The paper predicts 256 bins per
+action number and one steps-to-go class per step over 0..300; the Gaussian head is the choice here, as for
+PointMass, because a 70 x 256 token head is 18K logits per step for a state model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from siefm.config import EvalConfig, require
+from siefm.domains import REGISTRY
+from siefm.domains.aloha.env import CHUNK, TASK_TEXT, AlohaConfig, action_range
+from siefm.domains.base import ActionBounds, EnvConfig, Presets
+from siefm.domains.gymnasium_env.collect import GymCollectConfig, collect_gymnasium
+from siefm.domains.gymnasium_env.domain import GymnasiumDomain
+from siefm.domains.gymnasium_env.env import GymEnvConfig
+from siefm.models.efm import EFMBase
+
+ENV_ID = REGISTRY["aloha"].env_id
+DEMONSTRATORS = {"transfer_cube": "siefm.domains.aloha.demonstrator:TransferCubeDemonstrator"}
+
+
+@dataclass(frozen=True)
+class AlohaCollectConfig:
+    """Scripted Aloha demonstrations (`siefm collect --env aloha`)."""
+
+    task: str = "transfer_cube"
+    """'transfer_cube' (insertion's demonstrator is not written yet)."""
+    num_episodes: int = 500
+    """Episodes to attempt; those that do not reach the simulator's success are not written."""
+    seed: int = 0
+    """Episode k is reset with seed + k (recorded per episode, so gym-aloha's env reset with it starts
+    from the same object poses)."""
+    observation: str = "state"
+    """'state', or 'pixels' (adds the top camera's frames, `image_size` square)."""
+    image_size: int = 96
+    max_steps: int | None = None
+    """Episode limit in 10 Hz steps; None: the env's (100)."""
+    pauses: int = 3
+    """Sub-optimal on purpose: up to this many pauses of 2-6 steps per episode."""
+    detours: int = 3
+    """Up to this many random points the carrying arm passes through."""
+    regrasp_probability: float = 0.3
+    """The chance that an episode's first grasp is opened and made again."""
+
+    def __post_init__(self) -> None:
+        require(self.task in DEMONSTRATORS, self, "task", f"one of {sorted(DEMONSTRATORS)}")
+        require(self.num_episodes >= 1, self, "num_episodes", ">= 1")
+        require(self.pauses >= 0 and self.detours >= 0, self, "pauses", ">= 0 (and detours too)")
+        require(0 <= self.regrasp_probability <= 1, self, "regrasp_probability", "in [0, 1]")
+        AlohaConfig(self.task, self.observation, self.image_size)  # checks the env's options
+
+    def generic(self) -> GymCollectConfig:
+        """The same collection as the generic gymnasium domain's options."""
+        suboptimal = {"pauses": self.pauses, "detours": self.detours}
+        return GymCollectConfig(
+            policy=DEMONSTRATORS[self.task],
+            policy_kwargs=json.dumps({**suboptimal, "regrasp_probability": self.regrasp_probability}),
+            env_kwargs=json.dumps(
+                {"task": self.task, "observation": self.observation, "image_size": self.image_size}
+            ),
+            num_episodes=self.num_episodes,
+            max_steps=self.max_steps,
+            seed=self.seed,
+            task=TASK_TEXT[self.task],
+        )
+
+
+class AlohaDomain(GymnasiumDomain):
+    collect_config = AlohaCollectConfig
+    collect_option = "aloha"
+    demo_description = (
+        "Run the whole recipe on Aloha transfer-cube from states with embedded defaults: scripted "
+        "demonstrations -> Stage 1 -> Stage 2 -> eval; writes results.json and learning_curve.png."
+    )
+
+    def __init__(self) -> None:
+        super().__init__(ENV_ID)
+        self.name, self.robot_type = "aloha", "aloha"
+
+    @property
+    def demo_config(self) -> type:  # type: ignore[override]
+        from siefm.domains.aloha.demo import AlohaDemoConfig
+
+        return AlohaDemoConfig
+
+    @property
+    def renders_frames(self) -> bool:  # type: ignore[override]
+        return True  # with observation="pixels", datasets hold the top camera
+
+    @property
+    def presets(self) -> Presets:
+        return Presets(
+            model={
+                "goal_encoder": "words",
+                "state_encoder": "flat",
+                "steps_to_go_sees": "full",
+                "action_head": "gaussian",
+                "steps_to_go_bins": AlohaConfig().max_steps + 1,
+                "steps_to_go_max": float(AlohaConfig().max_steps),
+            },
+            improve={"num_updates": 16, "reward_scale": 0.05},
+            eval_episodes=200,
+            pixel_goal_encoder="words",
+        )
+
+    def action_bounds(self, env: EnvConfig) -> ActionBounds:
+        """Each joint's control range and the grippers' reachable range, per 50 Hz target: MuJoCo clamps
+        the position actuators' controls to them."""
+        task = AlohaConfig(**GymEnvConfig(**env).kwargs).task
+        low, high = action_range(task)
+        return np.tile(low, CHUNK), np.tile(high, CHUNK)
+
+    def collect(self, out: Path, config: AlohaCollectConfig, overwrite: bool = False) -> Path:
+        return collect_gymnasium(self.env_id, out, config.generic(), overwrite=overwrite)
+
+    def run_demo(self, out: Path, config: Any) -> dict[str, Any]:
+        from siefm.domains.aloha.demo import run_demo
+
+        return run_demo(out, config)
+
+    def evaluate(
+        self,
+        model: EFMBase,
+        metadata: dict[str, Any],
+        env: EnvConfig,
+        out: Path,
+        config: EvalConfig,
+        reward: Path | None,
+    ) -> dict[str, Any]:
+        """The generic evaluation, with the task's scripted demonstrator without detours as the reference
+        (`optimal`) unless `--eval.reference` names another."""
+        if config.reference is None:
+            task = AlohaConfig(**GymEnvConfig(**env).kwargs).task
+            config = dataclasses.replace(config, reference=DEMONSTRATORS[task])
+        return super().evaluate(model, metadata, env, out, config, reward)
+
+
+DOMAIN = AlohaDomain()
