@@ -80,6 +80,7 @@ class VectorFleet:
         """Keeps the observations Stage 2 reads. Robots in `changed` moved or were reset; those in
         `new_episode` were reset, so their frame has no previous frame but itself."""
         self._obs = self.mapping.split(obs)
+        self._obs["fault"] = np.zeros(self.num_envs, dtype=bool)  # set by `step` where an env raised
         if self.camera_size is None:
             return
         frame = resize_frames(self.mapping.camera(obs), self.camera_size)
