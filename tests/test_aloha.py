@@ -1,0 +1,137 @@
+"""The Aloha domain: the env against gym-aloha's own, the scripted demonstrator, datasets that replay in the
+stock env, the missing-extra message, and both stages from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+gym_aloha = pytest.importorskip("gym_aloha", reason="the Aloha domain needs pip install 'siefm[aloha]'")
+
+import gymnasium as gym  # noqa: E402
+from test_cli import run_cli  # noqa: E402
+
+from siefm.data.dataset import read_dataset  # noqa: E402
+from siefm.domains import get_domain  # noqa: E402
+from siefm.domains.aloha.demonstrator import TransferCubeDemonstrator  # noqa: E402
+from siefm.domains.aloha.env import CHUNK, JOINTS, AlohaConfig, AlohaEnv  # noqa: E402
+
+
+@pytest.mark.parametrize(("task", "objects"), [("transfer_cube", 7), ("insertion", 14)])
+def test_the_env_starts_where_gym_alohas_does_and_declares_what_it_executes(task: str, objects: int) -> None:
+    env = AlohaEnv(AlohaConfig(task=task))
+    assert env.observation_space["state"].shape == (2 * JOINTS + objects,)
+    assert env.action_space.shape == (CHUNK * JOINTS,)
+    low, high = env.action_space.low[:JOINTS], env.action_space.high[:JOINTS]
+    assert low[0] == pytest.approx(-3.14158) and high[1] == pytest.approx(1.25664)  # waist, shoulder ranges
+    assert 0 < low[6] < 0.1 and 0.9 < high[6] < 1  # the gripper: what the fingers' range allows
+    stock_id = {"transfer_cube": "gym_aloha/AlohaTransferCube-v0", "insertion": "gym_aloha/AlohaInsertion-v0"}
+    stock = gym.make(stock_id[task], obs_type="pixels_agent_pos")
+    for seed in (3, 11):
+        stock.reset(seed=seed)
+        obs, info = env.reset(seed=seed)
+        np.testing.assert_array_equal(env.physics.data.qpos, stock.unwrapped._env.physics.data.qpos)
+        np.testing.assert_array_equal(obs["state"][:JOINTS], stock.unwrapped._env.task.get_qpos(env.physics))
+        assert info == {"is_success": False, "stage": 0}
+    stock.close()
+
+
+def test_the_contact_reward_is_gym_alohas_at_every_physics_step() -> None:
+    """The vectorised reward against gym-aloha's own (which names each contact's geoms), over a scripted
+    transfer that passes every stage, 0 to 4."""
+    from gym_aloha.tasks.sim import TransferCubeTask
+
+    env = AlohaEnv(AlohaConfig())
+    demonstrator = TransferCubeDemonstrator()
+    obs, _ = env.reset(seed=5)
+    demonstrator.reset(5)
+    scene, seen = env._scene, set()
+    for _ in range(60):
+        for target in demonstrator(obs).reshape(CHUNK, JOINTS):
+            stage = scene.step(target)
+            assert stage == TransferCubeTask.get_reward(scene.env.task, env.physics)
+            seen.add(stage)
+        obs = {"state": scene.state()}
+        if 4 in seen:
+            break
+    assert seen == {0, 1, 2, 4} or seen == {0, 1, 2, 3, 4}
+
+
+def test_the_scripted_transfer_succeeds_and_its_detours_cost_steps() -> None:
+    env = AlohaEnv(AlohaConfig())
+
+    def lengths(demonstrator: TransferCubeDemonstrator) -> list[int]:
+        steps = []
+        for seed in range(200, 204):
+            obs, _ = env.reset(seed=seed)
+            demonstrator.reset(seed)
+            for step in range(1, env.config.max_steps + 1):  # noqa: B007 (its last value is the length)
+                obs, _, terminated, _, info = env.step(demonstrator(obs))
+                if terminated:
+                    break
+            assert info["is_success"], f"seed {seed}"
+            steps.append(step)
+        return steps
+
+    straight = lengths(TransferCubeDemonstrator())
+    detours = lengths(TransferCubeDemonstrator(pauses=3, detours=3, regrasp_probability=1.0))
+    assert np.mean(detours) > np.mean(straight) + 5
+
+
+def test_a_missing_aloha_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    import siefm.optional as optional
+
+    real = optional.importlib.import_module
+
+    def without_gym_aloha(name: str, *args):
+        if name == "gym_aloha":
+            raise ImportError(name)
+        return real(name, *args)
+
+    monkeypatch.setattr(optional.importlib, "import_module", without_gym_aloha)
+    with pytest.raises(ValueError, match=r"pip install 'siefm\[aloha\]'"):
+        AlohaEnv()
+
+
+def test_aloha_from_the_command_line_through_both_stages(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Scripted demonstrations whose recorded seeds reset the stock gym-aloha env to the same poses; then
+    a tiny Stage 1, a Stage 2 iteration in 2 env workers, and an evaluation beside the demonstrators."""
+    data, sft, rl, ev = (tmp_path / name for name in ("data", "sft", "rl", "eval"))
+    code, _, err = run_cli(["collect", "--env", "aloha", "--out", data, "--aloha.num-episodes", "3"], capsys)
+    assert code == 0, err
+    dataset = read_dataset(data)
+    assert dataset.num_episodes == 3 and dataset.columns["action"].shape[1] == CHUNK * JOINTS
+    env = dataset.info["siefm"]["env"]
+    assert env["config"]["policy_kwargs"] == {"pauses": 3, "detours": 3, "regrasp_probability": 0.3}
+    stock = gym.make("gym_aloha/AlohaTransferCube-v0", obs_type="pixels_agent_pos")
+    for start, _ in dataset.episode_bounds:
+        stock.reset(seed=int(dataset.columns["episode_seed"][start]))
+        cube = stock.unwrapped._env.physics.data.qpos[16:]
+        np.testing.assert_allclose(dataset.columns["observation.state"][start][2 * JOINTS :], cube)
+    stock.close()
+    tiny = ["--sft.model.hidden-dim", "16", "--sft.model.num-layers", "1", "--sft.batch-size", "32"]
+    code, _, err = run_cli(["sft", "--dataset", data, "--out", sft, *tiny, "--sft.steps", "20"], capsys)
+    assert code == 0, err
+    small = ["--improve.num-envs", "4", "--improve.minibatch-size", "8", "--improve.num-updates", "2"]
+    improve = ["improve", "--sft-run", sft, "--out", rl, *small, "--improve.num-iterations", "1"]
+    code, _, err = run_cli([*improve, "--improve.env-workers", "2"], capsys)
+    assert code == 0, err
+    code, _, err = run_cli(
+        ["eval", "--checkpoint", rl / "checkpoints" / "policy", "--out", ev, "--eval.episodes", "2"], capsys
+    )
+    assert code == 0, err
+    results = (ev / "results.json").read_text()
+    assert '"demonstrator"' in results and '"optimal"' in results
+
+
+def test_the_aloha_domain_clips_to_the_actuators_ranges() -> None:
+    domain = get_domain("aloha")
+    low, high = domain.action_bounds({"kwargs": {"task": "transfer_cube"}})
+    env = AlohaEnv()
+    np.testing.assert_array_equal(low, env.action_space.low)
+    np.testing.assert_array_equal(high, env.action_space.high)
+    assert domain.presets.model["steps_to_go_bins"] == AlohaConfig().max_steps + 1
