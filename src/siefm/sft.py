@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from siefm.checkpoint import env_spec, load_checkpoint, save_checkpoint
-from siefm.config import SFTConfig, to_dict
+from siefm.config import ModelConfig, SFTConfig, to_dict
 from siefm.data.cameras import check_camera
 from siefm.data.dataset import DatasetError, EpisodeDataset, read_dataset
 from siefm.data.labels import with_stage1_columns
@@ -371,6 +371,19 @@ SUMMARY_KEYS = (
 RANDOM_ENCODER_FRAMES = 2048
 
 
+def action_reference(config: ModelConfig, reference: tuple[int, ...], action_dim: int) -> tuple[int, ...]:
+    """The state number each action number is predicted relative to (`ModelConfig.actions`), or ()."""
+    if config.actions != "from_state":
+        return ()
+    if len(reference) != action_dim:
+        raise ValueError(
+            "--sft.model.actions from_state needs a domain that says which state number each action "
+            f"commands, and this data's domain names {len(reference)} for {action_dim} action numbers: use "
+            "--sft.model.actions absolute."
+        )
+    return reference
+
+
 def build_model(config: SFTConfig, train: EpisodeDataset, tokenizer: WordTokenizer | None = None) -> EFMBase:
     """A fresh EFM sized and normalised for the training episodes (the BC statistics skip final frames).
 
@@ -383,9 +396,13 @@ def build_model(config: SFTConfig, train: EpisodeDataset, tokenizer: WordTokeniz
         goal_dim = columns["goal"].shape[1]
     vocabulary = tuple(tokenizer.vocabulary) if tokenizer is not None else ()
     state, action = columns["observation.state"], columns["action"]
-    objects = env_spec(train.info["siefm"]["env"]).object_names
-    spec = ModelSpec(state.shape[1], goal_dim, action.shape[1], vocabulary, objects)
+    observed = env_spec(train.info["siefm"]["env"])
+    reference = action_reference(model_config, observed.action_reference, action.shape[1])
+    spec = ModelSpec(state.shape[1], goal_dim, action.shape[1], vocabulary, observed.object_names, reference)
     goal = columns["goal"] if "goal" in columns else np.zeros((1, goal_dim))  # used by vector goals only
+    if reference:  # the head's statistics are of the change from each action's state number
+        index = np.asarray(reference)
+        action = action - np.where(index >= 0, state[:, np.maximum(index, 0)], 0.0)
     stats = {
         "state": feature_stats(state),
         "goal": feature_stats(np.asarray(goal, dtype=np.float32)),

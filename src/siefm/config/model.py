@@ -22,10 +22,11 @@ MODEL_PRESET_FIELDS = (
     "steps_to_go_bins",
     "steps_to_go_max",
     "min_scale",
+    "actions",
 )
 GENERIC_MODEL_DEFAULTS: dict[str, Any] = {"state_encoder": "flat", "steps_to_go_sees": "full"}
 # What a domain's presets need not give: the notebook's scale floor for Gaussian heads.
-NOTEBOOK_MODEL_DEFAULTS: dict[str, Any] = {"min_scale": 0.01}
+NOTEBOOK_MODEL_DEFAULTS: dict[str, Any] = {"min_scale": 0.01, "actions": "absolute"}
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,11 @@ class ModelConfig:
     action_head: Literal["gaussian", "tokenized"] | None = None
     """'gaussian' (diagonal, the notebook's) or 'tokenized' (a categorical token per action dimension, the
     paper's RT-2 style). None: the preset."""
+    actions: Literal["absolute", "from_state"] | None = None
+    """Gaussian head: predict actions as they are ('absolute'), or as changes of the state numbers they
+    command ('from_state': joint targets relative to the observed joints, where the domain names them).
+    Predicted as changes, the targets of a state the data never showed stay near the robot's joints
+    instead of anywhere in their range. None: the preset (Aloha 'from_state', others 'absolute')."""
     action_bins: int = 21
     """Tokens per action dimension over the data's min..max (choice: 21, the paper's sign + 0..10)."""
     min_scale: float | None = None
@@ -236,6 +242,7 @@ class ModelConfig:
 # lacks one was written then): words from the start, 64 x 64 frames read by flattening the map, a
 # steps-to-go tower on the map, two dot-product queries over slot keys, board towers on the estimate.
 CHECKPOINT_DEFAULTS: dict[str, Any] = {
+    "actions": "absolute",
     "image_size": 64,
     "pixel_readout": "flatten",
     "word_positions": "start",

@@ -45,6 +45,10 @@ class ObservationSpec:
     word them (empty: no object rows); object-selecting models match instruction words to them."""
     action_dim: int | None = None
     """Numbers in an action, where the domain checks a dataset's actions against it."""
+    action_reference: tuple[int, ...] = ()
+    """For each action number, the state number it commands (a joint target's observed joint), -1 for
+    none; empty: actions command no state number. Models with `actions = 'from_state'` predict each action
+    number as a change of its state number."""
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,10 @@ class ModelSpec:
     action_dim: int
     vocabulary: tuple[str, ...] = ()  # instruction goals: the tokenizer's words, index = token id
     objects: tuple[str, ...] = ()  # object-list states: each row's object name ("red moon"), if known
+    action_reference: tuple[int, ...] = ()  # actions predicted as changes of these state numbers (-1: none)
 
     def __post_init__(self) -> None:
-        for name in ("vocabulary", "objects"):
+        for name in ("vocabulary", "objects", "action_reference"):
             object.__setattr__(self, name, tuple(getattr(self, name)))  # a JSON list after loading
 
 
@@ -177,6 +178,14 @@ class EFMBase(nn.Module):
         """d(o, g): expected steps-to-go under the categorical prediction, (B,)."""
         return self.steps_to_go_bins.expectation(self.steps_to_go_logits(obs, goal))
 
+    def action_offset(self, state: torch.Tensor) -> torch.Tensor | None:
+        """(B, A) what each action number is predicted relative to (`ModelSpec.action_reference`: the
+        state number it commands, 0 where none), or None for absolute actions."""
+        if not self.spec.action_reference:
+            return None
+        reference = torch.as_tensor(self.spec.action_reference)
+        return torch.where(reference >= 0, state[:, reference.clamp(min=0)], 0.0)
+
 
 class EFM(EFMBase):
     """Goal-conditioned policy + steps-to-go model. Observations are {"state": (B, S)}; goals are (B, G)
@@ -308,7 +317,8 @@ class EFM(EFMBase):
         return torch.cat(pieces, dim=-1) if policy_input is None else policy_input
 
     def action_distribution(self, obs: Mapping[str, torch.Tensor], goal: GoalInput) -> ActionDistribution:
-        return self.action_head(self.policy_tower(torch.cat(self._encode(obs, goal), dim=-1)))
+        features = self.policy_tower(torch.cat(self._encode(obs, goal), dim=-1))
+        return self.action_head(features, self.action_offset(obs["state"]))
 
     def steps_to_go_logits(self, obs: Mapping[str, torch.Tensor], goal: GoalInput) -> torch.Tensor:
         return self.steps_to_go_head(self.steps_to_go_tower(self._steps_to_go_input(self._encode(obs, goal))))
@@ -317,7 +327,7 @@ class EFM(EFMBase):
         pieces = self._encode(obs, goal)
         policy_input = torch.cat(pieces, dim=-1)
         return EFMOutput(
-            self.action_head(self.policy_tower(policy_input)),
+            self.action_head(self.policy_tower(policy_input), self.action_offset(obs["state"])),
             self.steps_to_go_head(self.steps_to_go_tower(self._steps_to_go_input(pieces, policy_input))),
         )
 

@@ -107,11 +107,12 @@ class GaussianActionHead(nn.Module):
         self.register_buffer("action_mean", stats["mean"].clone())
         self.register_buffer("action_std", stats["std"].clone())
 
-    def forward(self, features: torch.Tensor) -> GaussianActions:
+    def forward(self, features: torch.Tensor, offset: torch.Tensor | None = None) -> GaussianActions:
+        """`offset` (B, A): what the actions are predicted relative to (their statistics are of the change
+        from it); None: absolute actions."""
         mean, raw_scale = self.linear(features).chunk(2, dim=-1)
-        return GaussianActions(
-            mean, F.softplus(raw_scale) + self.min_scale, self.action_mean, self.action_std
-        )
+        action_mean = self.action_mean if offset is None else self.action_mean + offset
+        return GaussianActions(mean, F.softplus(raw_scale) + self.min_scale, action_mean, self.action_std)
 
 
 class TokenActionHead(nn.Module):
@@ -125,7 +126,9 @@ class TokenActionHead(nn.Module):
         # Guard against a constant action dimension (max == min) so the unit mapping stays finite.
         self.register_buffer("action_max", torch.maximum(stats["max"], stats["min"] + 1e-8).clone())
 
-    def forward(self, features: torch.Tensor) -> TokenActions:
+    def forward(self, features: torch.Tensor, offset: torch.Tensor | None = None) -> TokenActions:
+        if offset is not None:
+            raise ValueError("tokenized actions are absolute: use --sft.model.actions absolute with them.")
         logits = self.linear(features).unflatten(-1, (-1, self.bins.num_bins))
         return TokenActions(logits, self.bins, self.action_min, self.action_max)
 

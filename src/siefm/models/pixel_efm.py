@@ -338,7 +338,7 @@ class PixelEFM(PixelInputs):
         return instruction_retrieval(self.instruction_aux(cells), codes, task)
 
     def action_distribution(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> ActionDistribution:
-        return self.action_head(self._trunk(self.policy_tower, obs, goal))
+        return self.action_head(self._trunk(self.policy_tower, obs, goal), self.action_offset(obs["state"]))
 
     def steps_to_go_logits(self, obs: Mapping[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
         return self.steps_to_go_head(self._trunk(self.steps_to_go_tower, obs, goal))

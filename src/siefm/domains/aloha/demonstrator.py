@@ -7,6 +7,9 @@ targets for the end of the step, solves each arm's joints from the previous comm
 of 5 joint targets that moves there in straight joint-space lines. Because it reads the object's pose from
 the observation at every step, what it demonstrates succeeds in the env it is evaluated in.
 
+`noise` (radians) perturbs the joint targets it sends, so the demonstrations also show how the closed loop
+recovers from being off its plan, which a cloned policy needs once its own errors put it there.
+
 Sub-optimal on purpose (`detours`, `pauses`, `regrasp_probability`), so that Stage 2 has something to
 remove: pauses hold both arms still for a few steps; detours send the carrying arm through a random point
 on its way; a re-grasp opens the gripper after the first grasp, lifts, and grasps again. Each is drawn per
@@ -55,9 +58,12 @@ class TransferCubeDemonstrator:
     A stateful controller for `siefm collect` (one observation -> one chunk of joint targets), started by
     `reset(seed)` at each episode; its keyword arguments are JSON, so datasets record them."""
 
-    def __init__(self, pauses: int = 0, detours: int = 0, regrasp_probability: float = 0.0):
+    def __init__(
+        self, pauses: int = 0, detours: int = 0, regrasp_probability: float = 0.0, noise: float = 0.0
+    ):
         self.kinematics = ArmKinematics(scene_model("transfer_cube"))
         self.suboptimal = Suboptimality(pauses, detours, regrasp_probability)
+        self.noise = noise
         self.reset(0)
 
     def reset(self, seed: int) -> None:
@@ -79,6 +85,9 @@ class TransferCubeDemonstrator:
             target[offset : offset + 6], target[offset + 6] = joints, gripper
         chunk = self.command + np.outer(np.arange(1, CHUNK + 1) / CHUNK, target - self.command)
         self.command, self.step = target, self.step + 1
+        if self.noise:  # on the arm joints of what is sent, not on the plan: the loop corrects it next step
+            arms = np.r_[0:6, 7:13]
+            chunk[:, arms] += self.rng.normal(0.0, self.noise, len(arms))  # one offset per 10 Hz step
         return chunk.reshape(-1)
 
     def _plan(self, cube: np.ndarray) -> dict[str, list[Keyframe]]:

@@ -2,11 +2,13 @@
 gymnasium domain runs (its fleet, evaluation and dataset conventions), with Aloha's own demonstrators,
 presets and demo.
 
-Presets: the task in words is the goal (one task per dataset; the word encoder learns it), a Gaussian
-action head over the 70 joint targets of a 10 Hz chunk, one steps-to-go class per 10 Hz step over 0..100
-(the time limit), and the paper's Stage 2 constants N = 16, c = 0.05. The paper predicts 256 bins per
-action number and one steps-to-go class per step over 0..300; the Gaussian head is the choice here, as for
-PointMass, because a 70 x 256 token head is 18K logits per step for a state model.
+Presets: the task in words is the goal (one task per dataset; the word encoder learns it); a Gaussian
+action head over the 70 joint targets of a 10 Hz chunk, each predicted as a change of its observed joint
+(`--sft.model.actions from_state`: predicted absolute, a cloned policy's targets went up to 3 rad from its
+joints within 16 steps of leaving the demonstrations, docs/aloha.md); one steps-to-go class per 10 Hz step
+over 0..100 (the time limit); the paper's Stage 2 constants N = 16, c = 0.05. The paper predicts 256 bins
+per action number and one steps-to-go class per step over 0..300; the Gaussian head is the choice here,
+as for PointMass, because a 70 x 256 token head is 18K logits per step for a state model.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import numpy as np
 
 from siefm.config import EvalConfig, require
 from siefm.domains import REGISTRY
-from siefm.domains.aloha.env import CHUNK, TASK_TEXT, AlohaConfig, action_range
-from siefm.domains.base import ActionBounds, EnvConfig, Presets
+from siefm.domains.aloha.env import CHUNK, JOINTS, TASK_TEXT, AlohaConfig, action_range
+from siefm.domains.base import ActionBounds, EnvConfig, ObservationSpec, Presets
 from siefm.domains.gymnasium_env.collect import GymCollectConfig, collect_gymnasium
 from siefm.domains.gymnasium_env.domain import GymnasiumDomain
 from siefm.domains.gymnasium_env.env import GymEnvConfig
@@ -110,11 +112,17 @@ class AlohaDomain(GymnasiumDomain):
                 "action_head": "gaussian",
                 "steps_to_go_bins": AlohaConfig().max_steps + 1,
                 "steps_to_go_max": float(AlohaConfig().max_steps),
+                "actions": "from_state",
             },
             improve={"num_updates": 16, "reward_scale": 0.05},
             eval_episodes=200,
             pixel_goal_encoder="words",
         )
+
+    def observation_spec(self, env: EnvConfig) -> ObservationSpec:
+        """The generic spec, with each joint target's observed joint (the first 14 state numbers)."""
+        spec = super().observation_spec(env)
+        return dataclasses.replace(spec, action_reference=tuple(j % JOINTS for j in range(CHUNK * JOINTS)))
 
     def action_bounds(self, env: EnvConfig) -> ActionBounds:
         """Each joint's control range and the grippers' reachable range, per 50 Hz target: MuJoCo clamps
