@@ -16,13 +16,13 @@ from test_cli import run_cli  # noqa: E402
 from siefm.data.dataset import read_dataset  # noqa: E402
 from siefm.domains import get_domain  # noqa: E402
 from siefm.domains.aloha.demonstrator import TransferCubeDemonstrator  # noqa: E402
-from siefm.domains.aloha.env import CHUNK, JOINTS, AlohaConfig, AlohaEnv  # noqa: E402
+from siefm.domains.aloha.env import CHUNK, JOINTS, TOOL_FEATURES, AlohaConfig, AlohaEnv  # noqa: E402
 
 
 @pytest.mark.parametrize(("task", "objects"), [("transfer_cube", 7), ("insertion", 14)])
 def test_the_env_starts_where_gym_alohas_does_and_declares_what_it_executes(task: str, objects: int) -> None:
     env = AlohaEnv(AlohaConfig(task=task))
-    assert env.observation_space["state"].shape == (2 * JOINTS + objects,)
+    assert env.observation_space["state"].shape == (2 * JOINTS + objects + TOOL_FEATURES,)
     assert env.action_space.shape == (CHUNK * JOINTS,)
     low, high = env.action_space.low[:JOINTS], env.action_space.high[:JOINTS]
     assert low[0] == pytest.approx(-3.14158) and high[1] == pytest.approx(1.25664)  # waist, shoulder ranges
@@ -35,6 +35,11 @@ def test_the_env_starts_where_gym_alohas_does_and_declares_what_it_executes(task
         np.testing.assert_array_equal(env.physics.data.qpos, stock.unwrapped._env.physics.data.qpos)
         np.testing.assert_array_equal(obs["state"][:JOINTS], stock.unwrapped._env.task.get_qpos(env.physics))
         assert info == {"is_success": False, "stage": 0}
+        tools, to_objects = obs["state"][-12:-6], obs["state"][-6:]
+        held = [2 * JOINTS + (0 if task == "transfer_cube" else 7), 2 * JOINTS]  # left, right
+        np.testing.assert_allclose(to_objects[:3], obs["state"][held[0] : held[0] + 3] - tools[:3])
+        np.testing.assert_allclose(to_objects[3:], obs["state"][held[1] : held[1] + 3] - tools[3:])
+        assert 0.1 < np.linalg.norm(tools[:3] - tools[3:]) < 0.5  # the hands start 34 cm apart
     stock.close()
 
 
@@ -111,7 +116,9 @@ def test_aloha_from_the_command_line_through_both_stages(
     for start, _ in dataset.episode_bounds:
         stock.reset(seed=int(dataset.columns["episode_seed"][start]))
         cube = stock.unwrapped._env.physics.data.qpos[16:]
-        np.testing.assert_allclose(dataset.columns["observation.state"][start][2 * JOINTS :], cube)
+        np.testing.assert_allclose(
+            dataset.columns["observation.state"][start][2 * JOINTS : 2 * JOINTS + 7], cube
+        )
     stock.close()
     tiny = ["--sft.model.hidden-dim", "16", "--sft.model.num-layers", "1", "--sft.batch-size", "32"]
     code, _, err = run_cli(["sft", "--dataset", data, "--out", sft, *tiny, "--sft.steps", "20"], capsys)

@@ -7,8 +7,13 @@ The scenes, their physics, their seeded object poses and their 0-4 contact rewar
   chunk of 5 such targets (70 numbers), the paper's control. gym-aloha declares Box(-1, 1, (14,)), which
   is wrong (targets reach +-3.14); the action space here holds what the actuators execute: each joint's
   control range, and the grippers' normalised range that the finger actuators can reach.
-- **Observations**: `state` is the joints' positions and velocities (14 + 14, grippers normalised) and the
-  objects' free-joint poses (cube: 7; insertion's peg and socket: 14). With `observation="pixels"`,
+- **Observations**: `state` is the joints' positions and velocities (14 + 14, grippers normalised), the
+  objects' free-joint poses (cube: 7; insertion's peg and socket: 14), each hand's tool point (the
+  fingertips' centre, from the joints by forward kinematics: 3 + 3) and the vector from it to the object
+  that hand works on (the cube for both; the socket for the left, the peg for the right: 3 + 3). The last
+  two are functions of the rest, given so that "is the object in the hand" is one subtraction away: a
+  steps-to-go model trained on demonstrations, where the arms' joints alone tell the time, otherwise
+  learnt to ignore the cube (docs/aloha.md). With `observation="pixels"`,
   `pixels` is the top camera at `image_size`, rendered once per 10 Hz step with shadows off (gym-aloha
   renders three 640 x 480 cameras with shadows at every 50 Hz step: 9.5 steps/s here).
 - **Success** (`info["is_success"]`) is gym-aloha's: reward 4 at any 50 Hz step (transfer: the left
@@ -28,12 +33,15 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 from gymnasium import spaces
 
 from siefm.optional import import_optional
 
 CHUNK = 5  # 50 Hz joint targets per 10 Hz step (the paper's action chunks)
+TCP_OFFSET = np.array([0.135, 0.0, 0.0])  # the fingertips' centre in a gripper link's frame
+TOOL_FEATURES = 12  # both tool points, and from each to the object its hand works on
 JOINTS = 14  # per arm: 6 joints and the gripper
 SCENES = {"transfer_cube": "bimanual_viperx_transfer_cube.xml", "insertion": "bimanual_viperx_insertion.xml"}
 TASK_TEXT = {
@@ -74,7 +82,7 @@ class AlohaEnv(gym.Env):
         self._scene = _Scene(self.config.task)
         low, high = action_range(self.config.task)
         self.action_space = spaces.Box(np.tile(low, CHUNK), np.tile(high, CHUNK), dtype=np.float64)
-        state_dim = 2 * JOINTS + self._scene.object_dim
+        state_dim = 2 * JOINTS + self._scene.object_dim + TOOL_FEATURES
         observation = {"state": spaces.Box(-np.inf, np.inf, (state_dim,), dtype=np.float64)}
         if self.config.observation == "pixels":
             size = self.config.image_size
@@ -113,7 +121,6 @@ class AlohaEnv(gym.Env):
 
 def scene_model(task: str) -> Any:
     """A private MuJoCo model of `task`'s scene (for kinematics: never the one an env simulates)."""
-    import mujoco
 
     _import_gym_aloha()
     from gym_aloha import constants
@@ -175,6 +182,13 @@ class _Scene:
             flat_observation=False,
         )
         self.object_dim = 7 if task == "transfer_cube" else 14
+        model = physics.model.ptr
+        self.grippers = [
+            mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, f"vx300s_{a}/gripper_link")
+            for a in ("left", "right")
+        ]
+        # What each hand works on: the cube for both; insertion's socket (left) and peg (right).
+        self.held = [0, 0] if task == "transfer_cube" else [7, 0]
 
     def reset(self, seed: int | None) -> None:
         self.sim.BOX_POSE[0] = self.sample_pose(seed)  # what gym-aloha's reset sets from the same seed
@@ -186,7 +200,11 @@ class _Scene:
     def state(self) -> np.ndarray:
         physics = self.env.physics
         task = self.env.task
-        return np.concatenate([task.get_qpos(physics), task.get_qvel(physics), task.get_env_state(physics)])
+        objects = task.get_env_state(physics)
+        data = physics.data.ptr
+        tools = [data.xpos[b] + data.xmat[b].reshape(3, 3) @ TCP_OFFSET for b in self.grippers]
+        to_objects = [objects[k : k + 3] - tool for k, tool in zip(self.held, tools, strict=True)]
+        return np.concatenate([task.get_qpos(physics), task.get_qvel(physics), objects, *tools, *to_objects])
 
     def render(self, size: int) -> np.ndarray:
         return self.env.physics.render(height=size, width=size, camera_id="top")

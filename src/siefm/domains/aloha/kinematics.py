@@ -12,7 +12,8 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-TCP_OFFSET = np.array([0.135, 0.0, 0.0])  # the fingertips' centre in the gripper link's frame
+from siefm.domains.aloha.env import TCP_OFFSET
+
 ARMS = ("left", "right")
 JOINT_NAMES = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")
 
