@@ -85,6 +85,19 @@ def test_the_scripted_transfer_succeeds_and_its_detours_cost_steps() -> None:
     assert np.mean(detours) > np.mean(straight) + 5
 
 
+def test_an_unstable_simulation_ends_the_episode_as_a_fault() -> None:
+    env = AlohaEnv()
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    for _ in range(50):  # targets anywhere in the joints' ranges, new ones every 20 ms
+        after, _, terminated, _, info = env.step(env.action_space.sample())
+        if "fault" in info:
+            break
+    assert "PhysicsError" in info["fault"] and terminated and not info["is_success"]
+    assert np.isfinite(after["state"]).all()  # the last valid observation
+    assert np.isfinite(env.reset(seed=0)[0]["state"]).all()
+
+
 def test_a_missing_aloha_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
     import siefm.optional as optional
 

@@ -119,6 +119,10 @@ class AlohaDomain(GymnasiumDomain):
             pixel_goal_encoder="words",
         )
 
+    def env_config(self, kwargs: dict[str, Any], task: str | None = None) -> EnvConfig:
+        """A dataset that records no env (one LeRobot wrote): the task's words are the goal."""
+        return super().env_config(kwargs, task or TASK_TEXT[AlohaConfig(**kwargs).task])
+
     def observation_spec(self, env: EnvConfig) -> ObservationSpec:
         """The generic spec, with each joint target's observed joint (the first 14 state numbers)."""
         spec = super().observation_spec(env)
@@ -132,7 +136,7 @@ class AlohaDomain(GymnasiumDomain):
         return np.tile(low, CHUNK), np.tile(high, CHUNK)
 
     def collect(self, out: Path, config: AlohaCollectConfig, overwrite: bool = False) -> Path:
-        return collect_gymnasium(self.env_id, out, config.generic(), overwrite=overwrite)
+        return collect_gymnasium(self.env_id, out, config.generic(), overwrite, self.robot_type)
 
     def run_demo(self, out: Path, config: Any) -> dict[str, Any]:
         from siefm.domains.aloha.demo import run_demo

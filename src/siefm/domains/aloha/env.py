@@ -22,8 +22,10 @@ The scenes, their physics, their seeded object poses and their 0-4 contact rewar
   `info["stage"]` is the 0-4 reward of the last 50 Hz step.
 - `reset(seed=K)` draws the object poses as gym-aloha's env does from the same seed, so the stock
   `gym_aloha` env reset with K starts from the same poses.
-- dm_control raises `PhysicsError` when commands make the simulation unstable; this env lets it through,
-  and Stage 2 ends that robot's episode as a failure (siefm.improve.rollout).
+- dm_control raises `PhysicsError` when commands make the simulation unstable (random targets anywhere
+  in the joints' ranges do within a few steps). The episode then ends there: terminated, no success,
+  the last valid observation, and `info["fault"]` naming the error; Stage 2 counts it as a fault and a
+  failure (siefm.improve.rollout), and the env must be reset.
 """
 
 from __future__ import annotations
@@ -97,17 +99,23 @@ class AlohaEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
         self._scene.reset(seed)
-        return self._observation(), {"is_success": False, "stage": 0}
+        self._last = self._observation()
+        return self._last, {"is_success": False, "stage": 0}
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
         targets = np.asarray(action, dtype=np.float64).reshape(CHUNK, JOINTS)
         stage = 0
-        for target in targets:
-            stage = self._scene.step(target)
-            if stage == 4:
-                break
+        try:
+            for target in targets:
+                stage = self._scene.step(target)
+                if stage == 4:
+                    break
+        except self._scene.physics_error as error:  # the state is invalid: the episode ends here
+            info = {"is_success": False, "stage": 0, "fault": f"PhysicsError: {error}"}
+            return self._last, 0.0, True, False, info
         success = stage == 4
-        return self._observation(), float(stage), success, False, {"is_success": success, "stage": stage}
+        self._last = self._observation()
+        return self._last, float(stage), success, False, {"is_success": success, "stage": stage}
 
     def render(self) -> np.ndarray:
         return self._scene.render(self.config.image_size)
@@ -173,6 +181,7 @@ class _Scene:
         physics.model.light_castshadow[:] = 0
         physics.model.vis.quality.shadowsize = 0
         physics.model.vis.quality.offsamples = 0
+        self.physics_error = control.PhysicsError
         self.env = control.Environment(
             physics,
             _task(task),

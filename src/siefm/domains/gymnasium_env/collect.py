@@ -84,8 +84,11 @@ def _json_object(text: str) -> Any:
 APPEND_EVERY = 50  # episodes per data (and video) file while collecting
 
 
-def collect_gymnasium(env_id: str, out: Path, config: GymCollectConfig, overwrite: bool = False) -> Path:
-    """Runs `config.policy` in `env_id` and writes its successful episodes as a dataset at `out`."""
+def collect_gymnasium(
+    env_id: str, out: Path, config: GymCollectConfig, overwrite: bool = False, robot_type: str | None = None
+) -> Path:
+    """Runs `config.policy` in `env_id` and writes its successful episodes as a dataset at `out`, with
+    LeRobot's `robot_type` (default: the env id)."""
     if config.policy is None:
         raise ValueError(f"collecting in {env_id} needs a scripted demonstrator: --policy module:function.")
     env_config, mapping = config.env_config(env_id)
@@ -93,7 +96,7 @@ def collect_gymnasium(env_id: str, out: Path, config: GymCollectConfig, overwrit
     env = make_env(env_id, env_config)
     extra = {"env": {"id": env_id, "config": env_config.to_dict()}}
     stream = DatasetStream(
-        Path(out), fps=env_config.fps, robot_type=env_id, extra_info=extra, overwrite=overwrite
+        Path(out), fps=env_config.fps, robot_type=robot_type or env_id, extra_info=extra, overwrite=overwrite
     )
     task, pending, lengths = config.task or env_id, [], []
     try:
