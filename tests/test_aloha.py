@@ -81,7 +81,7 @@ def test_the_scripted_transfer_succeeds_and_its_detours_cost_steps() -> None:
         return steps
 
     straight = lengths(TransferCubeDemonstrator())
-    detours = lengths(TransferCubeDemonstrator(pauses=3, detours=3, regrasp_probability=1.0))
+    detours = lengths(TransferCubeDemonstrator(3, 3, regrasp_probability=1.0, drop_probability=1.0))
     assert np.mean(detours) > np.mean(straight) + 5
 
 
@@ -124,7 +124,12 @@ def test_aloha_from_the_command_line_through_both_stages(
     dataset = read_dataset(data)
     assert dataset.num_episodes == 3 and dataset.columns["action"].shape[1] == CHUNK * JOINTS
     env = dataset.info["siefm"]["env"]
-    assert env["config"]["policy_kwargs"] == {"pauses": 3, "detours": 3, "regrasp_probability": 0.3}
+    assert env["config"]["policy_kwargs"] == {
+        "pauses": 3,
+        "detours": 3,
+        "regrasp_probability": 0.3,
+        "drop_probability": 0.5,
+    }
     stock = gym.make("gym_aloha/AlohaTransferCube-v0", obs_type="pixels_agent_pos")
     for start, _ in dataset.episode_bounds:
         stock.reset(seed=int(dataset.columns["episode_seed"][start]))

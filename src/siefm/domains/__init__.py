@@ -31,7 +31,7 @@ REGISTRY: dict[str, Registration] = {
     ),
     # Needs `pip install 'siefm[aloha]'` (gym-aloha) to make the env; the domain itself imports without it.
     "aloha": Registration(
-        "siefm/Aloha-v0", "siefm.domains.aloha.env:AlohaEnv", "siefm.domains.aloha.domain", 100
+        "siefm/Aloha-v0", "siefm.domains.aloha.env:AlohaEnv", "siefm.domains.aloha.domain", 150
     ),
 }
 

@@ -10,9 +10,12 @@ the observation at every step, what it demonstrates succeeds in the env it is ev
 `noise` (radians) perturbs the joint targets it sends, so the demonstrations also show how the closed loop
 recovers from being off its plan, which a cloned policy needs once its own errors put it there.
 
-Sub-optimal on purpose (`detours`, `pauses`, `regrasp_probability`), so that Stage 2 has something to
-remove: pauses hold both arms still for a few steps; detours send the carrying arm through a random point
-on its way; a re-grasp opens the gripper after the first grasp, lifts, and grasps again. Each is drawn per
+Sub-optimal on purpose (`detours`, `pauses`, `regrasp_probability`, `drop_probability`), so that Stage 2
+has something to remove: pauses hold both arms still for a few steps; detours send the carrying arm through
+a random point on its way; a re-grasp opens the gripper after the first grasp, lifts, and grasps again; a
+drop lets the cube fall on its way to the middle and picks it up where it fell. Drops also show the arm
+in mid-air without the cube, far from done: a steps-to-go model that sees only unbroken carries can tell
+the time by the arms alone and take an empty hand at the middle for success (docs/aloha.md). Each is drawn per
 episode from the demonstrator's seed.
 """
 
@@ -49,6 +52,8 @@ class Suboptimality:
     """At most this many random points (within 6 cm) the carrying arm passes through."""
     regrasp_probability: float = 0.0
     """The chance that the first grasp is opened and made again."""
+    drop_probability: float = 0.0
+    """The chance that the cube is dropped on its way to the middle and picked up where it fell."""
 
 
 class TransferCubeDemonstrator:
@@ -59,10 +64,15 @@ class TransferCubeDemonstrator:
     `reset(seed)` at each episode; its keyword arguments are JSON, so datasets record them."""
 
     def __init__(
-        self, pauses: int = 0, detours: int = 0, regrasp_probability: float = 0.0, noise: float = 0.0
+        self,
+        pauses: int = 0,
+        detours: int = 0,
+        regrasp_probability: float = 0.0,
+        drop_probability: float = 0.0,
+        noise: float = 0.0,
     ):
         self.kinematics = ArmKinematics(scene_model("transfer_cube"))
-        self.suboptimal = Suboptimality(pauses, detours, regrasp_probability)
+        self.suboptimal = Suboptimality(pauses, detours, regrasp_probability, drop_probability)
         self.noise = noise
         self.reset(0)
 
@@ -123,6 +133,20 @@ class TransferCubeDemonstrator:
             t += 11
         right.append(Keyframe(t + 3, fixed(cube + grasp_offset + up(0.05)), pick, CLOSED))
         t += 3
+        if self.rng.random() < self.suboptimal.drop_probability:
+            # Carried part of the way, let go; then back to where the cube fell, and lifted from there
+            # (the height is taken from where the cube is when the gripper has closed on it again).
+            above = fixed((cube + meet) / 2 + grasp_offset + up(0.04))
+            right += [
+                Keyframe(t + 5, above, pick, CLOSED),
+                Keyframe(t + 7, above, pick, OPEN),
+                Keyframe(t + 10, above, pick, OPEN),
+                Keyframe(t + 18, at_cube(grasp_offset + up(0.08)), pick, OPEN),
+                Keyframe(t + 23, at_cube(grasp_offset), pick, OPEN),
+                Keyframe(t + 26, at_cube(grasp_offset), pick, CLOSED),
+                Keyframe(t + 29, latched(grasp_offset + up(0.05)), pick, CLOSED),
+            ]
+            t += 29
         for _ in range(self.rng.integers(self.suboptimal.detours + 1)):
             point = (cube + meet) / 2 + self.rng.uniform(-0.06, 0.06, 3) + up(0.08)
             t += 5
@@ -164,6 +188,18 @@ def _held(frames: list[Keyframe], at: float, time: float) -> Keyframe:
     the frames around `at` do)."""
     _, rotation, gripper = _interpolate(frames, at, np.zeros(3))
     return Keyframe(time, lambda c: _interpolate(frames, at, c)[0], rotation, gripper)
+
+
+def latched(offset: np.ndarray) -> Position:
+    """`offset` from where the object is when this position is first asked for, then fixed there."""
+    at: list[np.ndarray] = []
+
+    def position(cube: np.ndarray) -> np.ndarray:
+        if not at:
+            at.append(cube.copy())
+        return at[0] + offset
+
+    return position
 
 
 def up(height: float) -> np.ndarray:

@@ -56,20 +56,28 @@ class AlohaCollectConfig:
     """Up to this many random points the carrying arm passes through."""
     regrasp_probability: float = 0.3
     """The chance that an episode's first grasp is opened and made again."""
+    drop_probability: float = 0.5
+    """The chance that the cube is dropped on its way and picked up where it fell."""
 
     def __post_init__(self) -> None:
         require(self.task in DEMONSTRATORS, self, "task", f"one of {sorted(DEMONSTRATORS)}")
         require(self.num_episodes >= 1, self, "num_episodes", ">= 1")
         require(self.pauses >= 0 and self.detours >= 0, self, "pauses", ">= 0 (and detours too)")
-        require(0 <= self.regrasp_probability <= 1, self, "regrasp_probability", "in [0, 1]")
+        for name in ("regrasp_probability", "drop_probability"):
+            require(0 <= getattr(self, name) <= 1, self, name, "in [0, 1]")
         AlohaConfig(self.task, self.observation, self.image_size)  # checks the env's options
 
     def generic(self) -> GymCollectConfig:
         """The same collection as the generic gymnasium domain's options."""
-        suboptimal = {"pauses": self.pauses, "detours": self.detours}
+        suboptimal = {
+            "pauses": self.pauses,
+            "detours": self.detours,
+            "regrasp_probability": self.regrasp_probability,
+            "drop_probability": self.drop_probability,
+        }
         return GymCollectConfig(
             policy=DEMONSTRATORS[self.task],
-            policy_kwargs=json.dumps({**suboptimal, "regrasp_probability": self.regrasp_probability}),
+            policy_kwargs=json.dumps(suboptimal),
             env_kwargs=json.dumps(
                 {"task": self.task, "observation": self.observation, "image_size": self.image_size}
             ),

@@ -59,9 +59,9 @@ class AlohaConfig:
     observation: str = "state"
     """'state', or 'pixels' (adds the top camera at `image_size`)."""
     image_size: int = 96
-    max_steps: int = 100
-    """Time limit in 10 Hz steps (10 s; gym-aloha's is 300 steps at 50 Hz, 6 s, shorter than a scripted
-    transfer of about 7 s)."""
+    max_steps: int = 150
+    """Time limit in 10 Hz steps (15 s; gym-aloha's is 300 steps at 50 Hz, 6 s, shorter than a scripted
+    transfer with a dropped cube, up to 11 s)."""
 
     def __post_init__(self) -> None:
         if self.task not in SCENES:
