@@ -143,7 +143,7 @@ class RobotGoals:
     """One model's goal input for every robot (`input`, what the buffer stores) and its encoding
     (`encoded`, what the model reads). Goals change only when a robot starts an episode, and the weights
     not at all while the fleet plays, so both are made then, for those robots, not at every step: on the
-    tabletop that cut the rollout's inference by about half (docs/fleet.md)."""
+    tabletop that cut the rollout's inference time per sample by about a third (docs/fleet.md)."""
 
     def __init__(self, model: EFMBase, raw_goals: np.ndarray):
         self.model = model

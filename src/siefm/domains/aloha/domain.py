@@ -6,7 +6,7 @@ Presets: the task in words is the goal (one task per dataset; the word encoder l
 action head over the 70 joint targets of a 10 Hz chunk, each predicted as a change of its observed joint
 (`--sft.model.actions from_state`: predicted absolute, a cloned policy's targets went up to 3 rad from its
 joints within 16 steps of leaving the demonstrations, docs/aloha.md); one steps-to-go class per 10 Hz step
-over 0..100 (the time limit); the paper's Stage 2 constants N = 16, c = 0.05. The paper predicts 256 bins
+over 0..150 (the time limit); the paper's Stage 2 constants N = 16, c = 0.05. The paper predicts 256 bins
 per action number and one steps-to-go class per step over 0..300; the Gaussian head is the choice here,
 as for PointMass, because a 70 x 256 token head is 18K logits per step for a state model.
 """
@@ -48,8 +48,9 @@ class AlohaCollectConfig:
     observation: str = "state"
     """'state', or 'pixels' (adds the top camera's frames, `image_size` square)."""
     image_size: int = 96
+    """The top camera's frame side, in pixels (observation 'pixels')."""
     max_steps: int | None = None
-    """Episode limit in 10 Hz steps; None: the env's (100)."""
+    """Episode limit in 10 Hz steps; None: the env's (150)."""
     pauses: int = 3
     """Sub-optimal on purpose: up to this many pauses of 2-6 steps per episode."""
     detours: int = 3
