@@ -3,6 +3,8 @@ stock env, the missing-extra message, and both stages from the command line."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +43,19 @@ def test_the_env_starts_where_gym_alohas_does_and_declares_what_it_executes(task
         np.testing.assert_allclose(to_objects[3:], obs["state"][held[1] : held[1] + 3] - tools[3:])
         assert 0.1 < np.linalg.norm(tools[:3] - tools[3:]) < 0.5  # the hands start 34 cm apart
     stock.close()
+
+
+def test_pixels_are_the_top_camera_at_the_asked_size() -> None:
+    """In a process of its own: dm_control's render context and mujoco.Renderer (the tabletop's camera)
+    do not share a process safely once an env that rendered is collected."""
+    code = (
+        "import numpy as np; from siefm.domains.aloha.env import AlohaConfig, AlohaEnv;"
+        "env = AlohaEnv(AlohaConfig(observation='pixels', image_size=32)); obs, _ = env.reset(seed=0);"
+        "p = obs['pixels']; assert p.shape == (32, 32, 3) and p.dtype == np.uint8 and p.std() > 5, p.shape;"
+        "after, *_ = env.step(np.tile(obs['state'][:14], 5)); assert after['pixels'].shape == (32, 32, 3)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_the_contact_reward_is_gym_alohas_at_every_physics_step() -> None:
