@@ -13,10 +13,10 @@ recovers from being off its plan, which a cloned policy needs once its own error
 Sub-optimal on purpose (`detours`, `pauses`, `regrasp_probability`, `drop_probability`), so that Stage 2
 has something to remove: pauses hold both arms still for a few steps; detours send the carrying arm through
 a random point on its way; a re-grasp opens the gripper after the first grasp, lifts, and grasps again; a
-drop lets the cube fall on its way to the middle and picks it up where it fell. Drops also show the arm
-in mid-air without the cube, far from done: a steps-to-go model that sees only unbroken carries can tell
-the time by the arms alone and take an empty hand at the middle for success (docs/aloha.md). Each is drawn per
-episode from the demonstrator's seed.
+drop lets the cube fall on its way to the middle and picks it up where it fell. Drops also show an arm in
+mid-air without the cube, far from done, which unbroken carries never do (meant for the steps-to-go model;
+on its own it did not stop practice from fooling the detector: docs/aloha.md). Each is drawn per episode
+from the demonstrator's seed.
 """
 
 from __future__ import annotations
