@@ -168,6 +168,26 @@ def test_aloha_from_the_command_line_through_both_stages(
     assert '"demonstrator"' in results and '"optimal"' in results
 
 
+def test_the_aloha_demo_writes_its_report(tmp_path: Path) -> None:
+    """`siefm demo aloha` end to end on tiny settings: every policy's row, Stage 2's summary, the plot."""
+    from siefm.config import EvalConfig, ImproveConfig, ModelConfig, SFTConfig
+    from siefm.domains.aloha.demo import AlohaDemoConfig, run_demo
+    from siefm.domains.aloha.domain import AlohaCollectConfig
+
+    config = AlohaDemoConfig(
+        collect=AlohaCollectConfig(num_episodes=3),
+        sft=SFTConfig(model=ModelConfig(hidden_dim=16, num_layers=1), steps=20, batch_size=32, eval_every=10),
+        improve=ImproveConfig(num_iterations=1, num_envs=2, minibatch_size=8, num_updates=2),
+        eval=EvalConfig(episodes=2, max_steps=20),
+    )
+    results = run_demo(tmp_path / "demo", config)
+    for name in ("bc", "improved", "demonstrator", "optimal"):
+        assert results[name]["episodes"] == 2 and 0 <= results[name]["success_rate"] <= 1
+    assert results["improve"]["env_steps"] >= 16 and "voc" in results["reward_model"]
+    assert (tmp_path / "demo" / "learning_curve.png").is_file()
+    assert (tmp_path / "demo" / "results.json").is_file() and (tmp_path / "demo" / "config.json").is_file()
+
+
 def test_the_aloha_domain_clips_to_the_actuators_ranges() -> None:
     domain = get_domain("aloha")
     low, high = domain.action_bounds({"kwargs": {"task": "transfer_cube"}})

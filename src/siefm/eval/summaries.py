@@ -1,11 +1,14 @@
-"""results.json entries every domain's demo and benchmarks share: the demonstrations, Stage 2's practice
-and detector scores, and the machine."""
+"""What every domain's demo and benchmarks share: running the stages, and the results.json entries for the
+demonstrations, Stage 2's practice and detector scores, and the machine."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,7 @@ import numpy as np
 import torch
 
 from siefm.checkpoint import load_checkpoint
-from siefm.config import ImproveConfig
+from siefm.config import ImproveConfig, to_dict
 from siefm.eval.stats import wilson_interval
 from siefm.improve.reward import precision_recall
 from siefm.improve.train import POLICY_DIR, improve
@@ -51,6 +54,25 @@ def practice_summary(records: list[dict[str, Any]], last: int = 8) -> dict[str, 
         "late_practice_true_success": float(np.mean([r["rollout/true_success"] for r in late])),
         "late_practice_detected_success": float(np.mean([r["rollout/detected_success"] for r in late])),
     }
+
+
+def run_demo_stages(
+    out: Path, config: Any, collect: Callable[[Path], Path]
+) -> tuple[Path, Path, Path, float]:
+    """A demo's collection (`collect(path)`), Stage 1 (`config.sft`) and Stage 2 (`config.improve`) into
+    `out/{dataset,sft,improve}`, every stage afresh, with the demo's settings in `out/config.json`.
+    Returns the dataset, the Stage 1 run, the Stage 2 policy and the collection's seconds."""
+    from siefm.sft import train_sft  # Stage 1 imports this module's neighbours
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps({"command": "demo", "demo": to_dict(config)}, indent=2))
+    start = time.perf_counter()
+    dataset_dir = collect(out / "dataset")
+    collect_seconds = time.perf_counter() - start
+    for stage in ("sft", "improve"):
+        shutil.rmtree(out / stage, ignore_errors=True)
+    sft_run = train_sft(dataset_dir, out / "sft", config.sft)
+    return dataset_dir, sft_run, improve(sft_run, out / "improve", config.improve), collect_seconds
 
 
 def improve_and_summarise(

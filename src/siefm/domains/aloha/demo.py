@@ -8,7 +8,6 @@ seeded episodes. Writes `results.json` (the pointmass demo's layout) and `learni
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from siefm.checkpoint import load_checkpoint
-from siefm.config import EvalConfig, ImproveConfig, SFTConfig, to_dict
+from siefm.config import EvalConfig, ImproveConfig, SFTConfig
 from siefm.data.dataset import read_dataset
 from siefm.domains.aloha.domain import DEMONSTRATORS, DOMAIN, AlohaCollectConfig
 from siefm.domains.gymnasium_env.env import GymEnvConfig, observation_map
@@ -30,10 +29,9 @@ from siefm.eval.summaries import (
     machine_info,
     pooled_detector_scores,
     practice_summary,
+    run_demo_stages,
 )
-from siefm.improve.train import improve
 from siefm.logging import read_metrics
-from siefm.sft import train_sft
 
 # The simulators are most of a practice step (a 10 Hz step is 5 x 10 physics steps): 2 worker processes
 # step them, each its robots in one process.
@@ -52,16 +50,10 @@ class AlohaDemoConfig:
 
 def run_demo(out: Path, config: AlohaDemoConfig) -> dict[str, Any]:
     """Runs every stage into `out/{dataset,sft,improve}` and writes the report files into `out`."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps({"command": "demo", "demo": to_dict(config)}, indent=2))
-    start = time.perf_counter()
-    dataset_dir = DOMAIN.collect(out / "dataset", config.collect, overwrite=True)
-    collect_seconds = time.perf_counter() - start
-    for stage in ("sft", "improve"):  # a demo always runs every stage afresh
-        shutil.rmtree(out / stage, ignore_errors=True)
-    sft_run = train_sft(dataset_dir, out / "sft", config.sft)
-    improved = improve(sft_run, out / "improve", config.improve)
+    out, start = Path(out), time.perf_counter()
+    dataset_dir, sft_run, improved, collect_seconds = run_demo_stages(
+        out, config, lambda path: DOMAIN.collect(path, config.collect, overwrite=True)
+    )
     results = report(out, dataset_dir, sft_run, improved, config.eval)
     results["collect"] = {"wall_seconds": collect_seconds}
     results["total_wall_seconds"] = time.perf_counter() - start

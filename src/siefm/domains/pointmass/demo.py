@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +32,9 @@ from siefm.eval.summaries import (
     machine_info,
     pooled_detector_scores,
     practice_summary,
+    run_demo_stages,
 )
-from siefm.improve.train import improve
 from siefm.logging import read_metrics
-from siefm.sft import train_sft
 
 log = logging.getLogger("siefm")
 
@@ -62,16 +60,10 @@ class DemoConfig:
 
 def run_demo(out: Path, config: DemoConfig) -> dict[str, Any]:
     """Runs every stage into `out/{dataset,sft,improve}` and writes the report files into `out`."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps({"command": "demo", "demo": to_dict(config)}, indent=2))
-    start = time.perf_counter()
-    dataset_dir = collect_demonstrations(out / "dataset", config.collect, overwrite=True)
-    collect_seconds = time.perf_counter() - start
-    for stage in ("sft", "improve"):  # a demo always runs every stage afresh
-        shutil.rmtree(out / stage, ignore_errors=True)
-    sft_run = train_sft(dataset_dir, out / "sft", config.sft)
-    improved = improve(sft_run, out / "improve", config.improve)
+    out, start = Path(out), time.perf_counter()
+    dataset_dir, sft_run, improved, collect_seconds = run_demo_stages(
+        out, config, lambda path: collect_demonstrations(path, config.collect, overwrite=True)
+    )
     results = report(out, dataset_dir, sft_run, improved, config)
     results["collect"] = {"wall_seconds": collect_seconds}
     results["total_wall_seconds"] = time.perf_counter() - start
