@@ -528,17 +528,21 @@ class StraightLinePolicy:
         return torch.from_numpy(action).float(), torch.zeros(len(action))
 
 
+def straight_line_practice(fleet, reward_model: RewardModel, threshold: float, **options) -> PracticeBatch:
+    """The straight-line controller's practice in `fleet`, judged by `reward_model` with this threshold."""
+    detector = RewardModel(reward_model.model, success_threshold=threshold)
+    return collect_practice(fleet, StraightLinePolicy(), detector, gamma=0.9, **options)
+
+
 @pytest.mark.parametrize("end_on_true_success", [False, True])
 def test_which_signal_ends_practice_episodes(models, end_on_true_success: bool) -> None:
     _, reward_model = models
-    always = RewardModel(reward_model.model, success_threshold=1e6)  # the detector fires on every observation
-    batch = collect_practice(
+    batch = straight_line_practice(  # a threshold of 1e6 steps: the detector fires on every observation
         LocalFleet(8, PointMassConfig(), seed=0),
-        StraightLinePolicy(),
-        always,
+        reward_model,
+        threshold=1e6,
         num_samples=100,
         max_episode_steps=60,
-        gamma=0.9,
         end_on_true_success=end_on_true_success,
     )
     if end_on_true_success:  # the notebook's variant: the simulator decides, so the detector is ignored
@@ -572,14 +576,12 @@ class FaultyFleet(LocalFleet):
 
 def test_an_episode_whose_simulator_raised_ends_as_a_failure_and_practice_goes_on(models) -> None:
     _, reward_model = models
-    never = RewardModel(reward_model.model, success_threshold=0.0)  # d > 0 always: it never fires
-    batch = collect_practice(
+    batch = straight_line_practice(  # a threshold of 0 steps: d > 0 always, so the detector never fires
         FaultyFleet(4, PointMassConfig(), seed=0),
-        StraightLinePolicy(),
-        never,
+        reward_model,
+        threshold=0.0,
         num_samples=200,
         max_episode_steps=40,
-        gamma=0.9,
     )
     assert batch.fault is not None and batch.metrics()["rollout/faults"] == batch.fault.sum() >= 2
     faulted = batch.fault

@@ -46,7 +46,7 @@ from siefm.improve.reward import calibrate_success_threshold
 from siefm.logging import MetricLogger
 from siefm.models.bins import UniformBins
 from siefm.models.build import build_efm
-from siefm.models.efm import EFMBase, EFMOutput, ModelSpec
+from siefm.models.efm import EFMBase, EFMOutput, ModelSpec, state_offsets
 from siefm.models.pretrained import MAX_TOKENS
 from siefm.models.text import WordTokenizer
 from siefm.models.vision import EfficientNetLite0
@@ -401,8 +401,7 @@ def build_model(config: SFTConfig, train: EpisodeDataset, tokenizer: WordTokeniz
     spec = ModelSpec(state.shape[1], goal_dim, action.shape[1], vocabulary, observed.object_names, reference)
     goal = columns["goal"] if "goal" in columns else np.zeros((1, goal_dim))  # used by vector goals only
     if reference:  # the head's statistics are of the change from each action's state number
-        index = np.asarray(reference)
-        action = action - np.where(index >= 0, state[:, np.maximum(index, 0)], 0.0)
+        action = action - state_offsets(torch.from_numpy(np.asarray(state)), reference).numpy()
     stats = {
         "state": feature_stats(state),
         "goal": feature_stats(np.asarray(goal, dtype=np.float32)),

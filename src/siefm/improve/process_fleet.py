@@ -38,6 +38,7 @@ class ProcessFleet:
         shares = np.array_split(np.arange(config.num_envs), config.env_workers)
         self.owner = np.concatenate([np.full(len(share), k) for k, share in enumerate(shares)])
         self.local = np.concatenate([np.arange(len(share)) for share in shares])
+        self.masks = [self.owner == k for k in range(len(shares))]  # each worker's robots
         seeds = np.random.SeedSequence([config.seed, config.env_workers]).generate_state(len(shares))
         context = multiprocessing.get_context("fork")
         self.connections: list[Connection] = []
@@ -65,22 +66,17 @@ class ProcessFleet:
         """Starts new episodes on `env_ids` (all by default); returns every robot's observation."""
         ids = np.arange(self.num_envs) if env_ids is None else np.asarray(env_ids, dtype=np.int64)
         workers = np.unique(self.owner[ids])
-        for k in workers:
-            self.connections[k].send(("reset", (self.local[ids[self.owner[ids] == k]],)))
-        for k in workers:
-            self._last[k] = self._receive(k)
+        mine = [(self.local[ids[self.owner[ids] == k]],) for k in workers]
+        for k, obs in zip(workers, self._call("reset", mine, workers), strict=True):
+            self._last[k] = obs
         return self._gather()
 
     def step(self, actions: np.ndarray, active: np.ndarray | None = None) -> tuple[Observations, np.ndarray]:
         """Steps every worker's robots at once; returns observations and the simulator's true success."""
-        for k, connection in enumerate(self.connections):
-            mine = self.owner == k
-            connection.send(("step", (actions[mine], None if active is None else active[mine])))
-        success = []
-        for k in range(len(self.connections)):
-            self._last[k], worker_success = self._receive(k)
-            success.append(worker_success)
-        return self._gather(), np.concatenate(success)
+        args = [(actions[mine], None if active is None else active[mine]) for mine in self.masks]
+        answers = self._call("step", args)
+        self._last = [obs for obs, _ in answers]
+        return self._gather(), np.concatenate([success for _, success in answers])
 
     def close(self) -> None:
         for connection in self.connections:
@@ -112,15 +108,18 @@ class ProcessFleet:
             rng.bit_generator.state = state
             seeds = rng.integers(2**63, size=len(self.connections))
             states = [np.random.default_rng(int(seed)).bit_generator.state for seed in seeds]
-        for connection, worker_state in zip(self.connections, states, strict=True):
-            connection.send(("set_rng_state", (worker_state,)))
-        for k in range(len(self.connections)):
-            self._receive(k)
+        self._call("set_rng_state", [(worker_state,) for worker_state in states])
 
     def _call_all(self, name: str) -> list[Any]:
-        for connection in self.connections:
-            connection.send((name, ()))
-        return [self._receive(k) for k in range(len(self.connections))]
+        return self._call(name, [()] * len(self.connections))
+
+    def _call(self, name: str, args: list[tuple], workers: Any = None) -> list[Any]:
+        """Runs the fleet method `name` on `workers` (all by default), each with its `args`, at the same
+        time: every request is sent before any answer is read."""
+        workers = range(len(self.connections)) if workers is None else workers
+        for k, worker_args in zip(workers, args, strict=True):
+            self.connections[k].send((name, worker_args))
+        return [self._receive(k) for k in workers]
 
     def _receive(self, k: int) -> Any:
         try:

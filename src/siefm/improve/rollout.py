@@ -154,20 +154,17 @@ class RobotGoals:
         """New goals for `robots`. The tensors are replaced, not written to, so the step records already
         taken keep the goals they were played with."""
         new_input = self.model.goal_input(raw_goals)
-        new_encoded = self.model.encode_goal(new_input)
         self.input = _with_rows(self.input, robots, new_input)
-        if isinstance(self.encoded, EncodedGoal):
-            self.encoded = EncodedGoal(
-                {name: _with_rows(value, robots, new_encoded[name]) for name, value in self.encoded.items()}
-            )
-        else:
-            self.encoded = self.input
+        self.encoded = _with_rows(self.encoded, robots, self.model.encode_goal(new_input))
 
     def rows(self, robots: np.ndarray) -> GoalInput:
         return self.encoded.rows(robots) if isinstance(self.encoded, EncodedGoal) else self.encoded[robots]
 
 
-def _with_rows(table: torch.Tensor, rows: np.ndarray, values: torch.Tensor) -> torch.Tensor:
+def _with_rows(table: GoalInput, rows: np.ndarray, values: GoalInput) -> GoalInput:
+    """A copy of `table` (a tensor, or each tensor of an EncodedGoal) with `rows` set to `values`."""
+    if isinstance(table, EncodedGoal):
+        return EncodedGoal({name: _with_rows(value, rows, values[name]) for name, value in table.items()})
     table = table.clone()
     table[torch.from_numpy(rows)] = values
     return table

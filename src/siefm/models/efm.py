@@ -58,6 +58,13 @@ class EncodedGoal(dict):
 GoalInput = torch.Tensor | EncodedGoal
 
 
+def state_offsets(state: torch.Tensor, reference: Sequence[int]) -> torch.Tensor:
+    """(B, A): for each action number, the state number it commands (`ModelSpec.action_reference`), 0
+    where it commands none (-1)."""
+    index = torch.as_tensor(reference)
+    return torch.where(index >= 0, state[:, index.clamp(min=0)], 0.0)
+
+
 @dataclass
 class EFMOutput:
     actions: ActionDistribution
@@ -181,10 +188,7 @@ class EFMBase(nn.Module):
     def action_offset(self, state: torch.Tensor) -> torch.Tensor | None:
         """(B, A) what each action number is predicted relative to (`ModelSpec.action_reference`: the
         state number it commands, 0 where none), or None for absolute actions."""
-        if not self.spec.action_reference:
-            return None
-        reference = torch.as_tensor(self.spec.action_reference)
-        return torch.where(reference >= 0, state[:, reference.clamp(min=0)], 0.0)
+        return state_offsets(state, self.spec.action_reference) if self.spec.action_reference else None
 
 
 class EFM(EFMBase):

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import mujoco
 import numpy as np
 
 from siefm.domains.aloha.env import CHUNK, JOINTS, scene_model
@@ -222,8 +223,6 @@ def _interpolate(
 
 
 def _blend(a: np.ndarray, b: np.ndarray, alpha: float) -> np.ndarray:
-    import mujoco
-
     qa, qb = np.zeros(4), np.zeros(4)
     mujoco.mju_mat2Quat(qa, a.flatten())
     mujoco.mju_mat2Quat(qb, b.flatten())

@@ -32,6 +32,20 @@ from siefm.models.efm import EFMBase
 
 ENV_ID = REGISTRY["aloha"].env_id
 DEMONSTRATORS = {"transfer_cube": "siefm.domains.aloha.demonstrator:TransferCubeDemonstrator"}
+PRESETS = Presets(
+    model={
+        "goal_encoder": "words",
+        "state_encoder": "flat",
+        "steps_to_go_sees": "full",
+        "action_head": "gaussian",
+        "steps_to_go_bins": AlohaConfig().max_steps + 1,
+        "steps_to_go_max": float(AlohaConfig().max_steps),
+        "actions": "from_state",
+    },
+    improve={"num_updates": 16, "reward_scale": 0.05},
+    eval_episodes=200,
+    pixel_goal_encoder="words",
+)
 
 
 @dataclass(frozen=True)
@@ -90,6 +104,8 @@ class AlohaCollectConfig:
 
 
 class AlohaDomain(GymnasiumDomain):
+    presets = PRESETS
+    renders_frames = True  # with observation="pixels", datasets hold the top camera
     collect_config = AlohaCollectConfig
     collect_option = "aloha"
     demo_description = (
@@ -106,27 +122,6 @@ class AlohaDomain(GymnasiumDomain):
         from siefm.domains.aloha.demo import AlohaDemoConfig
 
         return AlohaDemoConfig
-
-    @property
-    def renders_frames(self) -> bool:  # type: ignore[override]
-        return True  # with observation="pixels", datasets hold the top camera
-
-    @property
-    def presets(self) -> Presets:
-        return Presets(
-            model={
-                "goal_encoder": "words",
-                "state_encoder": "flat",
-                "steps_to_go_sees": "full",
-                "action_head": "gaussian",
-                "steps_to_go_bins": AlohaConfig().max_steps + 1,
-                "steps_to_go_max": float(AlohaConfig().max_steps),
-                "actions": "from_state",
-            },
-            improve={"num_updates": 16, "reward_scale": 0.05},
-            eval_episodes=200,
-            pixel_goal_encoder="words",
-        )
 
     def env_config(self, kwargs: dict[str, Any], task: str | None = None) -> EnvConfig:
         """A dataset that records no env (one LeRobot wrote): the task's words are the goal."""

@@ -127,6 +127,11 @@ class AlohaEnv(gym.Env):
         return obs
 
 
+def tool_point(data: mujoco.MjData, gripper: int) -> np.ndarray:
+    """The fingertips' centre of the gripper link body `gripper`, in the world frame."""
+    return data.xpos[gripper] + data.xmat[gripper].reshape(3, 3) @ TCP_OFFSET
+
+
 def scene_model(task: str) -> Any:
     """A private MuJoCo model of `task`'s scene (for kinematics: never the one an env simulates)."""
 
@@ -170,7 +175,7 @@ class _Scene:
         from gym_aloha import constants, utils
         from gym_aloha.tasks import sim
 
-        self.sim, self.constants, self.task = sim, constants, task
+        self.sim, self.task = sim, task
         self.sample_pose = (
             utils.sample_box_pose
             if task == "transfer_cube"
@@ -211,7 +216,7 @@ class _Scene:
         task = self.env.task
         objects = task.get_env_state(physics)
         data = physics.data.ptr
-        tools = [data.xpos[b] + data.xmat[b].reshape(3, 3) @ TCP_OFFSET for b in self.grippers]
+        tools = [tool_point(data, body) for body in self.grippers]
         to_objects = [objects[k : k + 3] - tool for k, tool in zip(self.held, tools, strict=True)]
         return np.concatenate([task.get_qpos(physics), task.get_qvel(physics), objects, *tools, *to_objects])
 
@@ -269,14 +274,14 @@ def _stage(task: str, touch: dict[str, bool]) -> int:
     if task == "transfer_cube":
         stage = 0
         if touch["right"]:
-            stage = 2 if not touch["table"] else 1  # held; lifted
+            stage = 1 if touch["table"] else 2  # touched; lifted off the table
         if touch["left"]:
-            stage = 4 if not touch["table"] else 3  # attempted transfer; transferred
+            stage = 3 if touch["table"] else 4  # transfer attempted; transferred
         return stage
     free = not touch["peg_table"] and not touch["socket_table"]
     stage = 0
     if touch["left"] and touch["right"]:
-        stage = 2 if free else 1  # both grasped and lifted; both touched
+        stage = 2 if free else 1  # both lifted; both touched
     if touch["peg_socket"] and free:
         stage = 3
     if touch["pin"]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from siefm.domains.aloha.env import TCP_OFFSET
+from siefm.domains.aloha.env import tool_point
 
 ARMS = ("left", "right")
 JOINT_NAMES = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")
@@ -39,8 +39,8 @@ class ArmKinematics:
         """The tool point (3,) and the gripper's rotation matrix (3, 3) for `arm`'s 6 joint angles."""
         self.data.qpos[self.qpos[arm]] = joints
         mujoco.mj_kinematics(self.model, self.data)
-        rotation = self.data.xmat[self.body[arm]].reshape(3, 3).copy()
-        return self.data.xpos[self.body[arm]] + rotation @ TCP_OFFSET, rotation
+        body = self.body[arm]
+        return tool_point(self.data, body), self.data.xmat[body].reshape(3, 3).copy()
 
     def solve(
         self,
