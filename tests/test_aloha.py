@@ -18,13 +18,20 @@ from test_cli import run_cli  # noqa: E402
 from siefm.data.dataset import read_dataset  # noqa: E402
 from siefm.domains import get_domain  # noqa: E402
 from siefm.domains.aloha.demonstrator import TransferCubeDemonstrator  # noqa: E402
-from siefm.domains.aloha.env import CHUNK, JOINTS, TOOL_FEATURES, AlohaConfig, AlohaEnv  # noqa: E402
+from siefm.domains.aloha.env import (  # noqa: E402
+    CHUNK,
+    COMMAND_FEATURES,
+    JOINTS,
+    TOOL_FEATURES,
+    AlohaConfig,
+    AlohaEnv,
+)
 
 
 @pytest.mark.parametrize(("task", "objects"), [("transfer_cube", 7), ("insertion", 14)])
 def test_the_env_starts_where_gym_alohas_does_and_declares_what_it_executes(task: str, objects: int) -> None:
     env = AlohaEnv(AlohaConfig(task=task))
-    assert env.observation_space["state"].shape == (2 * JOINTS + objects + TOOL_FEATURES,)
+    assert env.observation_space["state"].shape == (2 * JOINTS + objects + TOOL_FEATURES + COMMAND_FEATURES,)
     assert env.action_space.shape == (CHUNK * JOINTS,)
     low, high = env.action_space.low[:JOINTS], env.action_space.high[:JOINTS]
     assert low[0] == pytest.approx(-3.14158) and high[1] == pytest.approx(1.25664)  # waist, shoulder ranges
@@ -37,7 +44,8 @@ def test_the_env_starts_where_gym_alohas_does_and_declares_what_it_executes(task
         np.testing.assert_array_equal(env.physics.data.qpos, stock.unwrapped._env.physics.data.qpos)
         np.testing.assert_array_equal(obs["state"][:JOINTS], stock.unwrapped._env.task.get_qpos(env.physics))
         assert info == {"is_success": False, "stage": 0}
-        tools, to_objects = obs["state"][-12:-6], obs["state"][-6:]
+        np.testing.assert_array_equal(obs["state"][-JOINTS:], obs["state"][:JOINTS])  # no target sent yet
+        tools, to_objects = obs["state"][-26:-20], obs["state"][-20:-14]
         held = [2 * JOINTS + (0 if task == "transfer_cube" else 7), 2 * JOINTS]  # left, right
         np.testing.assert_allclose(to_objects[:3], obs["state"][held[0] : held[0] + 3] - tools[:3])
         np.testing.assert_allclose(to_objects[3:], obs["state"][held[1] : held[1] + 3] - tools[3:])
@@ -100,6 +108,22 @@ def test_the_scripted_transfer_succeeds_and_its_detours_cost_steps() -> None:
     assert np.mean(detours) > np.mean(straight) + 5
 
 
+def test_the_state_ends_with_the_targets_last_sent_and_actions_move_from_them() -> None:
+    env = AlohaEnv()
+    obs, _ = env.reset(seed=0)
+    chunk = np.tile(obs["state"][:JOINTS], (CHUNK, 1))
+    chunk[:, 1] += np.linspace(0.01, 0.05, CHUNK)  # the shoulder, forward
+    chunk[-1, 6] = 5.0  # a gripper past its range: the actuator is told its limit
+    after, *_ = env.step(chunk.reshape(-1))
+    expected = chunk[-1].copy()
+    expected[6] = env.action_space.high[6]
+    np.testing.assert_array_equal(after["state"][-JOINTS:], expected)
+    assert abs(after["state"][1] - expected[1]) > 1e-3  # the joint lags its target
+    domain = get_domain("aloha")
+    reference = domain.observation_spec(domain.env_config({})).action_reference
+    np.testing.assert_array_equal(after["state"][list(reference)], np.tile(expected, CHUNK))
+
+
 def test_an_unstable_simulation_ends_the_episode_as_a_fault() -> None:
     env = AlohaEnv()
     env.reset(seed=0)
@@ -144,6 +168,7 @@ def test_aloha_from_the_command_line_through_both_stages(
         "detours": 3,
         "regrasp_probability": 0.3,
         "drop_probability": 0.5,
+        "noise": 0.0,
     }
     stock = gym.make("gym_aloha/AlohaTransferCube-v0", obs_type="pixels_agent_pos")
     for start, _ in dataset.episode_bounds:

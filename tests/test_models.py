@@ -219,6 +219,24 @@ def test_inputs_are_z_scored_with_the_saved_statistics(action_head: str) -> None
     assert_close(model.steps_to_go_logits(obs, goal), model.steps_to_go_head(model.steps_to_go_tower(z)))
 
 
+def test_clipped_inputs_are_read_as_at_the_clip_and_the_scale_stops_at_its_ceiling() -> None:
+    base = ModelConfig(hidden_dim=32, num_layers=2, action_head="gaussian").resolve(POINTMASS_ID)
+    assert base.input_clip == 0 and base.max_scale == 0  # off unless a domain or the user asks
+    torch.manual_seed(0)
+    model = EFM(dataclasses.replace(base, input_clip=5.0, max_scale=1.0), SPEC, make_stats())
+    with torch.no_grad():
+        model.action_head.linear.bias[SPEC.action_dim :] = 50.0  # a scale far above the ceiling
+    obs, goal = make_inputs()
+    far = {"state": model.input_mean[:4] + 1e4 * model.input_std[:4] * torch.sign(obs["state"])}
+    at_clip = {"state": model.input_mean[:4] + 5.0 * model.input_std[:4] * torch.sign(obs["state"])}
+    assert_close(model.steps_to_go(far, goal), model.steps_to_go(at_clip, goal))
+    assert_close(model.act(far, goal, deterministic=True)[0], model.act(at_clip, goal, deterministic=True)[0])
+    assert (model.action_distribution(obs, goal).normal.scale == 1.0).all()
+    unclipped = EFM(base, SPEC, make_stats())
+    unclipped.load_state_dict(model.state_dict())
+    assert not torch.allclose(unclipped.steps_to_go(far, goal), unclipped.steps_to_go(at_clip, goal))
+
+
 # --- checkpoints ------------------------------------------------------------------------------------------
 
 

@@ -555,6 +555,20 @@ def test_which_signal_ends_practice_episodes(models, end_on_true_success: bool) 
         assert batch.num_samples == len(batch.episode_length) >= 100
 
 
+def test_the_simulators_success_bonus_adds_to_the_reward_where_success_holds(models) -> None:
+    _, reward_model = models
+
+    def practice(bonus: float) -> PracticeBatch:
+        fleet = LocalFleet(4, PointMassConfig(), seed=0)
+        options = {"num_samples": 60, "max_episode_steps": 60, "end_on_true_success": True}
+        return straight_line_practice(fleet, reward_model, threshold=5.0, success_bonus=bonus, **options)
+
+    without, with_bonus = practice(0.0), practice(2.5)
+    assert with_bonus.next_true_success.sum() == with_bonus.true_success.size  # one success step per episode
+    expected = without.rewards + 2.5 * torch.from_numpy(without.next_true_success).float()
+    torch.testing.assert_close(with_bonus.rewards, expected)
+
+
 class FaultyFleet(LocalFleet):
     """PointMass robots whose simulator 'raises' on robot 0's 5th step of every episode (a fleet reports it
     in the observations' "fault", as the gymnasium fleet does for an env whose step raised)."""

@@ -22,11 +22,19 @@ MODEL_PRESET_FIELDS = (
     "steps_to_go_bins",
     "steps_to_go_max",
     "min_scale",
+    "max_scale",
     "actions",
+    "input_clip",
 )
 GENERIC_MODEL_DEFAULTS: dict[str, Any] = {"state_encoder": "flat", "steps_to_go_sees": "full"}
-# What a domain's presets need not give: the notebook's scale floor for Gaussian heads.
-NOTEBOOK_MODEL_DEFAULTS: dict[str, Any] = {"min_scale": 0.01, "actions": "absolute"}
+# What a domain's presets need not give: the notebook's scale floor for Gaussian heads, no scale ceiling,
+# absolute actions, unclipped inputs.
+NOTEBOOK_MODEL_DEFAULTS: dict[str, Any] = {
+    "min_scale": 0.01,
+    "max_scale": 0.0,
+    "actions": "absolute",
+    "input_clip": 0.0,
+}
 
 
 @dataclass(frozen=True)
@@ -133,6 +141,15 @@ class ModelConfig:
     """Gaussian head: scale = softplus(x) + min_scale, in z-scored action units. None: the preset (the
     notebook's 0.01; PointMass 0.1, which keeps Stage 2 stable at twice the learning rate: docs/pointmass.md,
     "Stage 2 in half the notebook's samples")."""
+    max_scale: float | None = None
+    """Gaussian head: the scale's ceiling in z-scored action units (1: no wider than the data's actions
+    spread); 0: none. None: the preset (Aloha 1, others 0). A cloned Aloha policy's scale reached 26 rad
+    on states its data never showed, and its samples threw the arms apart (docs/aloha.md)."""
+    input_clip: float | None = None
+    """Clip each z-scored state number to +-this before the networks see it; 0: no clip. None: the preset
+    (Aloha 5, others 0). A number the demonstrations hardly vary (Aloha's left tool point across the
+    table: 0.6 mm) is hundreds of its stds off once practice moves it, where the networks' outputs have
+    no bound; clipped, they stay within what +-5 stds give (docs/aloha.md)."""
     steps_to_go_bins: int | None = None
     """Classes of the steps-to-go head. None: the preset (PointMass one per step, docs/method.md)."""
     steps_to_go_dropout: float = 0.0
@@ -149,6 +166,8 @@ class ModelConfig:
         require(self.action_bins >= 2, self, "action_bins", ">= 2")
         require(self.image_size >= 16, self, "image_size", ">= 16")
         require(self.min_scale is None or self.min_scale > 0, self, "min_scale", "> 0")
+        require(self.max_scale is None or self.max_scale >= 0, self, "max_scale", ">= 0 (0: no ceiling)")
+        require(self.input_clip is None or self.input_clip >= 0, self, "input_clip", ">= 0 (0: no clip)")
         require(0 <= self.steps_to_go_dropout < 1, self, "steps_to_go_dropout", "in [0, 1)")
         require(self.steps_to_go_bins is None or self.steps_to_go_bins >= 2, self, "steps_to_go_bins", ">= 2")
         require(self.steps_to_go_max is None or self.steps_to_go_max > 0, self, "steps_to_go_max", "> 0")

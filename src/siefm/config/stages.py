@@ -136,6 +136,11 @@ class ImproveConfig:
     end_on_true_success: bool = False
     """End practice episodes on the simulator's success, as the notebook does, instead of the learned
     detector d <= s (the paper's method; default)."""
+    success_bonus: float = 0.0
+    """The paper's simulation-only bonus (its Aloha runs, whose success is hard to see on camera): added to
+    r_t when the simulator reports success at o_{t+1}. 0 (default): the self-improvement reward alone, with
+    no ground truth; a result with a bonus is ground truth's help and is to be reported next to one
+    without."""
     success_threshold: float | None = None
     """Override s; None uses the value calibrated in Stage 1 and stored in the reward checkpoint."""
     save_practice: bool = True

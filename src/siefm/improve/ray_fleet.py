@@ -162,7 +162,7 @@ class PracticeWorker:
         self.fleet = make_fleet(env, share, camera_size(self.policy, self.reward_model.model))
         self.action_bounds = get_domain(env["id"]).action_bounds(env["config"])
         self.version = -1
-        self.stream_interval_s = config.stream_interval_s
+        self.config = config
 
     def set_weights(self, state: dict[str, torch.Tensor], version: int) -> int:
         self.policy.load_state_dict(state)
@@ -170,7 +170,7 @@ class PracticeWorker:
         return version
 
     def collect(
-        self, num_samples: int, max_episode_steps: int, gamma: float, end_on_true_success: bool, seed: int
+        self, num_samples: int, max_episode_steps: int, seed: int
     ) -> Iterator[tuple[int, list[PracticeBatch]]]:
         """Complete episodes holding >= num_samples samples, played with the current weights, yielded with
         that version as they end (a Ray generator streams them to the learner): the ones that ended since
@@ -184,8 +184,9 @@ class PracticeWorker:
             self.reward_model,
             num_samples=num_samples,
             max_episode_steps=max_episode_steps,
-            gamma=gamma,
-            end_on_true_success=end_on_true_success,
+            gamma=self.config.gamma,
+            end_on_true_success=self.config.end_on_true_success,
+            success_bonus=self.config.success_bonus,
             generator=torch.Generator().manual_seed(seed),
             whole_buffer=False,  # the learner assembles the batch from the streamed episodes
             action_bounds=self.action_bounds,
@@ -193,7 +194,7 @@ class PracticeWorker:
         held, last_sent = [], time.monotonic()
         for episode in episodes:
             held.append(episode)
-            if time.monotonic() - last_sent >= self.stream_interval_s:
+            if time.monotonic() - last_sent >= self.config.stream_interval_s:
                 yield self.version, held
                 held, last_sent = [], time.monotonic()
         if held:
@@ -269,9 +270,7 @@ class RayFleet:
                 # predecessor already delivered, so later attempts get seeds of their own.
                 entropy = [self.config.seed, iteration, i, attempt]
                 seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
-                stream = self.actors[i].collect.remote(
-                    samples, max_episode_steps, self.config.gamma, self.config.end_on_true_success, seed
-                )
+                stream = self.actors[i].collect.remote(samples, max_episode_steps, seed)
                 streams[stream] = (i, up)
             for i, episode in self._receive(streams, version):
                 kept[i].append(episode)

@@ -207,6 +207,7 @@ def practice_episodes(
     max_episode_steps: int,
     gamma: float,
     end_on_true_success: bool = False,
+    success_bonus: float = 0.0,
     generator: torch.Generator | None = None,
     stream: bool = True,
     whole_buffer: bool = True,
@@ -261,7 +262,8 @@ def practice_episodes(
         fault = next_obs.get("fault", np.zeros(num_envs, dtype=bool))
         ended = (true_success if end_on_true_success else detected) | (steps >= max_episode_steps) | fault
         done = ended & active
-        reward = (d - d_next) * torch.from_numpy(active)  # r_t = d_t - d_{t+1}; zero for idle robots
+        reward = d - d_next  # r_t = d_t - d_{t+1}, plus the simulator's bonus where asked for
+        reward = (reward + success_bonus * torch.from_numpy(true_success)) * torch.from_numpy(active)
         step_record = {
             "state": obs_t["state"],
             "goal": policy_goals.input,

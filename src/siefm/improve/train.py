@@ -192,6 +192,7 @@ def _run(
                     max_episode_steps=max_episode_steps,
                     gamma=config.gamma,
                     end_on_true_success=config.end_on_true_success,
+                    success_bonus=config.success_bonus,
                     generator=generator,
                     episode_sink=sink,
                     action_bounds=bounds,

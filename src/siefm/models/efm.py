@@ -294,12 +294,17 @@ class EFM(EFMBase):
         The policy tower reads them all; `forward` (every Stage 1 step) feeds both towers from one call, so
         the text encoder and the selector run once per batch, not once per head."""
         if self.tokenizer is None:
-            return [(torch.cat([obs["state"], goal], dim=-1) - self.input_mean) / self.input_std]
+            return [self._z_scored(torch.cat([obs["state"], goal], dim=-1))]
         code = goal if isinstance(goal, EncodedGoal) else self.encode_goal(goal)
-        pieces = [(obs["state"] - self.input_mean) / self.input_std, code["text"]]
+        pieces = [self._z_scored(obs["state"]), code["text"]]
         if self.selector is not None:
             pieces.append(self.selector(obs["state"], code["text"], code["goal"], code.get("weights")))
         return pieces
+
+    def _z_scored(self, inputs: torch.Tensor) -> torch.Tensor:
+        """`inputs` z-scored with the training data's statistics, clipped to +-`input_clip` where set."""
+        z = (inputs - self.input_mean) / self.input_std
+        return z.clamp(-self.config.input_clip, self.config.input_clip) if self.config.input_clip else z
 
     def encode_goal(self, goal: torch.Tensor) -> GoalInput:
         """Instruction goals: the word ids with their text code and, with object selection, the selector's

@@ -98,12 +98,20 @@ class TokenActions:
 
 
 class GaussianActionHead(nn.Module):
-    """Linear layer -> mean and scale = softplus(.) + min_scale, per action dimension."""
+    """Linear layer -> mean and scale = softplus(.) + min_scale, per action dimension, at most max_scale
+    (0 or None: no ceiling)."""
 
-    def __init__(self, hidden_dim: int, action_dim: int, stats: dict[str, torch.Tensor], min_scale: float):
+    def __init__(
+        self,
+        hidden_dim: int,
+        action_dim: int,
+        stats: dict[str, torch.Tensor],
+        min_scale: float,
+        max_scale: float | None = None,
+    ):
         super().__init__()
         self.linear = nn.Linear(hidden_dim, 2 * action_dim)
-        self.min_scale = min_scale
+        self.min_scale, self.max_scale = min_scale, max_scale or None
         self.register_buffer("action_mean", stats["mean"].clone())
         self.register_buffer("action_std", stats["std"].clone())
 
@@ -112,7 +120,10 @@ class GaussianActionHead(nn.Module):
         from it); None: absolute actions."""
         mean, raw_scale = self.linear(features).chunk(2, dim=-1)
         action_mean = self.action_mean if offset is None else self.action_mean + offset
-        return GaussianActions(mean, F.softplus(raw_scale) + self.min_scale, action_mean, self.action_std)
+        scale = F.softplus(raw_scale) + self.min_scale
+        if self.max_scale:
+            scale = scale.clamp(max=self.max_scale)
+        return GaussianActions(mean, scale, action_mean, self.action_std)
 
 
 class TokenActionHead(nn.Module):
@@ -136,5 +147,5 @@ class TokenActionHead(nn.Module):
 def action_head(config: ModelConfig, action_dim: int, stats: dict[str, torch.Tensor]) -> nn.Module:
     """The action head `config.action_head` names, on the towers' `hidden_dim` features."""
     if config.action_head == "gaussian":
-        return GaussianActionHead(config.hidden_dim, action_dim, stats, config.min_scale)
+        return GaussianActionHead(config.hidden_dim, action_dim, stats, config.min_scale, config.max_scale)
     return TokenActionHead(config.hidden_dim, action_dim, stats, config.action_bins)

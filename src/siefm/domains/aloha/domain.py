@@ -3,9 +3,10 @@ gymnasium domain runs (its fleet, evaluation and dataset conventions), with Aloh
 presets and demo.
 
 Presets: the task in words is the goal (one task per dataset; the word encoder learns it); a Gaussian
-action head over the 70 joint targets of a 10 Hz chunk, each predicted as a change of its observed joint
-(`--sft.model.actions from_state`: predicted absolute, a cloned policy's targets went up to 3 rad from its
-joints within 16 steps of leaving the demonstrations, docs/aloha.md); one steps-to-go class per 10 Hz step
+action head over the 70 joint targets of a 10 Hz chunk, each predicted as a change of the target last sent
+to its joint (`--sft.model.actions from_state`: predicted absolute, a cloned policy's targets went up to 3
+rad from its joints within 16 steps of leaving the demonstrations; as changes of the observed joints,
+sampled practice ran away, docs/aloha.md); one steps-to-go class per 10 Hz step
 over 0..150 (the time limit); the paper's Stage 2 constants N = 16, c = 0.05. The paper predicts 256 bins
 per action number and one steps-to-go class per step over 0..300; the Gaussian head is the choice here,
 as for PointMass, because a 70 x 256 token head is 18K logits per step for a state model.
@@ -23,7 +24,7 @@ import numpy as np
 
 from siefm.config import EvalConfig, require
 from siefm.domains import REGISTRY
-from siefm.domains.aloha.env import CHUNK, JOINTS, TASK_TEXT, AlohaConfig, action_range
+from siefm.domains.aloha.env import CHUNK, COMMAND_FEATURES, JOINTS, TASK_TEXT, AlohaConfig, action_range
 from siefm.domains.base import ActionBounds, EnvConfig, ObservationSpec, Presets
 from siefm.domains.gymnasium_env.collect import GymCollectConfig, collect_gymnasium
 from siefm.domains.gymnasium_env.domain import GymnasiumDomain
@@ -41,6 +42,8 @@ PRESETS = Presets(
         "steps_to_go_bins": AlohaConfig().max_steps + 1,
         "steps_to_go_max": float(AlohaConfig().max_steps),
         "actions": "from_state",
+        "input_clip": 5.0,
+        "max_scale": 1.0,
     },
     improve={"num_updates": 16, "reward_scale": 0.05},
     eval_episodes=200,
@@ -73,6 +76,9 @@ class AlohaCollectConfig:
     """The chance that an episode's first grasp is opened and made again."""
     drop_probability: float = 0.5
     """The chance that the cube is dropped on its way and picked up where it fell."""
+    noise: float = 0.0
+    """Radians of Gaussian noise on the arm joints' sent targets, one draw per 10 Hz step (the next step
+    corrects it, so the data also shows recoveries from being off the plan)."""
 
     def __post_init__(self) -> None:
         require(self.task in DEMONSTRATORS, self, "task", f"one of {sorted(DEMONSTRATORS)}")
@@ -80,6 +86,7 @@ class AlohaCollectConfig:
         require(self.pauses >= 0 and self.detours >= 0, self, "pauses", ">= 0 (and detours too)")
         for name in ("regrasp_probability", "drop_probability"):
             require(0 <= getattr(self, name) <= 1, self, name, "in [0, 1]")
+        require(self.noise >= 0, self, "noise", ">= 0")
         AlohaConfig(self.task, self.observation, self.image_size)  # checks the env's options
 
     def generic(self) -> GymCollectConfig:
@@ -89,6 +96,7 @@ class AlohaCollectConfig:
             "detours": self.detours,
             "regrasp_probability": self.regrasp_probability,
             "drop_probability": self.drop_probability,
+            "noise": self.noise,
         }
         return GymCollectConfig(
             policy=DEMONSTRATORS[self.task],
@@ -128,9 +136,12 @@ class AlohaDomain(GymnasiumDomain):
         return super().env_config(kwargs, task or TASK_TEXT[AlohaConfig(**kwargs).task])
 
     def observation_spec(self, env: EnvConfig) -> ObservationSpec:
-        """The generic spec, with each joint target's observed joint (the first 14 state numbers)."""
+        """The generic spec, with each joint target's last sent target (the state's last 14 numbers)."""
         spec = super().observation_spec(env)
-        return dataclasses.replace(spec, action_reference=tuple(j % JOINTS for j in range(CHUNK * JOINTS)))
+        first = spec.state_dim - COMMAND_FEATURES
+        return dataclasses.replace(
+            spec, action_reference=tuple(first + j % JOINTS for j in range(CHUNK * JOINTS))
+        )
 
     def action_bounds(self, env: EnvConfig) -> ActionBounds:
         """Each joint's control range and the grippers' reachable range, per 50 Hz target: MuJoCo clamps

@@ -13,7 +13,11 @@ The scenes, their physics, their seeded object poses and their 0-4 contact rewar
   that hand works on (the cube for both; the socket for the left, the peg for the right: 3 + 3). The last
   two are functions of the rest, given so that "is the object in the hand" is one subtraction away: a
   steps-to-go model trained on demonstrations, where the arms' joints alone tell the time, otherwise
-  learnt to ignore the cube (docs/aloha.md). With `observation="pixels"`,
+  learnt to ignore the cube (docs/aloha.md). The state ends with the 14 joint targets last sent (the
+  joints themselves after a reset): position-controlled joints lag their targets by an amount that grows
+  with their speed, so a policy that moves its targets from the observed joints learns "faster joints,
+  targets further ahead" and runs away once sampling speeds an arm up; moved from the last targets, the
+  same policy does not (docs/aloha.md). With `observation="pixels"`,
   `pixels` is the top camera at `image_size`, rendered once per 10 Hz step with shadows off (gym-aloha
   renders three 640 x 480 cameras with shadows at every 50 Hz step: 9.5 steps/s here).
 - **Success** (`info["is_success"]`) is gym-aloha's: reward 4 at any 50 Hz step (transfer: the left
@@ -45,6 +49,7 @@ CHUNK = 5  # 50 Hz joint targets per 10 Hz step (the paper's action chunks)
 TCP_OFFSET = np.array([0.135, 0.0, 0.0])  # the fingertips' centre in a gripper link's frame
 TOOL_FEATURES = 12  # both tool points, and from each to the object its hand works on
 JOINTS = 14  # per arm: 6 joints and the gripper
+COMMAND_FEATURES = JOINTS  # the state's last numbers: the joint targets last sent
 SCENES = {"transfer_cube": "bimanual_viperx_transfer_cube.xml", "insertion": "bimanual_viperx_insertion.xml"}
 TASK_TEXT = {
     "transfer_cube": "transfer the cube to the left arm",
@@ -84,7 +89,7 @@ class AlohaEnv(gym.Env):
         self._scene = _Scene(self.config.task)
         low, high = action_range(self.config.task)
         self.action_space = spaces.Box(np.tile(low, CHUNK), np.tile(high, CHUNK), dtype=np.float64)
-        state_dim = 2 * JOINTS + self._scene.object_dim + TOOL_FEATURES
+        state_dim = 2 * JOINTS + self._scene.object_dim + TOOL_FEATURES + COMMAND_FEATURES
         observation = {"state": spaces.Box(-np.inf, np.inf, (state_dim,), dtype=np.float64)}
         if self.config.observation == "pixels":
             size = self.config.image_size
@@ -203,12 +208,15 @@ class _Scene:
         ]
         # What each hand works on: the cube for both; insertion's socket (left) and peg (right).
         self.held = [0, 0] if task == "transfer_cube" else [7, 0]
+        self.command_range = action_range(task)
 
     def reset(self, seed: int | None) -> None:
         self.sim.BOX_POSE[0] = self.sample_pose(seed)  # what gym-aloha's reset sets from the same seed
         self.env.reset()
+        self.command = self.env.task.get_qpos(self.env.physics)
 
     def step(self, target: np.ndarray) -> int:
+        self.command = np.clip(target, *self.command_range)  # what the actuators are told (MuJoCo clamps)
         return int(self.env.step(target).reward)
 
     def state(self) -> np.ndarray:
@@ -218,7 +226,8 @@ class _Scene:
         data = physics.data.ptr
         tools = [tool_point(data, body) for body in self.grippers]
         to_objects = [objects[k : k + 3] - tool for k, tool in zip(self.held, tools, strict=True)]
-        return np.concatenate([task.get_qpos(physics), task.get_qvel(physics), objects, *tools, *to_objects])
+        qpos, qvel = task.get_qpos(physics), task.get_qvel(physics)
+        return np.concatenate([qpos, qvel, objects, *tools, *to_objects, self.command])
 
     def render(self, size: int) -> np.ndarray:
         return self.env.physics.render(height=size, width=size, camera_id="top")
