@@ -3,8 +3,8 @@ sampled actions (docs/aloha.md, "What goes wrong").
 
     python experiments/aloha_practice_stability.py --runs runs/aloha/sft runs/other/sft --episodes 20
 
-Plays the same seeded episodes with each Stage 1 run's policy, deterministic and sampled at the Gaussian's
-own scale (as Stage 2 practice samples), and prints success, how far the episodes got (gym-aloha's stages
+Plays the same seeded episodes with each Stage 1 run's policy, deterministic (the mode) and
+sampled (as Stage 2 practice samples), and prints success, how far the episodes got (gym-aloha's stages
 0-4: nothing, the right gripper touches the cube, lifts it, the left touches it too, transferred), faults,
 the joints' mean speed (the demonstrations': about 0.15 rad/s) and how often the run's own detector
 (d <= s) fires where the simulator says the task is not done, the reward model's false alarms that Stage 2
@@ -35,7 +35,7 @@ class Args:
     """Episode k is reset with seed + k (the same for every run and mode)."""
 
 
-def rollouts(run: Path, episodes: int, seed: int, temperature: float) -> str:
+def rollouts(run: Path, episodes: int, seed: int, sampled: bool) -> str:
     policy, meta = load_checkpoint(run / "checkpoints" / "policy")
     reward, reward_meta = load_checkpoint(run / "checkpoints" / "reward")
     threshold = reward_meta["success_threshold"]
@@ -49,11 +49,7 @@ def rollouts(run: Path, episodes: int, seed: int, temperature: float) -> str:
         for step in range(1, env.config.max_steps + 1):  # noqa: B007 (its last value is the length)
             state = {"state": torch.from_numpy(obs["state"]).float()[None]}
             with torch.no_grad():
-                dist = policy.action_distribution(state, goal)
-                noise = (
-                    temperature * dist.normal.scale * torch.randn(dist.normal.loc.shape, generator=generator)
-                )
-                action = ((dist.normal.loc + noise) * dist.action_std + dist.action_mean)[0]
+                action = policy.act(state, goal, deterministic=not sampled, generator=generator)[0][0]
             obs, _, terminated, _, info = env.step(action.double().numpy())
             with torch.no_grad():
                 d = reward.steps_to_go({"state": torch.from_numpy(obs["state"]).float()[None]}, goal)
@@ -78,8 +74,8 @@ def rollouts(run: Path, episodes: int, seed: int, temperature: float) -> str:
 def main(args: Args) -> None:
     torch.set_num_threads(1)
     for run in args.runs:
-        for temperature, how in ((0.0, "mean actions"), (1.0, "sampled")):
-            print(f"{run}, {how}: {rollouts(run, args.episodes, args.seed, temperature)}", flush=True)
+        for sampled, how in ((False, "mean actions"), (True, "sampled")):
+            print(f"{run}, {how}: {rollouts(run, args.episodes, args.seed, sampled)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """The Aloha domain: the env against gym-aloha's own, the scripted demonstrator, datasets that replay in the
-stock env, the missing-extra message, and both stages from the command line."""
+stock env, the missing-extra message, both stages from the command line, and annotated videos."""
 
 from __future__ import annotations
 
@@ -210,6 +210,7 @@ def test_the_aloha_demo_writes_its_report(tmp_path: Path) -> None:
         assert results[name]["episodes"] == 2 and 0 <= results[name]["success_rate"] <= 1
     assert results["improve"]["env_steps"] >= 16 and "voc" in results["reward_model"]
     assert (tmp_path / "demo" / "learning_curve.png").is_file()
+    assert [Path(path).parent.name for path in results["videos"]] == ["videos", "videos"]  # Stage 2, filmed
     assert (tmp_path / "demo" / "results.json").is_file() and (tmp_path / "demo" / "config.json").is_file()
 
 
@@ -220,3 +221,42 @@ def test_the_aloha_domain_clips_to_the_actuators_ranges() -> None:
     np.testing.assert_array_equal(low, env.action_space.low)
     np.testing.assert_array_equal(high, env.action_space.high)
     assert domain.presets.model["steps_to_go_bins"] == AlohaConfig().max_steps + 1
+
+
+def test_aloha_videos_show_the_top_camera_under_a_caption(tmp_path: Path) -> None:
+    """`write_videos` with a tiny untrained EFM: one GIF per seeded episode, named by its outcome, each frame
+    the top camera at the asked size under the caption (a third line, the detector's, with a reward model),
+    one frame per step plus the first."""
+    import imageio.v3 as iio
+    import torch
+
+    from siefm.config import ModelConfig
+    from siefm.domains.aloha.env import TASK_TEXT
+    from siefm.domains.aloha.videos import write_videos
+    from siefm.domains.gymnasium_env.env import describe
+    from siefm.eval.frames import caption_height
+    from siefm.improve.reward import RewardModel
+    from siefm.models.efm import EFM, ModelSpec
+    from siefm.models.text import WordTokenizer
+
+    domain = get_domain("aloha")
+    env, _ = describe(domain.env_id, {"task": "transfer_cube"}, {}, 3, None, TASK_TEXT["transfer_cube"])
+    config = ModelConfig(hidden_dim=16, num_layers=1).resolve(domain.env_id)
+    observed = domain.observation_spec(env.to_dict())
+    vocabulary = WordTokenizer.from_texts([env.task]).vocabulary
+    dims = observed.state_dim, CHUNK * JOINTS
+    spec = ModelSpec(dims[0], config.max_words, dims[1], vocabulary, (), observed.action_reference)
+    scales = dict(zip(("mean", "std", "min", "max"), (0.0, 1.0, -1.0, 1.0), strict=True))
+    stats = {
+        key: {k: torch.full((dim,), v * std) for k, v in scales.items()}
+        for key, dim, std in (("state", dims[0], 1.0), ("action", dims[1], 0.01))
+    }
+    torch.manual_seed(0)
+    model = EFM(config, spec, stats)
+    scored = write_videos(model, env, RewardModel(model, 1e6), tmp_path / "d", episodes=2, seed=3, size=64)
+    plain = write_videos(model, env, None, tmp_path / "plain", episodes=1, seed=3, size=64)
+    assert [p.name for p in scored] == ["aloha-00-failure.gif", "aloha-01-failure.gif"]  # 3 steps: too short
+    for path, lines in ((scored[0], 3), (plain[0], 2)):
+        frames = iio.imread(path)
+        assert frames.shape == (3 + 1, 64 + caption_height(lines), 64, 3)
+        assert frames[:, : caption_height(lines)].any() and frames[:, caption_height(lines) :].any()

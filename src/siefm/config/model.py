@@ -19,6 +19,7 @@ MODEL_PRESET_FIELDS = (
     "state_encoder",
     "steps_to_go_sees",
     "action_head",
+    "action_bins",
     "steps_to_go_bins",
     "steps_to_go_max",
     "min_scale",
@@ -27,9 +28,10 @@ MODEL_PRESET_FIELDS = (
     "input_clip",
 )
 GENERIC_MODEL_DEFAULTS: dict[str, Any] = {"state_encoder": "flat", "steps_to_go_sees": "full"}
-# What a domain's presets need not give: the notebook's scale floor for Gaussian heads, no scale ceiling,
-# absolute actions, unclipped inputs.
+# What a domain's presets need not give: 21 action tokens, the notebook's scale floor for Gaussian heads,
+# no scale ceiling, absolute actions, unclipped inputs.
 NOTEBOOK_MODEL_DEFAULTS: dict[str, Any] = {
+    "action_bins": 21,
     "min_scale": 0.01,
     "max_scale": 0.0,
     "actions": "absolute",
@@ -131,12 +133,14 @@ class ModelConfig:
     """'gaussian' (diagonal, the notebook's) or 'tokenized' (a categorical token per action dimension, the
     paper's RT-2 style). None: the preset."""
     actions: Literal["absolute", "from_state"] | None = None
-    """Gaussian head: predict actions as they are ('absolute'), or as changes of the state numbers they
-    command ('from_state': joint targets relative to the observed joints, where the domain names them).
-    Predicted as changes, the targets of a state the data never showed stay near the robot's joints
-    instead of anywhere in their range. None: the preset (Aloha 'from_state', others 'absolute')."""
-    action_bins: int = 21
-    """Tokens per action dimension over the data's min..max (choice: 21, the paper's sign + 0..10)."""
+    """Predict actions as they are ('absolute'), or as changes of the state numbers they command
+    ('from_state', where the domain names them: Aloha's joint targets relative to the targets last sent;
+    tokens then span the data's changes). Predicted as changes, the targets of a state the data never
+    showed stay near the robot's joints instead of anywhere in their range. None: the preset (Aloha
+    'from_state', others 'absolute')."""
+    action_bins: int | None = None
+    """Tokens per action dimension over the data's min..max (or its changes, `actions`). None: the preset
+    (choice: 21, the paper's sign + 0..10; Aloha 64: its 256 cost 4x the time on a CPU)."""
     min_scale: float | None = None
     """Gaussian head: scale = softplus(x) + min_scale, in z-scored action units. None: the preset (the
     notebook's 0.01; PointMass 0.1, which keeps Stage 2 stable at twice the learning rate: docs/pointmass.md,
@@ -163,7 +167,7 @@ class ModelConfig:
         for name in ("hidden_dim", "num_layers", "text_dim", "max_words", "object_dim"):
             require(getattr(self, name) >= 1, self, name, ">= 1")
         require(self.object_prefix_dim >= 0, self, "object_prefix_dim", ">= 0")
-        require(self.action_bins >= 2, self, "action_bins", ">= 2")
+        require(self.action_bins is None or self.action_bins >= 2, self, "action_bins", ">= 2")
         require(self.image_size >= 16, self, "image_size", ">= 16")
         require(self.min_scale is None or self.min_scale > 0, self, "min_scale", "> 0")
         require(self.max_scale is None or self.max_scale >= 0, self, "max_scale", ">= 0 (0: no ceiling)")
@@ -262,6 +266,8 @@ class ModelConfig:
 # steps-to-go tower on the map, two dot-product queries over slot keys, board towers on the estimate.
 CHECKPOINT_DEFAULTS: dict[str, Any] = {
     "actions": "absolute",
+    "max_scale": 0.0,
+    "input_clip": 0.0,
     "image_size": 64,
     "pixel_readout": "flatten",
     "word_positions": "start",

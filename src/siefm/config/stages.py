@@ -271,8 +271,9 @@ class EvalConfig:
     action) evaluated beside the policy as the reference ("optimal"); the recorded demonstrator is always
     evaluated too."""
     videos: int = 2
-    """Domain option (tabletop): annotated GIFs written per family and policy (instruction, d(o, g),
-    reward)."""
+    """Domain option (tabletop, Aloha): annotated GIFs (instruction, d(o, g), reward) written per family
+    and policy on the tabletop, of the policy's first episodes on Aloha (the top camera, also showing the
+    success detector and the simulator's stage)."""
 
     def __post_init__(self) -> None:
         require(self.episodes is None or self.episodes >= 1, self, "episodes", ">= 1")

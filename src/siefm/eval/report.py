@@ -1,7 +1,8 @@
 """`siefm eval`: one policy checkpoint beside its domain's reference, on the same seeded episodes.
 
 What is evaluated and reported is the domain's (`Domain.evaluate`): PointMass adds the straight-line
-controller and trajectory plots, the tabletop the scripted oracle per task family with annotated videos.
+controller and trajectory plots, the tabletop the scripted oracle per task family with annotated videos,
+Aloha its scripted demonstrators with annotated videos of the policy.
 """
 
 from __future__ import annotations

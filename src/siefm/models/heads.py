@@ -138,10 +138,12 @@ class TokenActionHead(nn.Module):
         self.register_buffer("action_max", torch.maximum(stats["max"], stats["min"] + 1e-8).clone())
 
     def forward(self, features: torch.Tensor, offset: torch.Tensor | None = None) -> TokenActions:
-        if offset is not None:
-            raise ValueError("tokenized actions are absolute: use --sft.model.actions absolute with them.")
+        """`offset`: (B, A) what each action is predicted relative to (the bins span the data's changes
+        from it, moved there); None: absolute actions."""
         logits = self.linear(features).unflatten(-1, (-1, self.bins.num_bins))
-        return TokenActions(logits, self.bins, self.action_min, self.action_max)
+        if offset is None:
+            return TokenActions(logits, self.bins, self.action_min, self.action_max)
+        return TokenActions(logits, self.bins, self.action_min + offset, self.action_max + offset)
 
 
 def action_head(config: ModelConfig, action_dim: int, stats: dict[str, torch.Tensor]) -> nn.Module:

@@ -2,7 +2,8 @@
 
 Scripted demonstrations with pauses, detours and re-grasps -> Stage 1 -> Stage 2 -> evaluation of Stage 1,
 Stage 2, the demonstrator that recorded the data and the same demonstrator without detours, on the same
-seeded episodes. Writes `results.json` (the pointmass demo's layout) and `learning_curve.png`.
+seeded episodes. Writes `results.json` (the pointmass demo's layout), `learning_curve.png` and annotated
+videos of Stage 2's first episodes in `videos/`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from siefm.checkpoint import load_checkpoint
 from siefm.config import EvalConfig, ImproveConfig, SFTConfig
 from siefm.data.dataset import read_dataset
 from siefm.domains.aloha.domain import DEMONSTRATORS, DOMAIN, AlohaCollectConfig
+from siefm.domains.aloha.videos import write_videos
 from siefm.domains.gymnasium_env.env import GymEnvConfig, observation_map
 from siefm.domains.gymnasium_env.evaluate import model_policy, run_episodes, scripted_policy
 from siefm.eval.diagnostics import reward_model_diagnostics
@@ -31,6 +33,7 @@ from siefm.eval.summaries import (
     practice_summary,
     run_demo_stages,
 )
+from siefm.improve.reward import RewardModel
 from siefm.logging import read_metrics
 
 # The simulators are most of a practice step (a 10 Hz step is 5 x 10 physics steps): 2 worker processes
@@ -62,7 +65,7 @@ def run_demo(out: Path, config: AlohaDemoConfig) -> dict[str, Any]:
 
 
 def report(out: Path, dataset_dir: Path, sft_run: Path, improved: Path, ev: EvalConfig) -> dict[str, Any]:
-    """Evaluates the four policies on the same seeded episodes and diagnoses the reward model."""
+    """Evaluates the four policies on the same seeded episodes, diagnoses the reward model, films Stage 2."""
     dataset = read_dataset(dataset_dir)
     env = dataset.info["siefm"]["env"]
     gym_config = GymEnvConfig(**env["config"])
@@ -103,4 +106,11 @@ def report(out: Path, dataset_dir: Path, sft_run: Path, improved: Path, ev: Eval
     }
     results["machine"] = machine_info()
     plot_learning_curve(records, out / "learning_curve.png", results["optimal"]["mean_steps"])
+    # Stage 2's first episodes, with the Stage 1 reward model's d(o, g), the reward Stage 2 practised on.
+    scorer = RewardModel(reward_model, reward_meta["success_threshold"])
+    filmed, video_dir = min(ev.videos, episodes), out / "videos"
+    videos = write_videos(
+        improved_model, gym_config, scorer, video_dir, filmed, ev.seed, ev.deterministic, limit
+    )
+    results["videos"] = [str(path.resolve()) for path in videos]
     return results

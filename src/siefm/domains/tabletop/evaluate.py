@@ -11,7 +11,6 @@ Videos (GIF) show the instruction, the step, and, given a reward model, d(o, g) 
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,7 +19,6 @@ from typing import Any
 import imageio.v3 as iio
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
 from siefm.checkpoint import fit_to_env, load_checkpoint
@@ -29,6 +27,7 @@ from siefm.domains.tabletop.camera import Camera
 from siefm.domains.tabletop.env import TabletopConfig, TabletopEnv
 from siefm.domains.tabletop.oracle import PushOracle
 from siefm.domains.tabletop.tasks import FAMILIES, NOVEL_FAMILY
+from siefm.eval.frames import annotate_frame
 from siefm.eval.stats import success_summary
 from siefm.improve.reward import RewardModel
 from siefm.models.efm import EFMBase
@@ -36,8 +35,6 @@ from siefm.models.efm import EFMBase
 FAMILY_SEED_STRIDE = 10_000
 ALL_FAMILIES = (*FAMILIES, NOVEL_FAMILY)
 VIDEO_SIZE = (216, 288)  # rendered (height, width) of video frames
-CAPTION_HEIGHT = 46
-CAPTION_WIDTH = 48  # characters per caption line
 
 # Acts for a batch of boards: (states (B, S), instructions (B,), boards) -> actions (B, 2).
 BatchPolicy = Callable[[np.ndarray, Sequence[str], Sequence[TabletopEnv]], np.ndarray]
@@ -204,21 +201,12 @@ def _annotate(
     frame: np.ndarray, instruction: str, step: int, distance: np.ndarray | None, reward: float | None, k: int
 ) -> np.ndarray:
     """The frame under a caption: the instruction, then the step, d(o, g) and the last reward."""
-    height, width, _ = frame.shape
-    image = Image.new("RGB", (width, height + CAPTION_HEIGHT), (0, 0, 0))
-    image.paste(Image.fromarray(frame), (0, CAPTION_HEIGHT))
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=11)
-    draw.multiline_text(
-        (3, 2), textwrap.fill(instruction, CAPTION_WIDTH), fill=(255, 255, 255), font=font, spacing=2
-    )
     status = f"t={step}"
     if distance is not None:
         status += f"  d={distance[k]:.1f}"
     if reward is not None:
         status += f"  r={reward:+.2f}"
-    draw.text((3, 30), status, fill=(255, 220, 120), font=font)
-    return np.asarray(image)
+    return annotate_frame(frame, instruction, status)
 
 
 def pooled(results: dict[str, FamilyResult]) -> FamilyResult:
