@@ -17,7 +17,7 @@ from test_cli import run_cli  # noqa: E402
 
 from siefm.data.dataset import read_dataset  # noqa: E402
 from siefm.domains import get_domain  # noqa: E402
-from siefm.domains.aloha.demonstrator import TransferCubeDemonstrator  # noqa: E402
+from siefm.domains.aloha.demonstrator import KeyframeDemonstrator, TransferCubeDemonstrator  # noqa: E402
 from siefm.domains.aloha.env import (  # noqa: E402
     CHUNK,
     COMMAND_FEATURES,
@@ -26,6 +26,7 @@ from siefm.domains.aloha.env import (  # noqa: E402
     AlohaConfig,
     AlohaEnv,
 )
+from siefm.domains.aloha.insertion import InsertionDemonstrator  # noqa: E402
 
 
 @pytest.mark.parametrize(("task", "objects"), [("transfer_cube", 7), ("insertion", 14)])
@@ -87,10 +88,13 @@ def test_the_contact_reward_is_gym_alohas_at_every_physics_step() -> None:
     assert seen == {0, 1, 2, 4} or seen == {0, 1, 2, 3, 4}
 
 
-def test_the_scripted_transfer_succeeds_and_its_detours_cost_steps() -> None:
-    env = AlohaEnv(AlohaConfig())
+@pytest.mark.parametrize("task", ["transfer_cube", "insertion"])
+def test_the_scripted_demonstrators_succeed_and_their_detours_cost_steps(task: str) -> None:
+    """Straight, and with every sub-optimality at its most (pauses, detours, a re-grasp and a drop)."""
+    env = AlohaEnv(AlohaConfig(task=task))
+    demonstrator = {"transfer_cube": TransferCubeDemonstrator, "insertion": InsertionDemonstrator}[task]
 
-    def lengths(demonstrator: TransferCubeDemonstrator) -> list[int]:
+    def lengths(demonstrator: KeyframeDemonstrator) -> list[int]:
         steps = []
         for seed in range(200, 204):
             obs, _ = env.reset(seed=seed)
@@ -103,8 +107,8 @@ def test_the_scripted_transfer_succeeds_and_its_detours_cost_steps() -> None:
             steps.append(step)
         return steps
 
-    straight = lengths(TransferCubeDemonstrator())
-    detours = lengths(TransferCubeDemonstrator(3, 3, regrasp_probability=1.0, drop_probability=1.0))
+    straight = lengths(demonstrator())
+    detours = lengths(demonstrator(3, 3, regrasp_probability=1.0, drop_probability=1.0))
     assert np.mean(detours) > np.mean(straight) + 5
 
 

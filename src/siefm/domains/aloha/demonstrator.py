@@ -1,5 +1,6 @@
-"""Scripted Aloha demonstrators that act in the joint-space env itself, closing the loop through inverse
-kinematics every 10 Hz step (siefm.domains.aloha.kinematics).
+"""Scripted Aloha demonstrators (transfer-cube here, insertion in siefm.domains.aloha.insertion) that act
+in the joint-space env itself, closing the loop through inverse kinematics every 10 Hz step
+(siefm.domains.aloha.kinematics).
 
 A demonstrator is a timeline of gripper keyframes per arm: a tool-point position (which may follow the
 object's observed pose), an orientation and a gripper opening. At every step it interpolates the two arms'
@@ -30,7 +31,7 @@ import numpy as np
 from siefm.domains.aloha.env import CHUNK, JOINTS, scene_model
 from siefm.domains.aloha.kinematics import ArmKinematics, gripper_rotation
 
-Position = Callable[[np.ndarray], np.ndarray]  # the observed object pose -> a tool-point position
+Position = Callable[[np.ndarray], np.ndarray]  # what a demonstrator reads (`observed`) -> a tool point
 
 RIGHT_BASE = np.array([0.469, 0.5])
 ARM_OFFSETS = (("left", 0), ("right", 7))  # where each arm's 7 numbers start in a 14-number joint vector
@@ -57,12 +58,16 @@ class Suboptimality:
     """The chance that the cube is dropped on its way to the middle and picked up where it fell."""
 
 
-class TransferCubeDemonstrator:
-    """The right arm picks the cube, lifts it to the middle; the left arm, rolled 90 degrees, comes from
-    the other side and grips its top and bottom faces, following the cube's observed position.
+class KeyframeDemonstrator:
+    """What the scripted demonstrators share: per arm a timeline of keyframes planned at the first
+    observation, followed through inverse kinematics from the previous command every 10 Hz step, pauses
+    that stop the timeline's clock, and noise on what is sent.
 
     A stateful controller for `siefm collect` (one observation -> one chunk of joint targets), started by
-    `reset(seed)` at each episode; its keyword arguments are JSON, so datasets record them."""
+    `reset(seed)` at each episode; its keyword arguments are JSON, so datasets record them. Subclasses name
+    their `scene`, say what their keyframes' positions read (`observed`) and plan the timelines."""
+
+    scene: str
 
     def __init__(
         self,
@@ -72,7 +77,7 @@ class TransferCubeDemonstrator:
         drop_probability: float = 0.0,
         noise: float = 0.0,
     ):
-        self.kinematics = ArmKinematics(scene_model("transfer_cube"))
+        self.kinematics = ArmKinematics(scene_model(self.scene))
         self.suboptimal = Suboptimality(pauses, detours, regrasp_probability, drop_probability)
         self.noise = noise
         self.reset(0)
@@ -80,18 +85,25 @@ class TransferCubeDemonstrator:
     def reset(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
         self.timeline: dict[str, list[Keyframe]] | None = None
+        self.pauses: list[tuple[float, int]] = []  # (timeline time, steps) at which the timeline stops
         self.step = 0
+
+    def observed(self, state: np.ndarray) -> np.ndarray:
+        """What the keyframes' positions are functions of."""
+        raise NotImplementedError
+
+    def _plan(self, state: np.ndarray) -> dict[str, list[Keyframe]]:
+        raise NotImplementedError
 
     def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
         state = observation["state"]
-        cube = state[2 * JOINTS : 2 * JOINTS + 3]
         if self.timeline is None:
             self.command = state[:JOINTS].copy()
-            self.timeline = self._plan(cube)
+            self.timeline = self._plan(state)
         target = self.command.copy()
+        time, objects = self._clock(self.step + 1), self.observed(state)
         for arm, offset in ARM_OFFSETS:
-            frames = self.timeline[arm]
-            position, rotation, gripper = _interpolate(frames, self.step + 1, cube)
+            position, rotation, gripper = interpolate(self.timeline[arm], time, objects)
             joints = self.kinematics.solve(arm, self.command[offset : offset + 6], position, rotation)
             target[offset : offset + 6], target[offset + 6] = joints, gripper
         chunk = self.command + np.outer(np.arange(1, CHUNK + 1) / CHUNK, target - self.command)
@@ -101,7 +113,33 @@ class TransferCubeDemonstrator:
             chunk[:, arms] += self.rng.normal(0.0, self.noise, len(arms))  # one offset per 10 Hz step
         return chunk.reshape(-1)
 
-    def _plan(self, cube: np.ndarray) -> dict[str, list[Keyframe]]:
+    def _draw_pauses(self, end: float) -> None:
+        """Up to `suboptimal.pauses` pauses of 2-6 steps, each at a random time before `end`."""
+        count = self.rng.integers(self.suboptimal.pauses + 1)
+        self.pauses = sorted((self.rng.uniform(1, end), int(self.rng.integers(2, 7))) for _ in range(count))
+
+    def _clock(self, step: int) -> float:
+        """The timeline's time at `step`: it stands still during the pauses, while the hands' positions
+        still follow the objects. (A clock, not held keyframes inserted at planning time: those would
+        evaluate positions before the object is seen there and latch a `latched` position wrongly.)"""
+        time = float(step)
+        for begin, length in self.pauses:
+            if time > begin:
+                time = max(begin, time - length)
+        return time
+
+
+class TransferCubeDemonstrator(KeyframeDemonstrator):
+    """The right arm picks the cube, lifts it to the middle; the left arm, rolled 90 degrees, comes from
+    the other side and grips its top and bottom faces, following the cube's observed position."""
+
+    scene = "transfer_cube"
+
+    def observed(self, state: np.ndarray) -> np.ndarray:
+        return state[2 * JOINTS : 2 * JOINTS + 3]  # the cube's position
+
+    def _plan(self, state: np.ndarray) -> dict[str, list[Keyframe]]:
+        cube = self.observed(state)
         start = {arm: self.kinematics.pose(arm, self.command[o : o + 6]) for arm, o in ARM_OFFSETS}
         reach = np.arctan2(cube[1] - RIGHT_BASE[1], cube[0] - RIGHT_BASE[0])
         along = np.array([np.cos(reach), np.sin(reach), 0.0])
@@ -166,29 +204,8 @@ class TransferCubeDemonstrator:
             Keyframe(t + 14, at_cube(np.array([0.01, 0, 0])), meet_left, CLOSED),
             Keyframe(t + 40, fixed(meet + np.array([-0.1, 0, 0.05])), meet_left, CLOSED),
         ]
-        timeline = {"left": left, "right": right}
-        for _ in range(self.rng.integers(self.suboptimal.pauses + 1)):
-            timeline = _pause(timeline, float(self.rng.uniform(1, t)), int(self.rng.integers(2, 7)))
-        return timeline
-
-
-def _pause(timeline: dict[str, list[Keyframe]], at: float, length: int) -> dict[str, list[Keyframe]]:
-    """Both arms hold where they are at `at` for `length` steps; everything after comes later."""
-    paused = {}
-    for arm, frames in timeline.items():
-        before = [f for f in frames if f.time <= at]
-        after = [Keyframe(f.time + length, f.position, f.rotation, f.gripper) for f in frames if f.time > at]
-        if after:
-            before += [_held(frames, at, at), _held(frames, at, at + length)]
-        paused[arm] = before + after
-    return paused
-
-
-def _held(frames: list[Keyframe], at: float, time: float) -> Keyframe:
-    """A keyframe at `time` holding what `frames` give at `at` (the position still follows the object where
-    the frames around `at` do)."""
-    _, rotation, gripper = _interpolate(frames, at, np.zeros(3))
-    return Keyframe(time, lambda c: _interpolate(frames, at, c)[0], rotation, gripper)
+        self._draw_pauses(t)
+        return {"left": left, "right": right}
 
 
 def latched(offset: np.ndarray) -> Position:
@@ -207,18 +224,18 @@ def up(height: float) -> np.ndarray:
     return np.array([0.0, 0.0, height])
 
 
-def _interpolate(
-    frames: list[Keyframe], time: float, cube: np.ndarray
+def interpolate(
+    frames: list[Keyframe], time: float, objects: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Position, rotation and gripper at `time`: straight lines between keyframes (rotations by normalised
     quaternion interpolation), the last keyframe held after its time."""
     if time >= frames[-1].time:
         last = frames[-1]
-        return last.position(cube), last.rotation, last.gripper
+        return last.position(objects), last.rotation, last.gripper
     k = max(i for i, f in enumerate(frames) if f.time <= time)
     a, b = frames[k], frames[k + 1]
     alpha = (time - a.time) / (b.time - a.time)
-    position = (1 - alpha) * a.position(cube) + alpha * b.position(cube)
+    position = (1 - alpha) * a.position(objects) + alpha * b.position(objects)
     return position, _blend(a.rotation, b.rotation, alpha), (1 - alpha) * a.gripper + alpha * b.gripper
 
 

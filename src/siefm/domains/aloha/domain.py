@@ -34,7 +34,10 @@ from siefm.domains.gymnasium_env.env import GymEnvConfig
 from siefm.models.efm import EFMBase
 
 ENV_ID = REGISTRY["aloha"].env_id
-DEMONSTRATORS = {"transfer_cube": "siefm.domains.aloha.demonstrator:TransferCubeDemonstrator"}
+DEMONSTRATORS = {
+    "transfer_cube": "siefm.domains.aloha.demonstrator:TransferCubeDemonstrator",
+    "insertion": "siefm.domains.aloha.insertion:InsertionDemonstrator",
+}
 PRESETS = Presets(
     model={
         "goal_encoder": "words",
@@ -59,7 +62,7 @@ class AlohaCollectConfig:
     """Scripted Aloha demonstrations (`siefm collect --env aloha`)."""
 
     task: str = "transfer_cube"
-    """'transfer_cube' (insertion's demonstrator is not written yet)."""
+    """'transfer_cube' or 'insertion'."""
     num_episodes: int = 500
     """Episodes to attempt; those that do not reach the simulator's success are not written."""
     seed: int = 0
