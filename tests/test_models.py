@@ -142,6 +142,26 @@ def test_clipped_gaussian_log_prob_by_hand() -> None:
     assert_close(plain, torch.tensor([-0.5 - 0.5 * math.log(2 * math.pi) + inside]))
 
 
+def test_clipped_token_log_prob_by_hand() -> None:
+    """Tokens at 0.5, 1.5, 2.5, 3.5 (4 bins over 0..4): with bounds, an action at a bound scores every token
+    at or past it; inside a bound, or at one no token passes, its own token; without bounds, its token."""
+    from siefm.models.bins import UniformBins
+    from siefm.models.heads import TokenActions
+
+    probs = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    dist = TokenActions(
+        probs.log().view(1, 1, 4), UniformBins(4, -1.0, 1.0), torch.zeros(1), torch.full((1,), 4.0)
+    )
+    log = lambda p: torch.tensor([math.log(p)])  # noqa: E731
+    bounds = torch.tensor([1.0]), torch.tensor([2.0])
+    assert_close(dist.log_prob(torch.tensor([[2.0]]), bounds), log(0.3 + 0.4))  # at high: 2.5 and 3.5
+    assert_close(dist.log_prob(torch.tensor([[1.0]]), bounds), log(0.1))  # at low: 0.5
+    assert_close(dist.log_prob(torch.tensor([[1.5]]), bounds), log(0.2))  # inside
+    assert_close(dist.log_prob(torch.tensor([[2.0]])), log(0.3))  # no bounds: 2.0's own token (2.5)
+    wide = torch.tensor([0.0]), torch.tensor([4.0])  # no token past either bound
+    assert_close(dist.log_prob(torch.tensor([[4.0]]), wide), log(0.4))
+
+
 def test_clipped_gaussian_gradient_vanishes_past_the_bound_and_stays_finite() -> None:
     from siefm.models.heads import GaussianActions
 

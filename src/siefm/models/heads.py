@@ -91,10 +91,26 @@ class TokenActions:
         return self._from_index(self.logits.argmax(-1))
 
     def log_prob(self, action: torch.Tensor, bounds: Bounds | None = None) -> torch.Tensor:
-        """`bounds` are unused: tokens span the data's actions, which lie within the simulator's bounds."""
+        """The log-probability of each number's token, summed. With `bounds`, of the action the simulator
+        executes: a number at a bound scores every token at or past it (a clipped categorical), as the
+        Gaussian head does. Without that, tokens past a bound, which the data can hold (Aloha's
+        demonstrator commands its grippers to 0 and 1, outside the 0.065-0.975 the fingers reach), are
+        scored as the one at the bound, which the policy never picks: one clipped gripper then weighed
+        hundreds of nats and its gradient swamped the rest."""
+        log_probs = torch.log_softmax(self.logits, -1)  # (B, A, K)
         index = self.bins.to_index(self._to_unit(action))  # (B, A)
-        log_probs = torch.log_softmax(self.logits, -1).gather(-1, index.unsqueeze(-1)).squeeze(-1)
-        return log_probs.sum(-1)
+        chosen = torch.zeros_like(log_probs, dtype=torch.bool).scatter_(-1, index.unsqueeze(-1), True)
+        if bounds is not None:
+            unit = self.bins.centres().to(self.logits.device)  # (K,)
+            low, high = self.action_min.unsqueeze(-1), self.action_max.unsqueeze(-1)
+            values = ((unit + 1) / 2 * (high - low) + low).expand(log_probs.shape)  # each token's action
+            for at, past in (
+                (action <= bounds[0], values <= bounds[0].unsqueeze(-1)),
+                (action >= bounds[1], values >= bounds[1].unsqueeze(-1)),
+            ):
+                clipped = at.unsqueeze(-1) & past.any(-1, keepdim=True)  # a token past the bound was drawn
+                chosen = torch.where(clipped, past, chosen)
+        return torch.logsumexp(log_probs.masked_fill(~chosen, float("-inf")), -1).sum(-1)
 
 
 class GaussianActionHead(nn.Module):
