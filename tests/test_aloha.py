@@ -90,7 +90,8 @@ def test_the_contact_reward_is_gym_alohas_at_every_physics_step() -> None:
 
 @pytest.mark.parametrize("task", ["transfer_cube", "insertion"])
 def test_the_scripted_demonstrators_succeed_and_their_detours_cost_steps(task: str) -> None:
-    """Straight, and with every sub-optimality at its most (pauses, detours, a re-grasp and a drop)."""
+    """Straight, and with every sub-optimality at its most (pauses, detours, a re-grasp, a drop and, on the
+    transfer, a feint of the left gripper)."""
     env = AlohaEnv(AlohaConfig(task=task))
     demonstrator = {"transfer_cube": TransferCubeDemonstrator, "insertion": InsertionDemonstrator}[task]
 
@@ -108,7 +109,9 @@ def test_the_scripted_demonstrators_succeed_and_their_detours_cost_steps(task: s
         return steps
 
     straight = lengths(demonstrator())
-    detours = lengths(demonstrator(3, 3, regrasp_probability=1.0, drop_probability=1.0))
+    detours = lengths(
+        demonstrator(3, 3, regrasp_probability=1.0, drop_probability=1.0, feint_probability=1.0)
+    )
     assert np.mean(detours) > np.mean(straight) + 5
 
 
@@ -173,6 +176,7 @@ def test_aloha_from_the_command_line_through_both_stages(
         "regrasp_probability": 0.3,
         "drop_probability": 0.5,
         "noise": 0.0,
+        "feint_probability": 0.0,
     }
     stock = gym.make("gym_aloha/AlohaTransferCube-v0", obs_type="pixels_agent_pos")
     for start, _ in dataset.episode_bounds:

@@ -56,6 +56,9 @@ class Suboptimality:
     """The chance that the first grasp is opened and made again."""
     drop_probability: float = 0.0
     """The chance that the cube is dropped on its way to the middle and picked up where it fell."""
+    feint_probability: float = 0.0
+    """The chance that the left gripper closes and opens again on its way (transfer-cube), so that a closed
+    left gripper does not by itself mean the transfer is done."""
 
 
 class KeyframeDemonstrator:
@@ -76,9 +79,12 @@ class KeyframeDemonstrator:
         regrasp_probability: float = 0.0,
         drop_probability: float = 0.0,
         noise: float = 0.0,
+        feint_probability: float = 0.0,
     ):
         self.kinematics = ArmKinematics(scene_model(self.scene))
-        self.suboptimal = Suboptimality(pauses, detours, regrasp_probability, drop_probability)
+        self.suboptimal = Suboptimality(
+            pauses, detours, regrasp_probability, drop_probability, feint_probability
+        )
         self.noise = noise
         self.reset(0)
 
@@ -205,6 +211,16 @@ class TransferCubeDemonstrator(KeyframeDemonstrator):
             Keyframe(t + 40, fixed(meet + np.array([-0.1, 0, 0.05])), meet_left, CLOSED),
         ]
         self._draw_pauses(t)
+        if self.suboptimal.feint_probability and self.rng.random() < self.suboptimal.feint_probability:
+            # Drawn last, so that datasets without feints keep their other draws. The left arm's way to the
+            # meeting point has fixed positions, so it can be read at planning time.
+            begin = self.rng.uniform(3, t - 8)
+            feint = [(begin, OPEN), (begin + 3, CLOSED), (begin + 6, OPEN)]
+            frames = []
+            for time, gripper in feint:
+                position, rotation, _ = interpolate(left, time, cube)
+                frames.append(Keyframe(time, fixed(position), rotation, gripper))
+            left[1:1] = frames
         return {"left": left, "right": right}
 
 

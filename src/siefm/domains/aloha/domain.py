@@ -82,6 +82,9 @@ class AlohaCollectConfig:
     """The chance that an episode's first grasp is opened and made again."""
     drop_probability: float = 0.5
     """The chance that the cube is dropped on its way and picked up where it fell."""
+    feint_probability: float = 0.0
+    """Transfer-cube: the chance that the left gripper closes and opens again on its way, so that a closed
+    left gripper does not by itself mean done to the reward model (docs/aloha.md)."""
     noise: float = 0.0
     """Radians of Gaussian noise on the arm joints' sent targets, one draw per 10 Hz step (the next step
     corrects it, so the data also shows recoveries from being off the plan)."""
@@ -90,7 +93,7 @@ class AlohaCollectConfig:
         require(self.task in DEMONSTRATORS, self, "task", f"one of {sorted(DEMONSTRATORS)}")
         require(self.num_episodes >= 1, self, "num_episodes", ">= 1")
         require(self.pauses >= 0 and self.detours >= 0, self, "pauses", ">= 0 (and detours too)")
-        for name in ("regrasp_probability", "drop_probability"):
+        for name in ("regrasp_probability", "drop_probability", "feint_probability"):
             require(0 <= getattr(self, name) <= 1, self, name, "in [0, 1]")
         require(self.noise >= 0, self, "noise", ">= 0")
         AlohaConfig(self.task, self.observation, self.image_size)  # checks the env's options
@@ -103,6 +106,7 @@ class AlohaCollectConfig:
             "regrasp_probability": self.regrasp_probability,
             "drop_probability": self.drop_probability,
             "noise": self.noise,
+            "feint_probability": self.feint_probability,
         }
         return GymCollectConfig(
             policy=DEMONSTRATORS[self.task],
