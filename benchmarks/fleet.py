@@ -90,7 +90,9 @@ def main(args: Args) -> dict:
     reward_efm, reward_meta = load_checkpoint(args.sft_run / "checkpoints" / "reward")
     reward_model = RewardModel(reward_efm, reward_meta["success_threshold"])
     env_id = meta["env"]["id"]
-    config = ImproveConfig(num_envs=args.num_envs).resolve(env_id)
+    # Every robot of a gymnasium env in this process (its own env workers are measured apart below); the
+    # raw simulator also runs inside a pool worker, which may not start processes of its own.
+    config = ImproveConfig(num_envs=args.num_envs, vector_env="sync").resolve(env_id)
     env = practice_env(meta["env"], config)
     results: dict = {"env": env, "num_envs": args.num_envs, "fleets": {}}
 
