@@ -29,6 +29,8 @@ import tyro
 
 from siefm.checkpoint import load_checkpoint
 from siefm.config import ImproveConfig
+from siefm.domains import find_domain
+from siefm.domains.gymnasium_env.domain import GymnasiumDomain
 from siefm.eval.summaries import machine_info
 from siefm.improve.fleet import make_fleet, practice_env
 from siefm.improve.ray_fleet import RayFleet, import_ray
@@ -90,9 +92,11 @@ def main(args: Args) -> dict:
     reward_efm, reward_meta = load_checkpoint(args.sft_run / "checkpoints" / "reward")
     reward_model = RewardModel(reward_efm, reward_meta["success_threshold"])
     env_id = meta["env"]["id"]
-    # Every robot of a gymnasium env in this process (its own env workers are measured apart below); the
-    # raw simulator also runs inside a pool worker, which may not start processes of its own.
-    config = ImproveConfig(num_envs=args.num_envs, vector_env="sync").resolve(env_id)
+    config = ImproveConfig(num_envs=args.num_envs).resolve(env_id)
+    if isinstance(find_domain(env_id), GymnasiumDomain):
+        # Every robot in this process (env workers are measured apart below): gymnasium's async vector env
+        # would start processes, which the raw simulator's pool workers may not.
+        config = replace(config, vector_env="sync")
     env = practice_env(meta["env"], config)
     results: dict = {"env": env, "num_envs": args.num_envs, "fleets": {}}
 
