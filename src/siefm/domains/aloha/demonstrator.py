@@ -158,9 +158,6 @@ class TransferCubeDemonstrator(KeyframeDemonstrator):
         def at_cube(offset: np.ndarray) -> Position:
             return lambda c: c + offset
 
-        def fixed(point: np.ndarray) -> Position:
-            return lambda c: point
-
         right = [
             Keyframe(0, fixed(start["right"][0]), start["right"][1], OPEN),
             Keyframe(12, at_cube(grasp_offset + up(0.08)), pick, OPEN),
@@ -234,6 +231,11 @@ def latched(offset: np.ndarray) -> Position:
         return at[0] + offset
 
     return position
+
+
+def fixed(point: np.ndarray) -> Position:
+    """`point`, wherever the objects are."""
+    return lambda _: point
 
 
 def up(height: float) -> np.ndarray:

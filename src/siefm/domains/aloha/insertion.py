@@ -45,6 +45,7 @@ from siefm.domains.aloha.demonstrator import (
     Keyframe,
     KeyframeDemonstrator,
     Position,
+    fixed,
     latched,
     up,
 )
@@ -99,10 +100,6 @@ def socket_axis(state: np.ndarray) -> np.ndarray:
 
 def at(thing: Object, offset: np.ndarray) -> Position:
     return lambda state: thing(state) + offset
-
-
-def fixed(point: np.ndarray) -> Position:
-    return lambda state: point
 
 
 def lifted(thing: Object, height: float) -> Position:
