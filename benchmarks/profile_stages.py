@@ -1,6 +1,8 @@
 """Where the time of each stage goes, per Stage 1 step and per Stage 2 env step.
 
     python benchmarks/profile_stages.py --dataset DATA --out runs/profile [--sft-steps 2048]
+    python benchmarks/profile_stages.py --dataset runs/demo-tabletop/dataset --out runs/profile-tabletop \
+        --sft-steps 1000 --num-envs 16 --hindsight block2block
 
 Runs a Stage 1 (`train_sft`, `--sft-steps` steps, no plateau stop) on DATA, then a Stage 2 (`improve`,
 `--iterations` iterations, `--num-envs` robots, other settings the defaults) from it, with timers wrapped
@@ -48,6 +50,8 @@ class Args:
     sft_steps: int = 2048
     iterations: int = 8
     num_envs: int = 8
+    hindsight: str = "none"
+    """Stage 1's hindsight labels (`--sft.hindsight`; the tabletop demo uses block2block)."""
 
 
 class Timers:
@@ -115,7 +119,9 @@ def patch(stack: ExitStack, timers: Timers, owner: Any, name: str, label: str) -
 
 def profile_stage1(args: Args, out: Path) -> dict:
     timers = Timers()
-    config = SFTConfig(steps=args.sft_steps, eval_every=args.sft_steps // 2, patience=0)
+    config = SFTConfig(
+        steps=args.sft_steps, eval_every=args.sft_steps // 2, patience=0, hindsight=args.hindsight
+    )
     frames_batches = stage1.Frames.batches
 
     def timed_batches(self: Any, *a: Any, **k: Any) -> Any:

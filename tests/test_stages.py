@@ -534,6 +534,40 @@ def straight_line_practice(fleet, reward_model: RewardModel, threshold: float, *
     return collect_practice(fleet, StraightLinePolicy(), detector, gamma=0.9, **options)
 
 
+class RowCounting(StraightLinePolicy):
+    """The straight-line policy, recording how many robots each call is given."""
+
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+
+    def act(self, obs, goal, **options):
+        self.rows.append(len(obs["state"]))
+        return super().act(obs, goal, **options)
+
+
+def test_models_run_on_the_robots_playing_only_and_their_outputs_reach_those_robots(
+    models, spy: dict
+) -> None:
+    _, reward_model = models
+    policy = RowCounting()
+    batch = collect_practice(
+        LocalFleet(8, PointMassConfig(), seed=4),
+        policy,
+        reward_model,
+        gamma=0.9,
+        num_samples=120,
+        max_episode_steps=25,
+    )
+    valid = spy["columns"]["valid"].numpy()
+    assert policy.rows == valid.sum(axis=1).tolist()  # one call per step, with the robots playing
+    assert min(policy.rows) < 8  # some steps ran with idle robots
+    # Each stored sample's action and d are what the models give for its own observation and goal.
+    state, goal = batch.state.double().numpy(), batch.goal.double().numpy()
+    np.testing.assert_allclose(batch.action.numpy(), pd_action(state[:, :2], state[:, 2:], goal), atol=1e-6)
+    d = reward_model.distance({"state": batch.state}, batch.goal)
+    assert_close(batch.distance, d, rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("end_on_true_success", [False, True])
 def test_which_signal_ends_practice_episodes(models, end_on_true_success: bool) -> None:
     _, reward_model = models

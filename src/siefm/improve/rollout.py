@@ -134,9 +134,24 @@ def _first_steps(episode_id: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(first)
 
 
-def _observation(obs: Observations, model: EFMBase) -> dict[str, torch.Tensor]:
-    """A model's observation input from fleet observations (frozen encodings computed here once)."""
-    return model.frozen_inputs({key: torch.from_numpy(obs[key]) for key in ("state", "pixels") if key in obs})
+def _observation(
+    obs: Observations, model: EFMBase, rows: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """A model's observation input from fleet observations (frozen encodings computed here once), of the
+    robots `rows` (None: all)."""
+    inputs = {key: torch.from_numpy(obs[key]) for key in ("state", "pixels") if key in obs}
+    return model.frozen_inputs(
+        inputs if rows is None else {key: value[rows] for key, value in inputs.items()}
+    )
+
+
+def _all_robots(values: torch.Tensor, rows: torch.Tensor | None, num_envs: int) -> torch.Tensor:
+    """(N, ...) from the (R, ...) `values` of robots `rows`, zero for the others (None: `values` is all)."""
+    if rows is None:
+        return values
+    full = values.new_zeros((num_envs, *values.shape[1:]))
+    full[rows] = values
+    return full
 
 
 class RobotGoals:
@@ -157,7 +172,10 @@ class RobotGoals:
         self.input = _with_rows(self.input, robots, new_input)
         self.encoded = _with_rows(self.encoded, robots, self.model.encode_goal(new_input))
 
-    def rows(self, robots: np.ndarray) -> GoalInput:
+    def rows(self, robots: np.ndarray | torch.Tensor | None) -> GoalInput:
+        """The encoded goals of `robots` (None: all)."""
+        if robots is None:
+            return self.encoded
         return self.encoded.rows(robots) if isinstance(self.encoded, EncodedGoal) else self.encoded[robots]
 
 
@@ -239,13 +257,19 @@ def practice_episodes(
     ends: dict[int, EpisodeEnd] = {}
     lengths: list[int] = []  # of the episodes ended so far
     while active.any():
-        obs_t = _observation(obs, policy)
-        action, _ = policy.act(obs_t, policy_goals.encoded, generator=generator)
+        # The models run on the robots playing an episode only: near the end of an iteration, when a few
+        # long episodes are still under way, a step costs what those few robots cost (docs/fleet.md).
+        rows = None if active.all() else torch.from_numpy(np.flatnonzero(active))
+        obs_t = _observation(obs, policy, rows)
+        action, _ = policy.act(obs_t, policy_goals.rows(rows), generator=generator)
         if bounds is not None:  # the action the robot executes is the one stored and scored
             action = torch.clamp(action, *bounds)
+        action = _all_robots(action, rows, num_envs)
         next_obs, true_success = fleet.step(action.numpy().astype(np.float64), active)
-        d_next = reward_model.distance(_observation(next_obs, reward_model.model), reward_goals.encoded)
-        detected = reward_model.is_success(d_next).numpy()
+        d_next = d.clone()  # idle robots keep their last d (masked out below)
+        scored = _observation(next_obs, reward_model.model, rows)
+        d_next[slice(None) if rows is None else rows] = reward_model.distance(scored, reward_goals.rows(rows))
+        detected = reward_model.is_success(d_next).numpy() & active
         steps += active
         samples_started += int(active.sum())
         ever_true |= true_success & active
@@ -265,7 +289,7 @@ def practice_episodes(
         reward = d - d_next  # r_t = d_t - d_{t+1}, plus the simulator's bonus where asked for
         reward = (reward + success_bonus * torch.from_numpy(true_success)) * torch.from_numpy(active)
         step_record = {
-            "state": obs_t["state"],
+            "state": torch.from_numpy(obs["state"]),
             "goal": policy_goals.input,
             "action": action,
             "reward": reward,
@@ -274,7 +298,7 @@ def practice_episodes(
             "episode": torch.from_numpy(episode.copy()),
             "valid": torch.from_numpy(active.copy()),
             "done": torch.from_numpy(done),
-            "features": obs_t.get("features"),
+            "features": _all_robots(obs_t["features"], rows, num_envs) if "features" in columns else None,
         }
         for key in columns:
             columns[key].append(step_record[key])
