@@ -172,6 +172,24 @@ def test_frozen_features_of_a_dataset_are_the_same_from_worker_processes_and_in_
     assert_close(two_workers, expected, atol=1e-3, rtol=1e-3)  # every chunk, back in frame order
 
 
+def test_frame_encoding_starts_no_workers_on_one_given_core(
+    tabletop_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One core given (`taskset -c 0`, a one-CPU quota): the default encodes in this process, not in a
+    worker per machine core sharing it."""
+    from siefm.data import pixels
+    from siefm.models.vision import ScratchCNN
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a worker pool was started on one given core")
+
+    monkeypatch.setattr(pixels, "cores_given", lambda: 1)
+    monkeypatch.setattr(torch.multiprocessing.get_context("spawn"), "Pool", no_pool)
+    dataset = read_dataset(tabletop_data).select_episodes(np.array([0]))
+    features = encoded_dataset_frames(dataset, SIZE, ScratchCNN().eval(), chunk_frames=7)
+    assert len(features) == dataset.num_frames
+
+
 # --- the pixel EFM --------------------------------------------------------------------------------------
 
 

@@ -164,8 +164,9 @@ class ImproveConfig:
     env_workers: int = 0
     """Local fleet: step the robots' simulators in this many worker processes, each with its share of the
     robots, while this process runs the models (0: all in this process). For simulators that dominate a
-    step by far: on the tabletop, 2 workers on 2 cores collected 0.92-1.10x as fast as this process alone,
-    and on PointMass slower (docs/fleet.md). Gymnasium envs have their own workers (`vector_env`)."""
+    step by far: on the tabletop, 2 workers on 2 cores collected 0.92-1.39x as fast as this process alone
+    (four runs), and on PointMass slower (docs/fleet.md). Gymnasium envs have their own workers
+    (`vector_env`)."""
     fleet: Literal["local", "ray"] = "local"
     """'local': every robot in this process; 'ray': the robots spread over `actors` Ray actors, each with
     its own copy of the policy and the reward model (needs `pip install 'siefm[ray]'`)."""

@@ -14,7 +14,6 @@ Both are `FrameReader`s: frames by dataset row, picklable, so worker processes r
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
@@ -26,6 +25,7 @@ from siefm.data.cameras import camera_key, recorded_frames
 from siefm.data.dataset import DatasetError, EpisodeDataset
 from siefm.domains import FrameSource, find_domain, get_domain
 from siefm.models.vision import VisionEncoder, encode_in_small_batches
+from siefm.threads import cores_given
 
 CHUNK_FRAMES = 4096  # frames rendered (and encoded) per chunk, by a worker per task: 47 MB of features at 96
 
@@ -117,14 +117,15 @@ def encoded_dataset_frames(
 ) -> torch.Tensor:
     """(F, C, h, w) float16 features of a frozen `encoder` for every frame of a dataset (float16
     halves the cache; the towers read them as float32), read and encoded `chunk_frames` at a time by
-    `workers` processes (None: one per CPU core, at most 4).
+    `workers` processes (None: one per core this process is given, at most 4: `taskset -c 0` or a
+    one-CPU quota encodes in this process, where a worker per machine core would share the one core).
 
     Choice: separate processes, each with one torch thread, because the encoder's small batches
     (`encode_in_small_batches`) keep a second thread of one process mostly idle; on this 2-core machine
     two processes rendered and encoded 1.9x as many frames per second as one with two threads. A dataset
     of one chunk is done in this process, where starting workers would cost more than it saves."""
     pieces = row_chunks(dataset.num_frames, chunk_frames)
-    workers = min(os.cpu_count() or 1, 4) if workers is None else workers
+    workers = min(cores_given(), 4) if workers is None else workers
     reader = frame_reader(dataset, size)
     with tqdm(total=dataset.num_frames, desc="dataset frames", unit="frame", mininterval=1.0) as progress:
         if workers > 1 and len(pieces) > 1:

@@ -1,11 +1,12 @@
 """The whole recipe on the tabletop: collect -> Stage 1 -> Stage 2 -> eval -> report.
 
 `run_tabletop_demo` is what `siefm demo tabletop` calls. Its defaults are the recipe that shows Stage 2's
-effect in under 10 minutes on 2 cores (docs/tabletop.md, "`siefm demo tabletop`"): sub-optimal
-demonstrations (the oracle makes 0-16 random detours first), Stage 1 on every task family with hindsight
-block2block labels for the steps-to-go head, 300 episodes of block2block practice (the paper's family),
-and 200 block2block evaluation episodes for the Stage 1 policy, the improved policy and the scripted
-oracle, with annotated videos (`--eval.families` None gives the reference protocol, 5 families x 50).
+effect in under 10 minutes on 2 cores (docs/tabletop.md, "`siefm demo tabletop`"): 2,500 attempts of
+sub-optimal demonstrations (the oracle makes 0-16 random detours first), 4,000 Stage 1 steps on every
+task family with hindsight block2block labels for the steps-to-go head, 500 episodes of block2block
+practice (the paper's family), and 200 block2block evaluation episodes for the Stage 1 policy, the
+improved policy and the scripted oracle, with annotated videos (`--eval.families` None gives the reference
+protocol, 5 families x 50).
 It writes `results.json` (docs/method.md, "results.json", plus `per_family` breakdowns),
 `success_by_family.png`, `learning_curve.png` and `videos/`. `--obs pixels` runs the same recipe with the
 pixel EFM (pretrained EfficientNet-Lite0 + MiniLM by default; see docs/pixels.md).
@@ -45,18 +46,19 @@ from siefm.sft import train_sft
 
 @dataclass(frozen=True)
 class TabletopDemoConfig:
-    """Settings of every stage of the tabletop demo; the defaults finish in about 9 minutes on 2 cores."""
+    """Settings of every stage of the tabletop demo; the defaults finish in about 9 minutes on 2 cores.
+    A small dataset on purpose: Stage 1 then leaves room for practice to show (docs/tabletop.md)."""
 
     collect: TabletopCollectConfig = field(
-        default_factory=lambda: TabletopCollectConfig(num_episodes=8_000, max_detours=16)
+        default_factory=lambda: TabletopCollectConfig(num_episodes=2_500, max_detours=16)
     )
     dataset: Path | None = None
     """Use this tabletop dataset (from `siefm collect --env tabletop`) instead of collecting one."""
     sft: SFTConfig = field(
-        default_factory=lambda: SFTConfig(steps=10_000, eval_every=1_000, hindsight="block2block")
+        default_factory=lambda: SFTConfig(steps=4_000, eval_every=1_000, hindsight="block2block")
     )
     improve: ImproveConfig = field(
-        default_factory=lambda: ImproveConfig(num_iterations=100, max_practice_episodes=300)
+        default_factory=lambda: ImproveConfig(num_iterations=100, max_practice_episodes=500)
     )
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(families=("block2block",), episodes=200))
     obs: Literal["state", "pixels"] | None = None
