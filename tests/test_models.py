@@ -500,3 +500,25 @@ def test_stage1_batch_defaults_to_256_and_to_128_for_pixels() -> None:
     pixels = SFTConfig(model=ModelConfig(observation="pixels"))
     assert pixels.resolve(TABLETOP_ID).batch_size == 128
     assert dataclasses.replace(pixels, batch_size=64).resolve(TABLETOP_ID).batch_size == 64
+
+
+def test_name_words_marks_each_position_holding_a_word_of_an_objects_name() -> None:
+    from siefm.models.objects import ObjectSelector
+
+    names = torch.tensor([[5, 7, 0], [7, 9, 0], [3, 0, 0]])  # padded with 0; word 7 is in two names
+    selector = ObjectSelector(
+        num_objects=3, prefix_dim=4, object_dim=4, num_roles=2, key_dim=4, text_dim=8,
+        object_words=names, max_words=4,
+    )  # fmt: skip
+    layout = torch.tensor([[5, 7, 0, 12], [0, 3, 9, 2]])
+    expected = torch.tensor(
+        [
+            [[True, False, False], [True, True, False], [False, False, False], [False, False, False]],
+            [[False, False, False], [False, False, True], [False, True, False], [False, False, False]],
+        ]
+    )
+    assert torch.equal(selector.name_words(layout), expected)
+    # The same as comparing every position with every name word (without the padding id).
+    ids = torch.randint(0, 14, (64, 8), generator=torch.Generator().manual_seed(0))
+    brute = (ids[:, :, None, None] == names[None, None]).any(-1) & (ids != 0)[..., None]
+    assert torch.equal(selector.name_words(ids), brute)

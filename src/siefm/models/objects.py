@@ -101,9 +101,7 @@ class ObjectSelector(nn.Module):
         return self._name_weights(ids)
 
     def _name_weights(self, ids: torch.Tensor) -> torch.Tensor:
-        layout = from_both_ends(ids)  # (B, P)
-        same = (layout[:, :, None, None] == self.object_words[None, None]).any(-1)  # (B, P, objects)
-        filled = (same & (layout != 0)[..., None]).float()
+        filled = self.name_words(from_both_ends(ids)).float()  # (B, P, objects)
         logits = NAME_SCALE * self.position_weights @ filled  # (B, roles, objects)
         # Choice: the queries name different objects. Each query's logits lose EXCLUDE times the weight the
         # earlier queries put on an object, so the second cannot settle on the first's object, and on
@@ -118,6 +116,18 @@ class ObjectSelector(nn.Module):
             roles.append(torch.softmax(logits[:, role] - EXCLUDE * taken, dim=-1))
             taken = taken + roles[-1].detach()
         return torch.stack(roles, dim=1)
+
+    def name_words(self, layout: torch.Tensor) -> torch.Tensor:
+        """(B, P, objects) bool: whether the word at each position of `layout` (B, P) is a word of each
+        object's name (padding, id 0, is none). Looked up in a table of word id -> objects: comparing
+        every position with every name word made a (B, P, objects, W) tensor and took a fifth of a
+        tabletop Stage 1 step."""
+        names = self.object_words  # (objects, W)
+        size = int(max(int(layout.max()), int(names.max()))) + 1
+        table = torch.zeros(size, self.num_objects, dtype=torch.bool, device=layout.device)
+        table[names, torch.arange(self.num_objects, device=names.device)[:, None].expand_as(names)] = True
+        table[0] = False
+        return table[layout]
 
     def _slot_weights(self, text: torch.Tensor) -> torch.Tensor:
         queries = self.queries(text).view(-1, self.num_roles, self.key_dim)
