@@ -123,7 +123,7 @@ class ObjectSelector(nn.Module):
         every position with every name word made a (B, P, objects, W) tensor and took a fifth of a
         tabletop Stage 1 step."""
         names = self.object_words  # (objects, W)
-        size = int(max(int(layout.max()), int(names.max()))) + 1
+        size = max(int(layout.max()) if layout.numel() else 0, int(names.max())) + 1
         table = torch.zeros(size, self.num_objects, dtype=torch.bool, device=layout.device)
         table[names, torch.arange(self.num_objects, device=names.device)[:, None].expand_as(names)] = True
         table[0] = False
