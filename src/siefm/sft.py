@@ -160,7 +160,9 @@ def stage1_optimizer(model: EFMBase, config: SFTConfig) -> torch.optim.AdamW:
     groups = [{"params": [p for p in model.parameters() if id(p) not in seen]}]
     if perception:
         groups.append({"params": perception, "lr": config.perception_lr})
-    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    # foreach: one multi-tensor update instead of a loop over tensors (torch picks it on GPUs only); the
+    # same weights bit for bit on CPU, and a PointMass Stage 1 1.1-1.2x faster (docs/performance.md).
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
 
 
 def stage1_inputs(

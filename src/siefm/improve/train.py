@@ -139,7 +139,9 @@ def _run(
     fleet: Fleet | RayFleet = (
         RayFleet(env, config, policy, reward_model) if ray else make_fleet(env, config, camera)
     )
-    optimizer = torch.optim.AdamW(policy.policy_parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(  # foreach: as in Stage 1 (siefm.sft.stage1_optimizer)
+        policy.policy_parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True
+    )
     generator = torch.Generator().manual_seed(config.seed)
     counters = {"iterations": 0, "env_steps": 0, "updates": 0, "episodes": 0, "wall_seconds": 0.0}
     if (out / STATE_DIR).is_dir() or (out / (STATE_DIR + ".old")).is_dir():
